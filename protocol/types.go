@@ -1,0 +1,247 @@
+package protocol
+
+import "time"
+
+// Version is the protocol version this package speaks. See the package
+// documentation for its history.
+const Version uint16 = 1
+
+// ALPN is the TLS application protocol negotiated on every vmpulse QUIC
+// connection.
+const ALPN = "vmpulse/1"
+
+// Limits every decoder enforces before allocating. A peer that exceeds one
+// gets ErrCodeTooLarge and the stream is closed.
+const (
+	// MaxFrameSize bounds one frame's payload on the wire (compressed).
+	MaxFrameSize = 16 << 20
+	// MaxDecodedPayload bounds a batch payload after decompression.
+	MaxDecodedPayload = 64 << 20
+	// MaxSeriesPerBatch bounds the series dictionary of one samples batch.
+	MaxSeriesPerBatch = 1 << 20
+	// MaxPointsPerSeries bounds the timestamps of one series in one batch.
+	MaxPointsPerSeries = 1 << 16
+	// MaxCountersPerSeries bounds the value columns of one series.
+	MaxCountersPerSeries = 512
+	// MaxStringLen bounds every string on the wire.
+	MaxStringLen = 4096
+)
+
+// BatchKind says what a batch's payload holds.
+type BatchKind uint8
+
+// Batch kinds.
+const (
+	KindSamples   BatchKind = 1 // payload: Samples
+	KindInventory BatchKind = 2 // payload: Inventory
+	KindEvents    BatchKind = 3 // payload: Events
+	KindGap       BatchKind = 4 // payload: Gap (the agent lost data and says so)
+)
+
+// Codec says how a batch payload is compressed.
+type Codec uint8
+
+// Codecs.
+const (
+	CodecNone Codec = 0
+	CodecZstd Codec = 1
+)
+
+// Batch is the unit of delivery, spooling and acknowledgement. (AgentEpoch,
+// Seq) identifies it for good: the aggregator's ledger makes a redelivered
+// batch a no-op that is acknowledged again.
+type Batch struct {
+	Kind  BatchKind
+	Epoch uint64 // the agent spool's epoch; a new spool starts a new epoch
+	Seq   uint64 // monotonically increasing within an epoch, from 1
+	// First and Last bound the data timestamps in the payload (Unix ms).
+	First, Last int64
+	Codec       Codec
+	Payload     []byte // encoded (and possibly compressed) payload
+}
+
+// Counter names one value column of a series, e.g. {"cpu.usage.average", "%"}.
+type Counter struct {
+	Name string
+	Unit string
+}
+
+// SeriesKey identifies one row-series: one entity (or one instance of it,
+// such as a vNIC) on one source, with a fixed list of counters whose values
+// travel together.
+type SeriesKey struct {
+	Source     string // the vCenter/ESXi endpoint (its instance UUID or configured name)
+	EntityKind string // "vm", "host", "cluster", "datastore", ...
+	EntityID   string // managed object reference value, e.g. "vm-42"
+	Instance   string // "" for the entity aggregate, else e.g. "vmnic0", "scsi0:1"
+	Counters   []Counter
+}
+
+// SeriesData holds one series' points in columnar form: Values[c][i] is the
+// value of Counters[c] at Timestamps[i]. A NaN value means "no sample".
+type SeriesData struct {
+	Key        SeriesKey
+	Timestamps []int64 // Unix milliseconds, ascending
+	Values     [][]float64
+}
+
+// Samples is the payload of a KindSamples batch.
+type Samples struct {
+	Series []SeriesData
+}
+
+// InventoryObject is one vSphere managed object as the agent last saw it.
+type InventoryObject struct {
+	Source   string         `json:"source"`
+	Kind     string         `json:"kind"` // vm, host, cluster, datastore, resourcepool, datacenter, folder
+	ID       string         `json:"id"`   // moref value
+	Name     string         `json:"name"`
+	ParentID string         `json:"parent_id,omitempty"`
+	Path     string         `json:"path,omitempty"` // inventory folder path
+	Deleted  bool           `json:"deleted,omitempty"`
+	Props    map[string]any `json:"props,omitempty"` // power_state, tools_status, guest_ips, ...
+}
+
+// Inventory is the payload of a KindInventory batch. Full means the objects
+// are the complete inventory of Source: any object of Source not listed is
+// gone.
+type Inventory struct {
+	Source  string            `json:"source"`
+	Full    bool              `json:"full"`
+	At      int64             `json:"at"` // Unix ms the snapshot/changes were observed
+	Objects []InventoryObject `json:"objects"`
+}
+
+// Event is one vCenter event.
+type Event struct {
+	Source     string         `json:"source"`
+	Key        int64          `json:"key"` // vCenter event key, unique per source
+	ChainID    int64          `json:"chain_id,omitempty"`
+	Type       string         `json:"type"` // e.g. "VmPoweredOffEvent"
+	Time       int64          `json:"time"` // Unix ms
+	User       string         `json:"user,omitempty"`
+	Message    string         `json:"message,omitempty"`
+	Severity   string         `json:"severity,omitempty"` // info, warning, error, user
+	EntityKind string         `json:"entity_kind,omitempty"`
+	EntityID   string         `json:"entity_id,omitempty"`
+	EntityName string         `json:"entity_name,omitempty"`
+	Datacenter string         `json:"datacenter,omitempty"`
+	Extra      map[string]any `json:"extra,omitempty"`
+}
+
+// Events is the payload of a KindEvents batch.
+type Events struct {
+	Events []Event `json:"events"`
+}
+
+// Gap is the payload of a KindGap batch: the agent dropped batches it could
+// not keep (spool full) and tells the aggregator what is missing.
+type Gap struct {
+	Epoch    uint64 `json:"epoch"`
+	FromSeq  uint64 `json:"from_seq"`
+	ToSeq    uint64 `json:"to_seq"`
+	Batches  uint64 `json:"batches"`
+	Bytes    uint64 `json:"bytes"`
+	First    int64  `json:"first"` // Unix ms, oldest data lost
+	Last     int64  `json:"last"`  // Unix ms, newest data lost
+	Reason   string `json:"reason"`
+	Detected int64  `json:"detected"` // Unix ms
+}
+
+// Hello is the first message an agent sends on the control stream.
+type Hello struct {
+	AgentID      string   `json:"agent_id"`
+	AgentVersion string   `json:"agent_version"`
+	MinVersion   uint16   `json:"min_version"`
+	MaxVersion   uint16   `json:"max_version"`
+	Epoch        uint64   `json:"epoch"`
+	Sources      []string `json:"sources,omitempty"`
+}
+
+// Welcome answers Hello with the negotiated version and the configuration
+// the aggregator pushes to the agent.
+type Welcome struct {
+	Version           uint16        `json:"version"`
+	AgentID           string        `json:"agent_id"`
+	Site              string        `json:"site"`
+	HeartbeatInterval time.Duration `json:"heartbeat_interval"`
+	MaxInFlight       int           `json:"max_in_flight"` // unacked batches per data stream
+	ServerTime        int64         `json:"server_time"`   // Unix ms, lets the agent see clock skew
+}
+
+// Heartbeat carries the agent's health on the control stream.
+type Heartbeat struct {
+	SpoolDepth      uint64 `json:"spool_depth"` // batches not yet acked
+	SpoolBytes      uint64 `json:"spool_bytes"`
+	OldestUnsentAge int64  `json:"oldest_unsent_ms"`  // age of the oldest unacked batch
+	CollectionLag   int64  `json:"collection_lag_ms"` // now − newest collected sample
+	Dropped         uint64 `json:"dropped_batches"`   // dropped by quota since start
+	SentAt          int64  `json:"sent_at"`           // Unix ms
+}
+
+// Command is sent by the aggregator on the control stream.
+type Command struct {
+	Name string            `json:"name"` // "resync_inventory"
+	Args map[string]string `json:"args,omitempty"`
+}
+
+// AckStatus is the aggregator's verdict on a batch.
+type AckStatus uint8
+
+// Ack statuses.
+const (
+	AckStored    AckStatus = 0 // committed now
+	AckDuplicate AckStatus = 1 // already committed earlier; drop it
+	AckRejected  AckStatus = 2 // will never be accepted (see Code); drop it and record a gap
+)
+
+// Ack acknowledges one batch on the data stream it arrived on. It is sent
+// only after the batch is durably committed (or known to be).
+type Ack struct {
+	Epoch  uint64
+	Seq    uint64
+	Status AckStatus
+	Code   ErrorCode // for AckRejected
+}
+
+// EnrollRequest is sent once by a new agent with its single-use token.
+type EnrollRequest struct {
+	Token   string `json:"token"`
+	CSR     []byte `json:"csr"` // DER PKCS#10
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// EnrollResponse returns the agent's identity and certificates.
+type EnrollResponse struct {
+	AgentID string `json:"agent_id"`
+	Site    string `json:"site"`
+	Cert    []byte `json:"cert"` // DER client certificate
+	CACert  []byte `json:"ca_cert"`
+}
+
+// ErrorCode is a numeric error code, used both in Error messages and as the
+// QUIC stream/application error code when a stream is closed.
+type ErrorCode uint32
+
+// Error codes. Values are stable: never renumber.
+const (
+	ErrCodeNone            ErrorCode = 0
+	ErrCodeInternal        ErrorCode = 1
+	ErrCodeMalformed       ErrorCode = 2 // a frame or payload failed to decode
+	ErrCodeTooLarge        ErrorCode = 3
+	ErrCodeUnsupported     ErrorCode = 4 // version, kind or codec not supported
+	ErrCodeUnauthenticated ErrorCode = 5 // unknown or revoked agent
+	ErrCodeForbidden       ErrorCode = 6 // e.g. data for another site
+	ErrCodeBadToken        ErrorCode = 7 // enrollment token unknown, used or expired
+	ErrCodeUnavailable     ErrorCode = 8 // aggregator cannot store now; retry later
+	ErrCodeProtocol        ErrorCode = 9 // message out of order
+	ErrCodeShutdown        ErrorCode = 10
+)
+
+// Error is sent before a stream or connection is closed for a reason the
+// peer should log.
+type Error struct {
+	Code    ErrorCode `json:"code"`
+	Message string    `json:"message"`
+}
