@@ -1,0 +1,403 @@
+package ingest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
+	"github.com/vmpulse/vmpulse/protocol"
+)
+
+// agentConn is one authenticated agent connection.
+type agentConn struct {
+	conn     *quic.Conn
+	agentID  string
+	site     string
+	log      *slog.Logger
+	hello    chan struct{} // closed once the hello was accepted
+	commands chan protocol.Command
+}
+
+func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-conn.Context().Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	certs := conn.ConnectionState().TLS.PeerCertificates
+	if len(certs) == 0 {
+		s.serveEnrollment(ctx, conn)
+		return
+	}
+	a, site, err := s.checkAgent(ctx, certs[0])
+	if err != nil {
+		s.log.Warn("refused agent connection", "remote", conn.RemoteAddr().String(), "err", err)
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeUnauthenticated), err.Error())
+		return
+	}
+	ac := &agentConn{
+		conn:     conn,
+		agentID:  a.ID,
+		site:     site,
+		log:      s.log.With("agent", a.ID, "site", site),
+		hello:    make(chan struct{}),
+		commands: make(chan protocol.Command, 16),
+	}
+	s.mu.Lock()
+	old := s.conns[a.ID]
+	s.conns[a.ID] = ac
+	s.mu.Unlock()
+	if old != nil {
+		old.conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeShutdown), "superseded by a newer connection")
+	}
+	defer func() {
+		s.mu.Lock()
+		if s.conns[a.ID] == ac {
+			delete(s.conns, a.ID)
+		}
+		s.mu.Unlock()
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer dcancel()
+		if err := s.store.AgentDisconnected(dctx, a.ID); err != nil {
+			ac.log.Debug("registry update failed", "err", err)
+		}
+		ac.log.Info("agent disconnected")
+	}()
+	var wg sync.WaitGroup
+	defer func() {
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeShutdown), "connection ended")
+		cancel()
+		wg.Wait()
+	}()
+	for {
+		st, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveStream(ctx, ac, st)
+		}()
+	}
+}
+
+// serveStream dispatches on the stream's first message: a Hello makes it the
+// control stream, a Batch a data stream.
+func (s *Server) serveStream(ctx context.Context, ac *agentConn, st *quic.Stream) {
+	r := bufio.NewReaderSize(st, 64<<10)
+	m, err := protocol.ReadMessage(r)
+	if err != nil {
+		s.failStream(ac.log, st, err)
+		return
+	}
+	switch msg := m.(type) {
+	case *protocol.Hello:
+		s.serveControl(ctx, ac, st, r, msg)
+	case *protocol.Batch:
+		select {
+		case <-ac.hello:
+		case <-ctx.Done():
+			return
+		case <-time.After(30 * time.Second):
+			s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: "data stream opened before hello"})
+			return
+		}
+		s.serveData(ctx, ac, st, r, msg)
+	default:
+		s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: fmt.Sprintf("unexpected first message %T", m)})
+	}
+}
+
+// failStream tells the peer why, then closes the stream with the error's code.
+func (s *Server) failStream(log *slog.Logger, st *quic.Stream, err error) {
+	if errors.Is(err, io.EOF) || isConnGone(err) {
+		log.Debug("stream ended", "err", err)
+		st.Close()
+		return
+	}
+	code := protocol.CodeOf(err)
+	log.Warn("closing stream", "code", code, "err", err)
+	_ = st.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	_ = protocol.WriteMessage(st, &protocol.Error{Code: code, Message: err.Error()})
+	st.CancelRead(quic.StreamErrorCode(code))
+	st.Close()
+}
+
+func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Stream, r io.Reader, h *protocol.Hello) {
+	select {
+	case <-ac.hello:
+		s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: "second control stream"})
+		return
+	default:
+	}
+	if h.AgentID != ac.agentID {
+		s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeForbidden, Msg: fmt.Sprintf("hello names agent %q but the certificate is for %q", h.AgentID, ac.agentID)})
+		return
+	}
+	if h.MinVersion > protocol.Version || h.MaxVersion < protocol.Version {
+		s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeUnsupported, Msg: fmt.Sprintf("agent speaks versions %d..%d, aggregator speaks %d", h.MinVersion, h.MaxVersion, protocol.Version)})
+		return
+	}
+	if err := s.store.AgentConnected(ctx, ac.agentID, h.AgentVersion, ac.conn.RemoteAddr().String(), h.Epoch); err != nil {
+		ac.log.Warn("registry update failed", "err", err)
+	}
+	w := &protocol.Welcome{
+		Version:           protocol.Version,
+		AgentID:           ac.agentID,
+		Site:              ac.site,
+		HeartbeatInterval: s.cfg.HeartbeatInterval,
+		MaxInFlight:       s.cfg.MaxInFlight,
+		ServerTime:        time.Now().UnixMilli(),
+	}
+	if err := protocol.WriteMessage(st, w); err != nil {
+		ac.log.Warn("write welcome", "err", err)
+		return
+	}
+	close(ac.hello)
+	ac.log.Info("agent connected", "version", h.AgentVersion, "remote", ac.conn.RemoteAddr().String(), "epoch", h.Epoch)
+
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case cmd := <-ac.commands:
+				if err := protocol.WriteMessage(st, &cmd); err != nil {
+					ac.log.Warn("send command", "command", cmd.Name, "err", err)
+					return
+				}
+			}
+		}
+	}()
+	for {
+		m, err := protocol.ReadMessage(r)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.failStream(ac.log, st, err)
+			}
+			return
+		}
+		hb, ok := m.(*protocol.Heartbeat)
+		if !ok {
+			s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: fmt.Sprintf("unexpected %T on the control stream", m)})
+			return
+		}
+		if err := s.store.AgentHeartbeat(ctx, ac.agentID, hb); err != nil {
+			ac.log.Debug("registry update failed", "err", err)
+		}
+	}
+}
+
+// serveData reads batches into a small bounded queue and stores them one at
+// a time, acknowledging each after commit, in arrival order.
+func (s *Server) serveData(ctx context.Context, ac *agentConn, st *quic.Stream, r io.Reader, first *protocol.Batch) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	queue := make(chan *protocol.Batch, 2)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		b := first
+		for {
+			select {
+			case queue <- b:
+			case <-ctx.Done():
+				return
+			}
+			m, err := protocol.ReadMessage(r)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			var ok bool
+			if b, ok = m.(*protocol.Batch); !ok {
+				readErr <- &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: fmt.Sprintf("unexpected %T on a data stream", m)}
+				return
+			}
+		}
+	}()
+	for b := range queue {
+		ack, err := s.handleBatch(ctx, ac, b)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.failStream(ac.log, st, err)
+			}
+			return
+		}
+		if err := protocol.WriteMessage(st, &ack); err != nil {
+			return
+		}
+	}
+	select {
+	case err := <-readErr:
+		s.failStream(ac.log, st, err)
+	default:
+	}
+}
+
+// handleBatch decodes and stores one batch, retrying while the database is
+// unavailable. It returns an error (and no ack) only when it gives up on a
+// batch that may still be storable later: the agent will resend it.
+func (s *Server) handleBatch(ctx context.Context, ac *agentConn, b *protocol.Batch) (protocol.Ack, error) {
+	ack := protocol.Ack{Epoch: b.Epoch, Seq: b.Seq}
+	meta := store.BatchMeta{AgentID: ac.agentID, Site: ac.site, Epoch: b.Epoch, Seq: b.Seq, Kind: b.Kind, Bytes: len(b.Payload)}
+	var write func(context.Context) (store.Result, error)
+	switch b.Kind {
+	case protocol.KindSamples:
+		p, err := b.Samples()
+		if err != nil {
+			return s.rejected(ac, b, err), nil
+		}
+		write = func(ctx context.Context) (store.Result, error) { return s.store.WriteSamples(ctx, meta, p) }
+	case protocol.KindInventory:
+		p, err := b.Inventory()
+		if err != nil {
+			return s.rejected(ac, b, err), nil
+		}
+		write = func(ctx context.Context) (store.Result, error) { return s.store.WriteInventory(ctx, meta, p) }
+	case protocol.KindEvents:
+		p, err := b.Events()
+		if err != nil {
+			return s.rejected(ac, b, err), nil
+		}
+		write = func(ctx context.Context) (store.Result, error) { return s.store.WriteEvents(ctx, meta, p) }
+	case protocol.KindGap:
+		p, err := b.Gap()
+		if err != nil {
+			return s.rejected(ac, b, err), nil
+		}
+		write = func(ctx context.Context) (store.Result, error) { return s.store.WriteGap(ctx, meta, p) }
+	default:
+		return s.rejected(ac, b, &protocol.DecodeError{Code: protocol.ErrCodeUnsupported, Msg: fmt.Sprintf("batch kind %d", b.Kind)}), nil
+	}
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		res, err := write(ctx)
+		if err == nil {
+			if res.Duplicate {
+				s.Stats.BatchesDuplicate.Add(1)
+				ack.Status = protocol.AckDuplicate
+			} else {
+				s.Stats.BatchesStored.Add(1)
+				s.Stats.SamplesStored.Add(int64(res.Samples))
+				ack.Status = protocol.AckStored
+			}
+			if attempt > 1 {
+				ac.log.Info("store recovered; batch committed", "epoch", b.Epoch, "seq", b.Seq, "attempts", attempt)
+			}
+			return ack, nil
+		}
+		var rej *store.RejectError
+		if errors.As(err, &rej) {
+			return s.rejected(ac, b, err), nil
+		}
+		if ctx.Err() != nil {
+			return ack, ctx.Err()
+		}
+		transient := store.IsTransient(err)
+		if !transient && attempt >= 3 {
+			return ack, &protocol.DecodeError{Code: protocol.ErrCodeUnavailable, Msg: fmt.Sprintf("cannot store batch %d/%d: %v", b.Epoch, b.Seq, err)}
+		}
+		s.Stats.StoreRetries.Add(1)
+		if attempt == 1 || attempt%20 == 0 {
+			ac.log.Warn("cannot store batch; holding the ack and retrying", "epoch", b.Epoch, "seq", b.Seq, "attempt", attempt, "transient", transient, "err", err)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ack, ctx.Err()
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Server) rejected(ac *agentConn, b *protocol.Batch, err error) protocol.Ack {
+	s.Stats.BatchesRejected.Add(1)
+	code := protocol.CodeOf(err)
+	var rej *store.RejectError
+	if errors.As(err, &rej) {
+		code = rej.Code
+	}
+	ac.log.Warn("batch rejected", "epoch", b.Epoch, "seq", b.Seq, "kind", b.Kind, "code", code, "err", err)
+	return protocol.Ack{Epoch: b.Epoch, Seq: b.Seq, Status: protocol.AckRejected, Code: code}
+}
+
+// serveEnrollment serves a connection without a client certificate: one
+// stream, one EnrollRequest, one answer.
+func (s *Server) serveEnrollment(ctx context.Context, conn *quic.Conn) {
+	log := s.log.With("remote", conn.RemoteAddr().String())
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := conn.AcceptStream(actx)
+	if err != nil {
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeUnauthenticated), "client certificate required")
+		return
+	}
+	m, err := protocol.ReadMessage(st)
+	if err != nil {
+		s.failStream(log, st, err)
+		return
+	}
+	req, ok := m.(*protocol.EnrollRequest)
+	if !ok {
+		s.Stats.StreamsRefused.Add(1)
+		s.failStream(log, st, &protocol.DecodeError{Code: protocol.ErrCodeUnauthenticated, Msg: "client certificate required (only enrollment is possible without one)"})
+		return
+	}
+	secret, _, err := protocol.ParseEnrollToken(req.Token)
+	if err != nil {
+		s.failStream(log, st, &protocol.DecodeError{Code: protocol.ErrCodeBadToken, Msg: err.Error()})
+		return
+	}
+	var certDER []byte
+	a, err := s.store.Enroll(actx, secret, req.Name, req.Version, func(id, site string) (string, time.Time, error) {
+		der, serial, notAfter, err := s.ca.SignAgent(req.CSR, id, site)
+		certDER = der
+		return serial, notAfter, err
+	})
+	if err != nil {
+		var rej *store.RejectError
+		if errors.As(err, &rej) {
+			s.failStream(log, st, &protocol.DecodeError{Code: rej.Code, Msg: rej.Msg})
+		} else {
+			s.failStream(log, st, &protocol.DecodeError{Code: protocol.ErrCodeInternal, Msg: "enrollment failed: " + err.Error()})
+		}
+		return
+	}
+	log.Info("agent enrolled", "agent", a.ID, "site", a.Site, "name", req.Name)
+	if err := protocol.WriteMessage(st, &protocol.EnrollResponse{AgentID: a.ID, Site: a.Site, Cert: certDER, CACert: s.ca.Cert.Raw}); err != nil {
+		log.Warn("write enroll response", "err", err)
+	}
+	st.Close()
+	// Let the agent read the answer and close the connection itself.
+	select {
+	case <-conn.Context().Done():
+	case <-actx.Done():
+		conn.CloseWithError(0, "enrolled")
+	}
+}
+
+// isConnGone reports errors that mean the peer or the connection went away,
+// which is normal and not worth a warning.
+func isConnGone(err error) bool {
+	var (
+		appErr    *quic.ApplicationError
+		idleErr   *quic.IdleTimeoutError
+		resetErr  *quic.StatelessResetError
+		streamErr *quic.StreamError
+	)
+	return errors.As(err, &appErr) || errors.As(err, &idleErr) || errors.As(err, &resetErr) || errors.As(err, &streamErr)
+}

@@ -1,0 +1,227 @@
+// Package ingest is the aggregator's QUIC endpoint: it enrolls agents,
+// authenticates them by client certificate, keeps the agent registry current
+// from hellos and heartbeats, and turns data streams of batches into durable
+// rows, acknowledging each batch only after it is committed.
+//
+// Backpressure: each data stream is served by one reader and one writer
+// goroutine joined by a small bounded queue. While the store cannot commit
+// (PostgreSQL slow or down) the writer retries the same batch with backoff and
+// sends no ack; the queue fills, the reader stops reading, and QUIC flow
+// control stops the agent, which keeps spooling. Memory per stream is bounded
+// by (queue length + 1) × protocol.MaxFrameSize, and streams per connection by
+// Config.MaxStreams.
+package ingest
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/pki"
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
+	"github.com/vmpulse/vmpulse/protocol"
+)
+
+// Store is what ingest needs from the database. *store.Store implements it.
+type Store interface {
+	WriteSamples(ctx context.Context, m store.BatchMeta, p *protocol.Samples) (store.Result, error)
+	WriteInventory(ctx context.Context, m store.BatchMeta, inv *protocol.Inventory) (store.Result, error)
+	WriteEvents(ctx context.Context, m store.BatchMeta, ev *protocol.Events) (store.Result, error)
+	WriteGap(ctx context.Context, m store.BatchMeta, g *protocol.Gap) (store.Result, error)
+	Enroll(ctx context.Context, secret, name, version string, sign store.Signer) (store.Agent, error)
+	AgentByID(ctx context.Context, id string) (store.Agent, error)
+	AgentConnected(ctx context.Context, id, version, remote string, epoch uint64) error
+	AgentHeartbeat(ctx context.Context, id string, hb *protocol.Heartbeat) error
+	AgentDisconnected(ctx context.Context, id string) error
+}
+
+// Config configures the server.
+type Config struct {
+	Addr              string        // UDP listen address, e.g. ":7443"
+	HeartbeatInterval time.Duration // pushed to agents; default 10s
+	MaxInFlight       int           // unacked batches per data stream the agent may send; default 8
+	MaxStreams        int64         // concurrent streams per connection; default 16
+	Logger            *slog.Logger
+}
+
+// Stats are the server's counters since start.
+type Stats struct {
+	BatchesStored, BatchesDuplicate, BatchesRejected atomic.Int64
+	SamplesStored                                    atomic.Int64
+	StoreRetries                                     atomic.Int64
+	StreamsRefused                                   atomic.Int64
+}
+
+// Server is the QUIC ingest endpoint.
+type Server struct {
+	cfg   Config
+	store Store
+	ca    *pki.CA
+	log   *slog.Logger
+	Stats Stats
+
+	ln    *quic.Listener
+	mu    sync.Mutex
+	conns map[string]*agentConn // by agent ID
+}
+
+// New prepares a server; call Listen then Serve.
+func New(cfg Config, st Store, ca *pki.CA) *Server {
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 10 * time.Second
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 8
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = 16
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, store: st, ca: ca, log: cfg.Logger, conns: make(map[string]*agentConn)}
+}
+
+// TLSConfig is the server side of mutual TLS: a client certificate is
+// optional at the TLS layer only so that a new agent can enroll; every other
+// stream requires one, and a certificate that is presented must chain to our
+// CA and belong to a registered, unrevoked agent, or the handshake fails.
+func (s *Server) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		NextProtos:   []string{protocol.ALPN},
+		Certificates: []tls.Certificate{s.ca.Server},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    s.ca.Pool(),
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil // enrollment only; enforced per stream
+			}
+			_, _, err := s.checkAgent(context.Background(), cs.PeerCertificates[0])
+			if err != nil {
+				s.log.Warn("refused agent certificate at handshake", "err", err)
+			}
+			return err
+		},
+	}
+}
+
+func (s *Server) checkAgent(ctx context.Context, cert *x509.Certificate) (store.Agent, string, error) {
+	id, site, err := pki.Identity(cert)
+	if err != nil {
+		return store.Agent{}, "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	a, err := s.store.AgentByID(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return a, "", fmt.Errorf("ingest: agent %s is not registered", id)
+	case err != nil:
+		return a, "", fmt.Errorf("ingest: look up agent %s: %w", id, err)
+	case a.RevokedAt != nil:
+		return a, "", fmt.Errorf("ingest: agent %s was revoked at %s", id, a.RevokedAt.UTC().Format(time.RFC3339))
+	case a.Site != site:
+		return a, "", fmt.Errorf("ingest: agent %s certificate names site %q, registry says %q", id, site, a.Site)
+	case a.CertSerial != cert.SerialNumber.Text(16):
+		return a, "", fmt.Errorf("ingest: agent %s presented a superseded certificate", id)
+	}
+	return a, site, nil
+}
+
+// Listen binds the UDP address.
+func (s *Server) Listen() error {
+	ln, err := quic.ListenAddr(s.cfg.Addr, s.TLSConfig(), &quic.Config{
+		MaxIncomingStreams:         s.cfg.MaxStreams,
+		MaxIncomingUniStreams:      -1,
+		KeepAlivePeriod:            15 * time.Second,
+		MaxIdleTimeout:             60 * time.Second,
+		MaxStreamReceiveWindow:     8 << 20,
+		MaxConnectionReceiveWindow: 32 << 20,
+	})
+	if err != nil {
+		return fmt.Errorf("ingest: listen %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address (after Listen).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve accepts connections until ctx ends.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	go func() {
+		<-ctx.Done()
+		s.ln.Close()
+	}()
+	s.log.Info("ingest listening", "addr", s.ln.Addr().String())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := s.ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("ingest: accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveConn(ctx, conn)
+		}()
+	}
+}
+
+// Disconnect closes an agent's live connection, if any (after revocation).
+func (s *Server) Disconnect(agentID string) {
+	s.mu.Lock()
+	ac := s.conns[agentID]
+	s.mu.Unlock()
+	if ac != nil {
+		ac.conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeUnauthenticated), "agent revoked")
+	}
+}
+
+// SendCommand queues a command for an agent's control stream. It reports
+// false when the agent is not connected.
+func (s *Server) SendCommand(agentID string, cmd protocol.Command) bool {
+	s.mu.Lock()
+	ac := s.conns[agentID]
+	s.mu.Unlock()
+	if ac == nil {
+		return false
+	}
+	select {
+	case ac.commands <- cmd:
+		return true
+	default:
+		return false
+	}
+}
+
+// Connected lists the IDs of agents with a live connection.
+func (s *Server) Connected() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.conns))
+	for id := range s.conns {
+		out = append(out, id)
+	}
+	return out
+}

@@ -1,0 +1,194 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/vmpulse/vmpulse/protocol"
+)
+
+// ErrNotFound is returned when a looked-up row does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// EnsureSite creates the site if it does not exist.
+func (s *Store) EnsureSite(ctx context.Context, name, description string) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO sites (name, description) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, description)
+	if err != nil {
+		return fmt.Errorf("store: ensure site %q: %w", name, err)
+	}
+	return nil
+}
+
+// CreateEnrollmentToken issues a single-use token for an agent of site that
+// expires after ttl, and returns its secret (shown once; only a hash is kept).
+func (s *Store) CreateEnrollmentToken(ctx context.Context, site string, ttl time.Duration, createdBy string) (secret string, expires time.Time, err error) {
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", time.Time{}, fmt.Errorf("store: token: %w", err)
+	}
+	secret = base64.RawURLEncoding.EncodeToString(raw[:])
+	h := sha256.Sum256([]byte(secret))
+	expires = time.Now().Add(ttl).UTC().Truncate(time.Second)
+	_, err = s.pool.Exec(ctx, `INSERT INTO enrollment_tokens (id, token_hash, site, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+		uuid.New(), h[:], site, createdBy, expires)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("store: create enrollment token for site %q: %w", site, err)
+	}
+	return secret, expires, nil
+}
+
+// Agent is a registry entry.
+type Agent struct {
+	ID, Site, Name, Version string
+	CertSerial              string
+	CertNotAfter            time.Time
+	EnrolledAt              time.Time
+	FirstSeen, LastSeen     *time.Time
+	Connected               bool
+	RemoteAddr              string
+	SpoolDepth, SpoolBytes  int64
+	OldestUnsentMS, LagMS   int64
+	Dropped                 int64
+	RevokedAt               *time.Time
+}
+
+// Signer issues the client certificate of a newly enrolled agent.
+type Signer func(agentID, site string) (serial string, notAfter time.Time, err error)
+
+// Enroll redeems a single-use enrollment token and registers a new agent in
+// one transaction: a token is either spent on an agent that exists, or not
+// spent at all. A bad token yields a *RejectError with ErrCodeBadToken whose
+// message says whether it was unknown, used or expired.
+func (s *Store) Enroll(ctx context.Context, secret, name, version string, sign Signer) (Agent, error) {
+	h := sha256.Sum256([]byte(secret))
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return Agent{}, fmt.Errorf("store: enroll: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	var tokenID uuid.UUID
+	var site string
+	var used *time.Time
+	var expires time.Time
+	err = tx.QueryRow(ctx, `SELECT id, site, used_at, expires_at FROM enrollment_tokens WHERE token_hash = $1 FOR UPDATE`, h[:]).
+		Scan(&tokenID, &site, &used, &expires)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Agent{}, reject(protocol.ErrCodeBadToken, "enrollment token unknown")
+	case err != nil:
+		return Agent{}, fmt.Errorf("store: enroll: %w", err)
+	case used != nil:
+		return Agent{}, reject(protocol.ErrCodeBadToken, "enrollment token already used at %s", used.UTC().Format(time.RFC3339))
+	case time.Now().After(expires):
+		return Agent{}, reject(protocol.ErrCodeBadToken, "enrollment token expired at %s", expires.UTC().Format(time.RFC3339))
+	}
+	a := Agent{ID: uuid.NewString(), Site: site, Name: name, Version: version}
+	a.CertSerial, a.CertNotAfter, err = sign(a.ID, site)
+	if err != nil {
+		return Agent{}, fmt.Errorf("store: enroll: sign: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO agents (id, site, name, version, cert_serial, cert_not_after) VALUES ($1, $2, $3, $4, $5, $6)`,
+		a.ID, site, name, version, a.CertSerial, a.CertNotAfter); err != nil {
+		return Agent{}, fmt.Errorf("store: enroll: register agent: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE enrollment_tokens SET used_at = now(), agent_id = $2 WHERE id = $1`, tokenID, a.ID); err != nil {
+		return Agent{}, fmt.Errorf("store: enroll: spend token: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Agent{}, fmt.Errorf("store: enroll: commit: %w", err)
+	}
+	return a, nil
+}
+
+const agentCols = `id::text, site, name, version, cert_serial, cert_not_after, enrolled_at, first_seen, last_seen, connected,
+	remote_addr, spool_depth, spool_bytes, oldest_unsent_ms, collection_lag_ms, dropped_batches, revoked_at`
+
+func scanAgent(row pgx.Row) (Agent, error) {
+	var a Agent
+	err := row.Scan(&a.ID, &a.Site, &a.Name, &a.Version, &a.CertSerial, &a.CertNotAfter, &a.EnrolledAt, &a.FirstSeen, &a.LastSeen,
+		&a.Connected, &a.RemoteAddr, &a.SpoolDepth, &a.SpoolBytes, &a.OldestUnsentMS, &a.LagMS, &a.Dropped, &a.RevokedAt)
+	return a, err
+}
+
+// AgentByID returns one agent, or ErrNotFound.
+func (s *Store) AgentByID(ctx context.Context, id string) (Agent, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return Agent{}, ErrNotFound
+	}
+	a, err := scanAgent(s.pool.QueryRow(ctx, `SELECT `+agentCols+` FROM agents WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Agent{}, ErrNotFound
+	}
+	if err != nil {
+		return Agent{}, fmt.Errorf("store: agent %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// Agents lists the registry, by site and name.
+func (s *Store) Agents(ctx context.Context) ([]Agent, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+agentCols+` FROM agents ORDER BY site, name, id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: agents: %w", err)
+	}
+	defer rows.Close()
+	var out []Agent
+	for rows.Next() {
+		a, err := scanAgent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: agents: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// RevokeAgent marks an agent revoked; its certificate is refused from then on.
+func (s *Store) RevokeAgent(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE agents SET revoked_at = coalesce(revoked_at, now()), connected = false WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("store: revoke agent %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// AgentConnected records a hello.
+func (s *Store) AgentConnected(ctx context.Context, id, version, remote string, epoch uint64) error {
+	_, err := s.pool.Exec(ctx, `UPDATE agents SET version = $2, remote_addr = $3, epoch = $4, connected = true,
+		first_seen = coalesce(first_seen, now()), last_seen = now() WHERE id = $1`, id, version, remote, int64(epoch))
+	if err != nil {
+		return fmt.Errorf("store: agent %s connected: %w", id, err)
+	}
+	return nil
+}
+
+// AgentHeartbeat records an agent's health report.
+func (s *Store) AgentHeartbeat(ctx context.Context, id string, hb *protocol.Heartbeat) error {
+	_, err := s.pool.Exec(ctx, `UPDATE agents SET last_seen = now(), connected = true, spool_depth = $2, spool_bytes = $3,
+		oldest_unsent_ms = $4, collection_lag_ms = $5, dropped_batches = $6 WHERE id = $1`,
+		id, int64(hb.SpoolDepth), int64(hb.SpoolBytes), hb.OldestUnsentAge, hb.CollectionLag, int64(hb.Dropped))
+	if err != nil {
+		return fmt.Errorf("store: agent %s heartbeat: %w", id, err)
+	}
+	return nil
+}
+
+// AgentDisconnected records that an agent's connection ended.
+func (s *Store) AgentDisconnected(ctx context.Context, id string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE agents SET connected = false, last_seen = now() WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("store: agent %s disconnected: %w", id, err)
+	}
+	return nil
+}
