@@ -171,3 +171,27 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
+// RenderedMigration is one migration's SQL as it would be applied.
+type RenderedMigration struct {
+	Name string
+	SQL  string
+}
+
+// RenderMigrations renders the embedded migrations for a database with
+// (timescale) or without TimescaleDB, without connecting anywhere: for
+// review by a DBA, and for the TimescaleDB compatibility check.
+func RenderMigrations(ctx context.Context, timescale bool) ([]RenderedMigration, error) {
+	m, err := migrate.NewMigrator(ctx, nil, "schema_version")
+	if err != nil {
+		return nil, fmt.Errorf("store: render migrations: %w", err)
+	}
+	m.Data["timescale"] = timescale
+	if err := m.LoadMigrations(MigrationSource()); err != nil {
+		return nil, fmt.Errorf("store: render migrations: %w", err)
+	}
+	out := make([]RenderedMigration, len(m.Migrations))
+	for i, mg := range m.Migrations {
+		out[i] = RenderedMigration{Name: mg.Name, SQL: mg.UpSQL}
+	}
+	return out, nil
+}

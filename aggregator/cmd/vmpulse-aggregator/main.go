@@ -1,0 +1,155 @@
+// Command vmpulse-aggregator is the central vmpulse service: QUIC ingest
+// from agents into PostgreSQL, and the HTTP API.
+//
+//	vmpulse-aggregator [serve] -config FILE
+//	vmpulse-aggregator enroll-token -config FILE -site NAME [-ttl 24h]
+//	vmpulse-aggregator migrations [-timescale] [-out DIR]
+//	vmpulse-aggregator version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"time"
+
+	"github.com/vmpulse/vmpulse/aggregator"
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "vmpulse-aggregator:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args)
+	case "enroll-token":
+		return enrollToken(args)
+	case "migrations":
+		return renderMigrations(args)
+	case "version":
+		fmt.Println(version)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q (serve, enroll-token, migrations, version)", cmd)
+	}
+}
+
+func loadConfig(fs *flag.FlagSet, args []string) (aggregator.Config, error) {
+	path := fs.String("config", os.Getenv("VMPULSE_CONFIG"), "configuration file (YAML)")
+	dataDir := fs.String("data-dir", "", "data directory (overrides the file)")
+	if err := fs.Parse(args); err != nil {
+		return aggregator.Config{}, err
+	}
+	cfg, err := aggregator.LoadConfig(*path)
+	if err != nil {
+		return cfg, err
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	return cfg, nil
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	level, err := aggregator.ParseLevel(cfg.Log.Level)
+	if err != nil {
+		return fmt.Errorf("config: log.level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if cfg.Log.Format == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	log := slog.New(h).With("component", "aggregator")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := aggregator.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("vmpulse aggregator", "version", version)
+	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+var siteName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+func enrollToken(args []string) error {
+	fs := flag.NewFlagSet("enroll-token", flag.ContinueOnError)
+	site := fs.String("site", "", "site the agent belongs to (lowercase letters, digits, . _ -)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token stays valid")
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	if !siteName.MatchString(*site) {
+		return fmt.Errorf("-site %q: want 1-63 lowercase letters, digits, '.', '_' or '-'", *site)
+	}
+	if *ttl <= 0 || *ttl > 30*24*time.Hour {
+		return fmt.Errorf("-ttl %s: want between 1s and 720h", *ttl)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, exp, err := aggregator.IssueEnrollToken(ctx, cfg, *site, *ttl, "cli")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "single-use enrollment token for site %q, valid until %s:\n", *site, exp.Format(time.RFC3339))
+	fmt.Println(tok)
+	return nil
+}
+
+// renderMigrations prints (or writes to -out) the SQL the aggregator applies
+// at start, for a database with or without TimescaleDB.
+func renderMigrations(args []string) error {
+	fs := flag.NewFlagSet("migrations", flag.ContinueOnError)
+	ts := fs.Bool("timescale", false, "render for a database with the timescaledb extension")
+	out := fs.String("out", "", "write one .sql file per migration into this directory instead of stdout")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ms, err := store.RenderMigrations(context.Background(), *ts)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if *out == "" {
+			fmt.Printf("-- %s\n%s\n", m.Name, m.SQL)
+			continue
+		}
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*out, m.Name), []byte(m.SQL), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

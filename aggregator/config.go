@@ -1,0 +1,190 @@
+// Package aggregator wires the aggregator's parts together: store, PKI,
+// QUIC ingest and the HTTP listener.
+package aggregator
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Duration is a time.Duration that reads "5m", "1h30m" from YAML.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. 30s, 5m, 1h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Secret is a string that never prints itself.
+type Secret string
+
+func (Secret) String() string       { return "***" }
+func (Secret) GoString() string     { return "***" }
+func (Secret) LogValue() slog.Value { return slog.StringValue("***") }
+
+// Config is the aggregator's configuration. Defaults come from
+// DefaultConfig, then the YAML file, then environment variables, then flags.
+type Config struct {
+	// DatabaseURL is the PostgreSQL URL (env VMPULSE_DATABASE_URL). Use
+	// DatabaseURLFile to keep it out of the config file.
+	DatabaseURL     Secret `yaml:"database_url"`
+	DatabaseURLFile string `yaml:"database_url_file"`
+	// DataDir holds the CA and server keys (0600).
+	DataDir string `yaml:"data_dir"`
+	Ingest  struct {
+		Listen            string   `yaml:"listen"`
+		ServerNames       []string `yaml:"server_names"`
+		HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+		MaxInFlight       int      `yaml:"max_in_flight"`
+	} `yaml:"ingest"`
+	HTTP struct {
+		Listen  string `yaml:"listen"`
+		TLSCert string `yaml:"tls_cert"`
+		TLSKey  string `yaml:"tls_key"`
+	} `yaml:"http"`
+	Log struct {
+		Level  string `yaml:"level"`
+		Format string `yaml:"format"`
+	} `yaml:"log"`
+	Database struct {
+		MaxConns        int32 `yaml:"max_conns"`
+		PartitionsAhead int   `yaml:"partitions_ahead"`
+	} `yaml:"database"`
+	Retention struct {
+		// Raw is how long raw samples are kept; whole daily partitions
+		// older than this are dropped. 0 keeps them forever.
+		Raw Duration `yaml:"raw"`
+	} `yaml:"retention"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	var c Config
+	c.DataDir = "/var/lib/vmpulse-aggregator"
+	c.Ingest.Listen = ":7443"
+	c.Ingest.ServerNames = []string{"localhost", "127.0.0.1"}
+	c.Ingest.HeartbeatInterval = Duration(10 * time.Second)
+	c.Ingest.MaxInFlight = 8
+	c.HTTP.Listen = ":8080"
+	c.Log.Level = "info"
+	c.Log.Format = "text"
+	c.Database.PartitionsAhead = 3
+	c.Retention.Raw = Duration(30 * 24 * time.Hour)
+	return c
+}
+
+// LoadConfig reads path (if not empty) over the defaults, strictly: an
+// unknown field is an error naming the file and line. Then the environment.
+func LoadConfig(path string) (Config, error) {
+	c := DefaultConfig()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // an empty file means all defaults
+			return c, fmt.Errorf("config %s: %s", path, yamlError(err))
+		}
+	}
+	if v := os.Getenv("VMPULSE_DATABASE_URL"); v != "" {
+		c.DatabaseURL = Secret(v)
+	}
+	if v := os.Getenv("VMPULSE_DATA_DIR"); v != "" {
+		c.DataDir = v
+	}
+	if c.DatabaseURLFile != "" {
+		b, err := os.ReadFile(c.DatabaseURLFile)
+		if err != nil {
+			return c, fmt.Errorf("config %s: database_url_file: %w", path, err)
+		}
+		c.DatabaseURL = Secret(strings.TrimSpace(string(b)))
+	}
+	return c, nil
+}
+
+// yamlError flattens yaml.v3's errors to "line N: what" and drops the Go
+// type names an operator cannot act on.
+func yamlError(err error) string {
+	var te *yaml.TypeError
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	for i, m := range msgs {
+		if j := strings.Index(m, " in type "); j > 0 {
+			m = m[:j]
+		}
+		if j := strings.Index(m, " into "); j > 0 {
+			m = m[:j] + " (wrong type)"
+		}
+		msgs[i] = strings.TrimSpace(m)
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Validate reports every invalid field, by its YAML name.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("database_url: required (or VMPULSE_DATABASE_URL, or database_url_file)"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: required"))
+	}
+	if _, _, err := net.SplitHostPort(c.Ingest.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("ingest.listen: %q: %v", c.Ingest.Listen, err))
+	}
+	if len(c.Ingest.ServerNames) == 0 {
+		errs = append(errs, errors.New("ingest.server_names: at least one host name or IP the agents dial"))
+	}
+	if c.Ingest.HeartbeatInterval < Duration(time.Second) {
+		errs = append(errs, errors.New("ingest.heartbeat_interval: at least 1s"))
+	}
+	if c.Ingest.MaxInFlight < 1 || c.Ingest.MaxInFlight > 1024 {
+		errs = append(errs, fmt.Errorf("ingest.max_in_flight: %d not in 1..1024", c.Ingest.MaxInFlight))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("http.listen: %q: %v", c.HTTP.Listen, err))
+	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		errs = append(errs, errors.New("http.tls_cert, http.tls_key: set both or neither"))
+	}
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		errs = append(errs, fmt.Errorf("log.level: %v", err))
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		errs = append(errs, fmt.Errorf("log.format: %q is not text or json", c.Log.Format))
+	}
+	if c.Database.PartitionsAhead < 1 || c.Database.PartitionsAhead > 60 {
+		errs = append(errs, fmt.Errorf("database.partitions_ahead: %d not in 1..60", c.Database.PartitionsAhead))
+	}
+	if c.Retention.Raw != 0 && c.Retention.Raw < Duration(48*time.Hour) {
+		errs = append(errs, errors.New("retention.raw: at least 48h (or 0 to keep forever)"))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseLevel parses a slog level name.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}

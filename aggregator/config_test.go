@@ -1,0 +1,53 @@
+package aggregator
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigFixtures(t *testing.T) {
+	t.Setenv("VMPULSE_DATABASE_URL", "")
+	cases := []struct {
+		file string
+		want string // substring of the error; "" means valid
+	}{
+		{"testdata/good.yml", ""},
+		{"testdata/unknown-field.bad.yml", "testdata/unknown-field.bad.yml: line 4: field heartbeat_intervall not found"},
+		{"testdata/bad-duration.bad.yml", `line 3: "ten seconds" is not a duration`},
+		{"testdata/bad-http.bad.yml", "http.listen"},
+		{"testdata/bad-http.bad.yml", "http.tls_cert, http.tls_key: set both or neither"},
+		{"testdata/bad-level.bad.yml", `log.level: "loud" is not debug, info, warn or error`},
+		{"testdata/wrong-type.bad.yml", "testdata/wrong-type.bad.yml: line 1: cannot unmarshal !!seq"},
+		{"testdata/missing-db.bad.yml", "database_url: required"},
+		{"testdata/no-such-file.yml", "no such file"},
+	}
+	for _, c := range cases {
+		cfg, err := LoadConfig(c.file)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: unexpected error %v", c.file, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: error %v, want one containing %q", c.file, err, c.want)
+		}
+	}
+	cfg, _ := LoadConfig("testdata/good.yml")
+	if cfg.Ingest.HeartbeatInterval != Duration(15*time.Second) || cfg.Retention.Raw != Duration(336*time.Hour) || cfg.Ingest.MaxInFlight != 8 {
+		t.Errorf("good.yml decoded as %+v", cfg)
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	cfg, _ := LoadConfig("testdata/good.yml")
+	for _, s := range []string{cfg.DatabaseURL.String(), strings.TrimSpace(strings.ReplaceAll(fmtV(cfg), " ", ""))} {
+		if strings.Contains(s, "postgres://") {
+			t.Fatalf("database url printed: %s", s)
+		}
+	}
+}
+
+func fmtV(v any) string { return fmt.Sprintf("%v %+v %#v", v, v, v) }

@@ -1,0 +1,96 @@
+// Package protocol is the wire protocol between a vmpulse agent and the
+// aggregator: message types, framing, batch and sample encodings,
+// compression and version negotiation. Both sides import it; it imports
+// neither.
+//
+// # Transport
+//
+// An agent dials the aggregator over QUIC with TLS 1.3 and ALPN "vmpulse/1"
+// (ALPN). Once enrolled, the agent presents its client certificate (mutual
+// TLS): the certificate binds the agent ID and its site, and the aggregator
+// refuses unknown or revoked certificates and data for another site.
+//
+// Every QUIC stream carries a sequence of frames:
+//
+//	+---------+------------------------+-------------------+
+//	| type u8 | length u32 big-endian  | payload[length]   |
+//	+---------+------------------------+-------------------+
+//
+// The type is a MsgType. A reader bounds length (MaxControlSize for JSON
+// messages, MaxFrameSize for batches) before reading the payload; a frame
+// that fails to decode closes its stream with the ErrorCode from CodeOf,
+// preceded where possible by an Error frame. Nothing a peer sends can make a
+// decoder panic or allocate beyond the Max* limits.
+//
+// # Enrollment
+//
+// An agent that has no certificate yet connects without a client
+// certificate, opens one bidirectional stream and sends
+//
+//	agent → EnrollRequest{Token, CSR, Name, Version}
+//	aggregator → EnrollResponse{AgentID, Site, Cert, CACert}  or  Error
+//
+// The token is single-use and expiring (ErrCodeBadToken otherwise). Having
+// no certificate yet, the agent authenticates the aggregator by the CA hash
+// pinned in the token (see FormatEnrollToken and VerifyPinnedCA). The
+// aggregator then closes the connection; the agent reconnects with its new
+// certificate. An unauthenticated connection may do nothing else.
+//
+// # Control stream
+//
+// The first stream an enrolled agent opens is the bidirectional control
+// stream:
+//
+//	agent → Hello{AgentID, AgentVersion, MinVersion, MaxVersion, Epoch, Sources}
+//	aggregator → Welcome{Version, AgentID, Site, HeartbeatInterval, MaxInFlight, ServerTime}
+//	           or Error (e.g. ErrCodeUnsupported when no version is shared)
+//	then, for the life of the connection, in any order:
+//	agent → Heartbeat every Welcome.HeartbeatInterval
+//	aggregator → Command (e.g. "resync_inventory")
+//
+// Welcome.Version is NegotiateVersion of the Hello: the highest version both
+// sides speak. No data stream is opened before Welcome arrives.
+//
+// # Data streams
+//
+// The agent opens one or more bidirectional data streams, typically "live"
+// for fresh batches and "backfill" for the spooled backlog, so that live
+// data never waits behind backlog. On each, the agent writes Batch frames
+// back to back, up to Welcome.MaxInFlight unacknowledged ones (pipelined);
+// the aggregator answers each with an Ack frame on the same stream, in the
+// order the batches arrived, and only once the batch is durably committed
+// (AckStored), known to be committed already (AckDuplicate) or refused for
+// good (AckRejected with a Code). (Epoch, Seq) identifies a batch forever,
+// so redelivery after a lost Ack is harmless. When the aggregator cannot
+// store, it stops acking; the agent keeps spooling.
+//
+// A batch (Batch.AppendBinary has the byte layout) carries a kind, a codec,
+// (Epoch, Seq), the span [First, Last] of its data timestamps and a payload:
+//
+//	KindSamples    AppendSamples binary layout, columnar and delta-encoded
+//	KindInventory  JSON Inventory
+//	KindEvents     JSON Events
+//	KindGap        JSON Gap
+//
+// compressed with the batch codec (CodecZstd normally). Decompression is
+// bounded by MaxDecodedPayload and a samples payload by MaxValuesPerBatch
+// cells. NewBatch builds batches; Batch.Samples, Inventory, Events and Gap
+// read them.
+//
+// # Versions
+//
+// Version is the protocol version this package speaks. History:
+//
+//	1  initial: the frames, batch layout and samples format 1 described here.
+//
+// A change that an older peer would misread needs a new Version; message
+// types, batch kinds, codecs, column encodings and ErrorCode values are
+// never renumbered. JSON messages may gain fields without a new version:
+// readers ignore unknown fields.
+//
+// # Concurrency
+//
+// Every function in this package is safe for concurrent use. Messages are
+// plain values owned by their caller; a *Samples from DecodeSamples shares
+// backing arrays between its series (see DecodeSamples).
+package protocol
