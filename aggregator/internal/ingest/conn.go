@@ -201,19 +201,20 @@ func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Strea
 	}
 }
 
-// serveData reads batches into a small bounded queue and stores them one at
-// a time, acknowledging each after commit, in arrival order.
+// serveData reads and decodes batches into a small bounded queue and stores
+// them one at a time, acknowledging each after commit, in arrival order.
+// Decoding in the reader overlaps it with the previous batch's commit.
 func (s *Server) serveData(ctx context.Context, ac *agentConn, st *quic.Stream, r io.Reader, first *protocol.Batch) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	queue := make(chan *protocol.Batch, 2)
+	queue := make(chan decoded, 2)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(queue)
 		b := first
 		for {
 			select {
-			case queue <- b:
+			case queue <- s.decode(ac, b):
 			case <-ctx.Done():
 				return
 			}
@@ -229,13 +230,16 @@ func (s *Server) serveData(ctx context.Context, ac *agentConn, st *quic.Stream, 
 			}
 		}
 	}()
-	for b := range queue {
-		ack, err := s.handleBatch(ctx, ac, b)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.failStream(ac.log, st, err)
+	for d := range queue {
+		ack := d.ack
+		if d.write != nil {
+			var err error
+			if ack, err = s.store1(ctx, ac, d); err != nil {
+				if ctx.Err() == nil {
+					s.failStream(ac.log, st, err)
+				}
+				return
 			}
-			return
 		}
 		if err := protocol.WriteMessage(st, &ack); err != nil {
 			return
@@ -248,44 +252,60 @@ func (s *Server) serveData(ctx context.Context, ac *agentConn, st *quic.Stream, 
 	}
 }
 
-// handleBatch decodes and stores one batch, retrying while the database is
-// unavailable. It returns an error (and no ack) only when it gives up on a
-// batch that may still be storable later: the agent will resend it.
-func (s *Server) handleBatch(ctx context.Context, ac *agentConn, b *protocol.Batch) (protocol.Ack, error) {
-	ack := protocol.Ack{Epoch: b.Epoch, Seq: b.Seq}
+// decoded is a batch ready to store: either a write to run, or (write nil)
+// the rejection ack to send instead.
+type decoded struct {
+	b     *protocol.Batch
+	ack   protocol.Ack
+	write func(context.Context) (store.Result, error)
+}
+
+// decode decompresses and decodes a batch's payload. A payload that cannot
+// be decoded is answered with a rejection so the agent drops it rather than
+// resending it forever.
+func (s *Server) decode(ac *agentConn, b *protocol.Batch) decoded {
 	meta := store.BatchMeta{AgentID: ac.agentID, Site: ac.site, Epoch: b.Epoch, Seq: b.Seq, Kind: b.Kind, Bytes: len(b.Payload)}
-	var write func(context.Context) (store.Result, error)
+	d := decoded{b: b}
+	var err error
 	switch b.Kind {
 	case protocol.KindSamples:
-		p, err := b.Samples()
-		if err != nil {
-			return s.rejected(ac, b, err), nil
+		var p *protocol.Samples
+		if p, err = b.Samples(); err == nil {
+			d.write = func(ctx context.Context) (store.Result, error) { return s.store.WriteSamples(ctx, meta, p) }
 		}
-		write = func(ctx context.Context) (store.Result, error) { return s.store.WriteSamples(ctx, meta, p) }
 	case protocol.KindInventory:
-		p, err := b.Inventory()
-		if err != nil {
-			return s.rejected(ac, b, err), nil
+		var p *protocol.Inventory
+		if p, err = b.Inventory(); err == nil {
+			d.write = func(ctx context.Context) (store.Result, error) { return s.store.WriteInventory(ctx, meta, p) }
 		}
-		write = func(ctx context.Context) (store.Result, error) { return s.store.WriteInventory(ctx, meta, p) }
 	case protocol.KindEvents:
-		p, err := b.Events()
-		if err != nil {
-			return s.rejected(ac, b, err), nil
+		var p *protocol.Events
+		if p, err = b.Events(); err == nil {
+			d.write = func(ctx context.Context) (store.Result, error) { return s.store.WriteEvents(ctx, meta, p) }
 		}
-		write = func(ctx context.Context) (store.Result, error) { return s.store.WriteEvents(ctx, meta, p) }
 	case protocol.KindGap:
-		p, err := b.Gap()
-		if err != nil {
-			return s.rejected(ac, b, err), nil
+		var p *protocol.Gap
+		if p, err = b.Gap(); err == nil {
+			d.write = func(ctx context.Context) (store.Result, error) { return s.store.WriteGap(ctx, meta, p) }
 		}
-		write = func(ctx context.Context) (store.Result, error) { return s.store.WriteGap(ctx, meta, p) }
 	default:
-		return s.rejected(ac, b, &protocol.DecodeError{Code: protocol.ErrCodeUnsupported, Msg: fmt.Sprintf("batch kind %d", b.Kind)}), nil
+		err = &protocol.DecodeError{Code: protocol.ErrCodeUnsupported, Msg: fmt.Sprintf("batch kind %d", b.Kind)}
 	}
+	if err != nil {
+		d.ack = s.rejected(ac, b, err)
+	}
+	return d
+}
+
+// store1 stores one decoded batch, retrying while the database is
+// unavailable. It returns an error (and no ack) only when it gives up on a
+// batch that may still be storable later: the agent will resend it.
+func (s *Server) store1(ctx context.Context, ac *agentConn, d decoded) (protocol.Ack, error) {
+	b := d.b
+	ack := protocol.Ack{Epoch: b.Epoch, Seq: b.Seq}
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		res, err := write(ctx)
+		res, err := d.write(ctx)
 		if err == nil {
 			if res.Duplicate {
 				s.Stats.BatchesDuplicate.Add(1)

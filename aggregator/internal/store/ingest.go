@@ -137,11 +137,12 @@ type sampleSource struct {
 	ids    []int64
 	si, pi int
 	row    [3]any
-	buf    []pgtype.Float4
+	buf    []float32       // rows without gaps: pgx's fast float4 path
+	nbuf   []pgtype.Float4 // rows with a missing value: NULL elements
 	err    error
 }
 
-func (src *sampleSource) reset() { src.si, src.pi, src.buf = 0, 0, nil }
+func (src *sampleSource) reset() { src.si, src.pi, src.buf, src.nbuf = 0, 0, nil, nil }
 
 func (src *sampleSource) Next() bool {
 	for src.si < len(src.series) {
@@ -160,17 +161,36 @@ func (src *sampleSource) Values() ([]any, error) {
 	i := src.pi
 	src.pi++
 	n := len(sd.Values)
-	if len(src.buf) < n {
-		src.buf = make([]pgtype.Float4, max(n, 4096))
+	src.row[0] = src.ids[src.si]
+	src.row[1] = time.UnixMilli(sd.Timestamps[i]).UTC()
+	gaps := false
+	for c := 0; c < n; c++ {
+		if math.IsNaN(sd.Values[c][i]) {
+			gaps = true
+			break
+		}
 	}
-	vals := src.buf[:n:n]
-	src.buf = src.buf[n:]
+	if !gaps {
+		if len(src.buf) < n {
+			src.buf = make([]float32, max(n, 8192))
+		}
+		vals := src.buf[:n:n]
+		src.buf = src.buf[n:]
+		for c := 0; c < n; c++ {
+			vals[c] = float32(sd.Values[c][i])
+		}
+		src.row[2] = vals
+		return src.row[:], nil
+	}
+	if len(src.nbuf) < n {
+		src.nbuf = make([]pgtype.Float4, max(n, 1024))
+	}
+	vals := src.nbuf[:n:n]
+	src.nbuf = src.nbuf[n:]
 	for c := 0; c < n; c++ {
 		v := sd.Values[c][i]
 		vals[c] = pgtype.Float4{Float32: float32(v), Valid: !math.IsNaN(v)}
 	}
-	src.row[0] = src.ids[src.si]
-	src.row[1] = time.UnixMilli(sd.Timestamps[i]).UTC()
 	src.row[2] = vals
 	return src.row[:], nil
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# bench.sh [GROUP] — run benchmark groups against a throwaway PostgreSQL.
+# Groups: ingest, protocol, spool, agent, api. Each prints its headline
+# figures as `figure: NAME VALUE UNIT` lines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOFLAGS=${GOFLAGS:--buildvcs=false}
+
+run() { # package, bench regexp, benchtime
+  if ! go list "$1" >/dev/null 2>&1; then
+    echo "# bench: $1 does not exist yet; skipped" >&2
+    return 0
+  fi
+  go test -run '^$' -bench "$2" -benchtime "$3" -benchmem "$1"
+}
+
+group() {
+  case "$1" in
+    ingest) run ./aggregator/internal/ingest/ 'BenchmarkIngest$' 4x ;;
+    protocol) run ./protocol/ . 1s ;;
+    spool) run ./agent/internal/spool/ . 2s ;;
+    agent) run ./agent/... 'BenchmarkAgent' 1x ;;
+    api) run ./aggregator/internal/httpapi/ . 1s ;;
+    *) echo "bench: unknown group $1 (ingest, protocol, spool, agent, api)" >&2; return 2 ;;
+  esac
+}
+
+groups=${1:-ingest protocol spool agent api}
+scripts/pg.sh with bash -c "$(declare -f run group); set -euo pipefail; for g in $groups; do echo \"== \$g\"; group \$g; done" 2>&1 \
+  | tee /tmp/vmpulse-bench.log
+echo
+echo "== headline figures"
+grep '^figure:' /tmp/vmpulse-bench.log || true
