@@ -13,7 +13,7 @@ all: build
 
 build:
 	@mkdir -p bin
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./aggregator/cmd/... $(wildcard ./agent/cmd/...) $(wildcard ./scripts/vcsim)
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./aggregator/cmd/... ./agent/cmd/... ./scripts/vcsim
 
 ## test: formatting, vet, every Go test (integration included, against a
 ## throwaway PostgreSQL and the in-process vCenter simulator), fuzz seed

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -207,6 +208,9 @@ func Open(dir string, opts Options) (*Queue, error) {
 	}
 	if opts.diskSpace == nil {
 		opts.diskSpace = diskSpace
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: open %s: %w", dir, err)
 	}
 	if opts.MinFreeBytes > 0 {
 		if _, _, err := opts.diskSpace(dir); err != nil {

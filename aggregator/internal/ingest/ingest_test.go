@@ -208,6 +208,18 @@ func TestInventoryEventsAndGaps(t *testing.T) {
 	if got := h.count(`SELECT count(*) FROM ingest_gaps WHERE agent_id = $1 AND from_seq = 10 AND to_seq = 19 AND reason = 'spool quota'`, id.AgentID); got != 1 {
 		t.Fatal("gap record not stored")
 	}
+	// The spool widens its open gap: the wider one replaces it, and the
+	// narrower one arriving again late changes nothing.
+	wider := *gap
+	wider.ToSeq, wider.Batches = 29, 20
+	sendAndAck(t, d, ingesttest.MustBatch(protocol.KindGap, &wider, 1, 30))
+	sendAndAck(t, d, ingesttest.MustBatch(protocol.KindGap, gap, 1, 31))
+	if got := h.count(`SELECT count(*) FROM ingest_gaps WHERE agent_id = $1`, id.AgentID); got != 1 {
+		t.Fatalf("gap rows = %d, want 1", got)
+	}
+	if got := h.count(`SELECT to_seq FROM ingest_gaps WHERE agent_id = $1`, id.AgentID); got != 29 {
+		t.Fatalf("gap to_seq = %d, want 29", got)
+	}
 }
 
 func TestMalformedFrameClosesOnlyThatStream(t *testing.T) {

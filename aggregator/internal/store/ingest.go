@@ -239,7 +239,9 @@ func (s *Store) claimSources(ctx context.Context, site string, sources []string)
 	return nil
 }
 
-// WriteGap records data an agent lost, exactly once.
+// WriteGap records data an agent lost, exactly once. A gap that widens an
+// earlier one (same epoch and from_seq, larger to_seq) replaces it; an older,
+// narrower one arriving late does not.
 func (s *Store) WriteGap(ctx context.Context, m BatchMeta, g *protocol.Gap) (Result, error) {
 	var first, last *time.Time
 	if g.First != 0 {
@@ -254,7 +256,11 @@ func (s *Store) WriteGap(ctx context.Context, m BatchMeta, g *protocol.Gap) (Res
 		_, err := tx.Exec(ctx, `
 			INSERT INTO ingest_gaps (agent_id, site, epoch, from_seq, to_seq, batches, bytes, first_ts, last_ts, reason, detected_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-			ON CONFLICT DO NOTHING`,
+			ON CONFLICT (agent_id, epoch, from_seq) DO UPDATE SET
+				to_seq = EXCLUDED.to_seq, batches = EXCLUDED.batches, bytes = EXCLUDED.bytes,
+				first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts, reason = EXCLUDED.reason,
+				detected_at = EXCLUDED.detected_at, received_at = now()
+			WHERE ingest_gaps.to_seq <= EXCLUDED.to_seq`,
 			m.AgentID, m.Site, int64(g.Epoch), int64(g.FromSeq), int64(g.ToSeq), int64(g.Batches), int64(g.Bytes),
 			first, last, g.Reason, time.UnixMilli(g.Detected).UTC())
 		return err

@@ -75,7 +75,9 @@ CREATE TABLE ingest_ledger (
 CREATE INDEX ingest_ledger_received_idx ON ingest_ledger (received_at);
 
 -- Data an agent knows it lost (spool quota, disk floor), so the loss is
--- queryable rather than silent.
+-- queryable rather than silent. The agent's spool keeps one open gap and
+-- widens it as it drops more, so a later gap with the same from_seq
+-- supersedes the earlier one.
 CREATE TABLE ingest_gaps (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     agent_id    uuid NOT NULL,
@@ -90,7 +92,7 @@ CREATE TABLE ingest_gaps (
     reason      text NOT NULL,
     detected_at timestamptz,
     received_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (agent_id, epoch, from_seq, to_seq)
+    UNIQUE (agent_id, epoch, from_seq)
 );
 
 -- A series is one entity (or one instance of it) on one source with a fixed

@@ -1,0 +1,70 @@
+// Command vmpulse-agent collects from vCenter/ESXi endpoints, keeps every
+// batch in a disk spool, and streams it to the aggregator.
+//
+//	vmpulse-agent -config /etc/vmpulse/agent.yml [-enroll-token TOKEN]
+//	vmpulse-agent version
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/vmpulse/vmpulse/agent"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "version" {
+		fmt.Println(version)
+		return
+	}
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "vmpulse-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("vmpulse-agent", flag.ContinueOnError)
+	path := fs.String("config", os.Getenv("VMPULSE_AGENT_CONFIG"), "configuration file (YAML)")
+	token := fs.String("enroll-token", "", "single-use enrollment token (first start only; prefer VMPULSE_ENROLL_TOKEN)")
+	dataDir := fs.String("data-dir", "", "data directory (overrides the file)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := agent.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if *token != "" {
+		cfg.EnrollToken = *token
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	level, err := agent.ParseLevel(cfg.Log.Level)
+	if err != nil {
+		return fmt.Errorf("config: log.level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if cfg.Log.Format == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	log := slog.New(h).With("component", "agent")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := agent.New(ctx, cfg, version, log)
+	if err != nil {
+		return err
+	}
+	log.Info("vmpulse agent", "version", version, "agent", a.Identity().AgentID, "site", a.Identity().Site, "endpoints", len(cfg.Endpoints))
+	return a.Run(ctx)
+}

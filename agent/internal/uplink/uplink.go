@@ -1,0 +1,413 @@
+// Package uplink carries spooled batches to the aggregator over QUIC with
+// mutual TLS, and deletes each from the spool once the aggregator has
+// acknowledged it (which it does only after committing it).
+//
+// Each connection has a control stream (hello/welcome, heartbeats out,
+// commands in) and two data lanes on their own streams:
+//
+//   - live: every batch appended after the connection came up, in order, as
+//     soon as it is appended;
+//   - backfill: the backlog that was in the spool when the connection came
+//     up, oldest first, paced by a byte-rate limit, and yielding while the
+//     live lane is waiting for acks, so a draining backlog never delays
+//     fresh data.
+//
+// Any error tears the connection down; unacknowledged batches are still in
+// the spool and are sent again after reconnecting (with jittered exponential
+// backoff). The aggregator's ledger makes the resend harmless.
+package uplink
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/vmpulse/vmpulse/agent/internal/spool"
+	"github.com/vmpulse/vmpulse/protocol"
+)
+
+// Spool is what the uplink needs from the agent's spool (*spool.Queue).
+type Spool interface {
+	Oldest(n int, after uint64) ([]*protocol.Batch, error)
+	Ack(seqs ...uint64) error
+	Stats() spool.Stats
+}
+
+// Lane names a data lane.
+type Lane string
+
+// Lanes.
+const (
+	Live     Lane = "live"
+	Backfill Lane = "backfill"
+)
+
+// Config configures a Client.
+type Config struct {
+	Addr       string // aggregator host:port (UDP)
+	ServerName string // TLS name of the aggregator; default: host of Addr
+	Version    string // agent version, sent in the hello
+	// BackfillBytesPerSec caps the backlog's wire rate; default 32 MiB/s.
+	BackfillBytesPerSec int
+	// LiveLagYield: the backfill lane pauses while a live batch has waited
+	// longer than this for its ack; default 2s.
+	LiveLagYield time.Duration
+	MaxBackoff   time.Duration // reconnect backoff cap; default 60s
+	Logger       *slog.Logger
+	// CollectionLag reports how far collection is behind (for heartbeats).
+	CollectionLag func() time.Duration
+	// OnCommand receives commands from the aggregator (e.g. resync_inventory).
+	OnCommand func(protocol.Command)
+	// OnAck observes every acknowledgement (metrics, benchmarks).
+	OnAck func(lane Lane, seq uint64, status protocol.AckStatus, sentAt time.Time)
+}
+
+// Stats are counters since the client started.
+type Stats struct {
+	Connected                   atomic.Bool
+	Connects, Failures          atomic.Int64
+	LiveSent, LiveAcked         atomic.Int64
+	BackfillSent, BackfillAcked atomic.Int64
+	Rejected                    atomic.Int64
+	LastAck                     atomic.Int64 // Unix ns
+}
+
+// Client is the uplink of one agent.
+type Client struct {
+	cfg    Config
+	id     *Identity
+	spool  Spool
+	log    *slog.Logger
+	notify chan struct{}
+	Stats  Stats
+}
+
+// New makes a client; Run connects.
+func New(cfg Config, id *Identity, sp Spool) *Client {
+	if cfg.BackfillBytesPerSec <= 0 {
+		cfg.BackfillBytesPerSec = 32 << 20
+	}
+	if cfg.LiveLagYield <= 0 {
+		cfg.LiveLagYield = 2 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 60 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ServerName == "" {
+		if host, _, err := net.SplitHostPort(cfg.Addr); err == nil {
+			cfg.ServerName = host
+		}
+	}
+	return &Client{cfg: cfg, id: id, spool: sp, log: cfg.Logger, notify: make(chan struct{}, 1)}
+}
+
+// Notify tells the live lane that a batch was appended. It never blocks.
+func (c *Client) Notify() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps a connection to the aggregator until ctx ends, reconnecting
+// with jittered exponential backoff.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := 500 * time.Millisecond
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := c.session(ctx)
+		c.Stats.Connected.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.Stats.Failures.Add(1)
+		if time.Since(started) > 30*time.Second {
+			backoff = 500 * time.Millisecond
+		}
+		wait := backoff/2 + rand.N(backoff)
+		c.log.Warn("uplink disconnected; reconnecting", "err", err, "in", wait.Round(time.Millisecond), "spool_depth", c.spool.Stats().Depth)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+	}
+	return nil
+}
+
+func (c *Client) session(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	conn, err := quic.DialAddr(dctx, c.cfg.Addr, &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		NextProtos:   []string{protocol.ALPN},
+		Certificates: []tls.Certificate{c.id.Cert},
+		RootCAs:      c.id.CAs,
+		ServerName:   c.cfg.ServerName,
+	}, quicConfig())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", c.cfg.Addr, err)
+	}
+	defer conn.CloseWithError(0, "")
+	ctl, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return fmt.Errorf("control stream: %w", err)
+	}
+	st := c.spool.Stats()
+	if err := protocol.WriteMessage(ctl, &protocol.Hello{AgentID: c.id.AgentID, AgentVersion: c.cfg.Version,
+		MinVersion: 1, MaxVersion: protocol.Version, Epoch: st.Epoch}); err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	ctlR := bufio.NewReader(ctl)
+	m, err := protocol.ReadMessage(ctlR)
+	if err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	w, ok := m.(*protocol.Welcome)
+	if !ok {
+		if e, ok := m.(*protocol.Error); ok {
+			return fmt.Errorf("hello refused: %w", e)
+		}
+		return fmt.Errorf("hello: unexpected %T", m)
+	}
+	c.Stats.Connects.Add(1)
+	c.Stats.Connected.Store(true)
+	window := max(w.MaxInFlight, 1)
+	liveFloor := st.NewestSeq // everything up to here is backlog
+	c.log.Info("uplink connected", "aggregator", c.cfg.Addr, "site", w.Site, "backlog", st.Depth, "window", window)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.heartbeats(ctx, ctl, w.HeartbeatInterval) })
+	g.Go(func() error { return c.commands(ctlR) })
+	live := &lane{c: c, name: Live, after: liveFloor, upTo: ^uint64(0), window: window}
+	g.Go(func() error { return live.run(ctx, conn, nil) })
+	if st.Depth > 0 && st.OldestSeq <= liveFloor {
+		bf := &lane{c: c, name: Backfill, after: 0, upTo: liveFloor, window: window,
+			limit: rate.NewLimiter(rate.Limit(c.cfg.BackfillBytesPerSec), max(c.cfg.BackfillBytesPerSec, protocol.MaxFrameSize))}
+		g.Go(func() error { return bf.run(ctx, conn, live) })
+	}
+	err = g.Wait()
+	return err
+}
+
+func (c *Client) heartbeats(ctx context.Context, ctl *quic.Stream, every time.Duration) error {
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		st := c.spool.Stats()
+		hb := &protocol.Heartbeat{SpoolDepth: uint64(st.Depth), SpoolBytes: uint64(st.Bytes), Dropped: st.Dropped, SentAt: time.Now().UnixMilli()}
+		if !st.OldestFirst.IsZero() {
+			hb.OldestUnsentAge = time.Since(st.OldestFirst).Milliseconds()
+		}
+		if c.cfg.CollectionLag != nil {
+			hb.CollectionLag = c.cfg.CollectionLag().Milliseconds()
+		}
+		if err := protocol.WriteMessage(ctl, hb); err != nil {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) commands(r *bufio.Reader) error {
+	for {
+		m, err := protocol.ReadMessage(r)
+		if err != nil {
+			return fmt.Errorf("control stream: %w", err)
+		}
+		switch v := m.(type) {
+		case *protocol.Command:
+			c.log.Info("command from aggregator", "command", v.Name)
+			if c.cfg.OnCommand != nil {
+				c.cfg.OnCommand(*v)
+			}
+		case *protocol.Error:
+			return fmt.Errorf("aggregator closed the control stream: %w", v)
+		default:
+			return fmt.Errorf("control stream: unexpected %T", m)
+		}
+	}
+}
+
+// lane sends spooled batches with seq in (after, upTo] on one stream,
+// keeping at most window unacknowledged.
+type lane struct {
+	c      *Client
+	name   Lane
+	after  uint64
+	upTo   uint64
+	window int
+	limit  *rate.Limiter // backfill only
+
+	inflightN    atomic.Int64
+	lastProgress atomic.Int64 // Unix ns of the last ack, or of a send into an empty window
+}
+
+type sent struct {
+	seq uint64
+	at  time.Time
+}
+
+// lagging reports whether this lane has waited too long for an ack.
+func (l *lane) lagging(d time.Duration) bool {
+	return l.inflightN.Load() > 0 && time.Since(time.Unix(0, l.lastProgress.Load())) > d
+}
+
+func (l *lane) run(ctx context.Context, conn *quic.Conn, live *lane) error {
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return fmt.Errorf("%s stream: %w", l.name, err)
+	}
+	defer st.CancelRead(0)
+	inflight := make(chan sent, l.window)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return l.ack(ctx, bufio.NewReader(st), inflight) })
+	g.Go(func() error {
+		defer close(inflight)
+		return l.send(ctx, st, inflight, live)
+	})
+	err = g.Wait()
+	if err == nil && l.name == Backfill {
+		l.c.log.Info("backlog drained")
+		st.Close()
+	}
+	return err
+}
+
+func (l *lane) send(ctx context.Context, st *quic.Stream, inflight chan<- sent, live *lane) error {
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for {
+		batches, err := l.c.spool.Oldest(l.window, l.after)
+		if err != nil {
+			return fmt.Errorf("%s: read spool: %w", l.name, err)
+		}
+		n, past := 0, len(batches) == 0
+		for _, b := range batches {
+			if b.Seq > l.upTo {
+				past = true
+				break
+			}
+			if l.limit != nil {
+				for live != nil && live.lagging(l.c.cfg.LiveLagYield) {
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+				if err := l.limit.WaitN(ctx, min(len(b.Payload)+64, l.limit.Burst())); err != nil {
+					return nil
+				}
+			}
+			select {
+			case inflight <- sent{seq: b.Seq, at: time.Now()}:
+			case <-ctx.Done():
+				return nil
+			}
+			if l.inflightN.Add(1) == 1 {
+				l.lastProgress.Store(time.Now().UnixNano())
+			}
+			if err := protocol.WriteMessage(st, b); err != nil {
+				return fmt.Errorf("%s: send %d: %w", l.name, b.Seq, err)
+			}
+			if l.name == Live {
+				l.c.Stats.LiveSent.Add(1)
+			} else {
+				l.c.Stats.BackfillSent.Add(1)
+			}
+			l.after = b.Seq
+			n++
+		}
+		if l.name == Backfill && (past || l.after >= l.upTo) {
+			// Backlog fully sent (or the rest was dropped by the spool's
+			// quota); the acker finishes the lane.
+			return nil
+		}
+		if n == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-l.c.notify:
+			case <-poll.C:
+			}
+		}
+	}
+}
+
+func (l *lane) ack(ctx context.Context, r *bufio.Reader, inflight <-chan sent) error {
+	for s := range inflight {
+		m, err := protocol.ReadMessage(r)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%s: waiting for ack of %d: %w", l.name, s.seq, err)
+		}
+		var a *protocol.Ack
+		switch v := m.(type) {
+		case *protocol.Ack:
+			a = v
+		case *protocol.Error:
+			return fmt.Errorf("%s: aggregator closed the stream: %w", l.name, v)
+		default:
+			return fmt.Errorf("%s: unexpected %T", l.name, m)
+		}
+		if a.Seq != s.seq {
+			return fmt.Errorf("%s: ack for seq %d, expected %d", l.name, a.Seq, s.seq)
+		}
+		if a.Status == protocol.AckRejected {
+			l.c.Stats.Rejected.Add(1)
+			l.c.log.Error("aggregator rejected a batch; dropping it", "seq", a.Seq, "code", a.Code)
+		}
+		if err := l.c.spool.Ack(a.Seq); err != nil {
+			return fmt.Errorf("%s: spool ack %d: %w", l.name, a.Seq, err)
+		}
+		now := time.Now()
+		l.inflightN.Add(-1)
+		l.lastProgress.Store(now.UnixNano())
+		l.c.Stats.LastAck.Store(now.UnixNano())
+		if l.name == Live {
+			l.c.Stats.LiveAcked.Add(1)
+		} else {
+			l.c.Stats.BackfillAcked.Add(1)
+		}
+		if l.c.cfg.OnAck != nil {
+			l.c.cfg.OnAck(l.name, a.Seq, a.Status, s.at)
+		}
+	}
+	return nil
+}
+
+// IsRefused reports whether err means the aggregator refused this agent
+// (revoked or unknown certificate), which retrying will not fix.
+func IsRefused(err error) bool {
+	var pe *protocol.Error
+	if errors.As(err, &pe) && (pe.Code == protocol.ErrCodeUnauthenticated || pe.Code == protocol.ErrCodeForbidden) {
+		return true
+	}
+	var te *quic.TransportError
+	return errors.As(err, &te) && te.ErrorCode.IsCryptoError()
+}

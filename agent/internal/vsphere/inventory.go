@@ -1,0 +1,396 @@
+package vsphere
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/view"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vmpulse/vmpulse/protocol"
+)
+
+// InventoryConfig tunes the inventory watcher. Zero values take defaults.
+type InventoryConfig struct {
+	// Debounce is how long changes are gathered before one delta is sent,
+	// so a storm of updates (a host reconnecting re-"enters" all its VMs)
+	// becomes one batch. Default 1 s.
+	Debounce time.Duration
+	// MaxWait bounds one WaitForUpdatesEx call so that cancellation and
+	// tag refresh requests are noticed. Default 5 s.
+	MaxWait time.Duration
+	// TagInterval is how often vSphere tags are re-read over vAPI (tags
+	// have no property-collector updates). Default 5 min.
+	TagInterval time.Duration
+	// MaxObjectUpdates caps one WaitForUpdatesEx result; larger change sets
+	// arrive truncated and are read on. Default 5000.
+	MaxObjectUpdates int32
+}
+
+func (c *InventoryConfig) defaults() {
+	if c.Debounce <= 0 {
+		c.Debounce = time.Second
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 5 * time.Second
+	}
+	if c.TagInterval <= 0 {
+		c.TagInterval = 5 * time.Minute
+	}
+	if c.MaxObjectUpdates <= 0 {
+		c.MaxObjectUpdates = 5000
+	}
+}
+
+// Entity is one object the perf Collector may query.
+type Entity struct {
+	Kind   string // "vm", "host", "cluster", "datastore"
+	Ref    types.ManagedObjectReference
+	Active bool // VM powered on / host connected / datastore accessible
+}
+
+// Inventory keeps a live copy of one endpoint's inventory with a
+// container view and WaitForUpdatesEx, and sends it to the Sink: a full
+// snapshot after every (re)connect, then debounced deltas. Entities is safe
+// for concurrent use; Run must be called once.
+type Inventory struct {
+	sess *Session
+	sink Sink
+	log  *slog.Logger
+	cfg  InventoryConfig
+
+	tagReq    chan struct{}
+	resyncReq chan struct{}
+
+	mu     sync.RWMutex
+	objs   map[string]*invObject
+	fields map[int32]string
+
+	// loop-owned state
+	dirty      map[string]bool // id → true; deleted objects are in gone
+	gone       map[string]string
+	firstDirty time.Time
+	fullSent   bool
+	tagsNext   time.Time
+	tagsWarned bool
+}
+
+// NewInventory returns a watcher for sess's endpoint.
+func NewInventory(sess *Session, sink Sink, cfg InventoryConfig, log *slog.Logger) *Inventory {
+	cfg.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Inventory{
+		sess: sess, sink: sink, cfg: cfg,
+		log:       log.With("endpoint", sess.Name(), "part", "inventory"),
+		tagReq:    make(chan struct{}, 1),
+		resyncReq: make(chan struct{}, 1),
+		objs:      map[string]*invObject{},
+		fields:    map[int32]string{},
+	}
+}
+
+// RefreshTags asks the running watcher to re-read vSphere tags soon.
+func (w *Inventory) RefreshTags() {
+	select {
+	case w.tagReq <- struct{}{}:
+	default:
+	}
+}
+
+// Resync asks the running watcher to send a full snapshot again (the
+// aggregator's "resync_inventory" command).
+func (w *Inventory) Resync() {
+	select {
+	case w.resyncReq <- struct{}{}:
+	default:
+	}
+}
+
+// Entities returns the watched VMs, hosts, clusters and datastores.
+func (w *Inventory) Entities() []Entity {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	out := make([]Entity, 0, len(w.objs))
+	for _, o := range w.objs {
+		e := Entity{Kind: o.kind, Ref: o.ref}
+		switch o.kind {
+		case "vm":
+			e.Active = o.str("runtime.powerState") == string(types.VirtualMachinePowerStatePoweredOn)
+		case "host":
+			e.Active = o.str("runtime.connectionState") == string(types.HostSystemConnectionStateConnected)
+		case "datastore":
+			acc, _ := o.props["summary.accessible"].(bool)
+			e.Active = acc
+		case "cluster":
+			e.Active = true
+		default:
+			continue
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Ref.Value < out[j].Ref.Value })
+	return out
+}
+
+// Run watches until ctx is done, reconnecting as needed. It returns nil
+// when ctx is cancelled.
+func (w *Inventory) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		conn, err := w.sess.Conn(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Error("inventory: no session", "err", err)
+			}
+			continue
+		}
+		err = w.watch(ctx, conn)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !w.sess.Check(conn, err) {
+			w.log.Error("inventory: watch failed, restarting", "err", err)
+			sleepCtx(ctx, w.cfg.MaxWait)
+		}
+	}
+	return nil
+}
+
+// watch runs one property-collector session on conn until an error.
+func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
+	vc := conn.Vim()
+	pc, err := property.DefaultCollector(vc).Create(ctx)
+	if err != nil {
+		return fmt.Errorf("inventory: create property collector: %w", err)
+	}
+	defer func() { _ = pc.Destroy(context.WithoutCancel(ctx)) }()
+
+	kinds := make([]string, 0, len(watchedTypes))
+	propSet := make([]types.PropertySpec, 0, len(watchedTypes)+1)
+	for _, t := range watchedTypes {
+		kinds = append(kinds, t.vimType)
+		propSet = append(propSet, types.PropertySpec{Type: t.vimType, PathSet: t.paths})
+	}
+	cv, err := view.NewManager(vc).CreateContainerView(ctx, vc.ServiceContent.RootFolder, kinds, true)
+	if err != nil {
+		return fmt.Errorf("inventory: create container view: %w", err)
+	}
+	defer func() { _ = cv.Destroy(context.WithoutCancel(ctx)) }()
+
+	objSet := []types.ObjectSpec{{
+		Obj:  cv.Reference(),
+		Skip: types.NewBool(true),
+		SelectSet: []types.BaseSelectionSpec{
+			&types.TraversalSpec{Type: "ContainerView", Path: "view", Skip: types.NewBool(false)},
+		},
+	}}
+	if cfm := vc.ServiceContent.CustomFieldsManager; cfm != nil {
+		objSet = append(objSet, types.ObjectSpec{Obj: *cfm, Skip: types.NewBool(false)})
+		propSet = append(propSet, types.PropertySpec{Type: "CustomFieldsManager", PathSet: []string{"field"}})
+	}
+	if _, err := pc.CreateFilter(ctx, types.CreateFilter{
+		Spec: types.PropertyFilterSpec{ObjectSet: objSet, PropSet: propSet},
+	}); err != nil {
+		return fmt.Errorf("inventory: create filter: %w", err)
+	}
+
+	w.mu.Lock()
+	w.objs = map[string]*invObject{}
+	w.fields = map[int32]string{}
+	w.mu.Unlock()
+	w.dirty, w.gone, w.fullSent, w.tagsNext = map[string]bool{}, map[string]string{}, false, time.Time{}
+
+	version := ""
+	for {
+		wait := w.cfg.MaxWait
+		if len(w.dirty)+len(w.gone) > 0 {
+			wait = max(time.Second, w.cfg.Debounce-time.Since(w.firstDirty))
+		}
+		secs := int32((wait + time.Second - 1) / time.Second)
+		res, err := methods.WaitForUpdatesEx(ctx, vc, &types.WaitForUpdatesEx{
+			This:    pc.Reference(),
+			Version: version,
+			Options: &types.WaitOptions{MaxWaitSeconds: &secs, MaxObjectUpdates: w.cfg.MaxObjectUpdates},
+		})
+		if err != nil {
+			return fmt.Errorf("inventory: wait for updates: %w", err)
+		}
+		truncated := false
+		if set := res.Returnval; set != nil {
+			version = set.Version
+			truncated = set.Truncated != nil && *set.Truncated
+			for _, fs := range set.FilterSet {
+				w.apply(fs.ObjectSet)
+			}
+		}
+		if truncated {
+			continue // more of the same change set follows; send it whole
+		}
+		if !w.fullSent {
+			if time.Now().After(w.tagsNext) {
+				w.refreshTags(ctx, conn)
+			}
+			if err := w.sendFull(ctx); err != nil {
+				w.log.Warn("inventory: sink refused full snapshot, will retry", "err", err)
+				continue
+			}
+			continue
+		}
+		select {
+		case <-w.resyncReq:
+			w.fullSent = false
+			continue
+		case <-w.tagReq:
+			w.refreshTags(ctx, conn)
+		default:
+			if time.Now().After(w.tagsNext) {
+				w.refreshTags(ctx, conn)
+			}
+		}
+		if len(w.dirty)+len(w.gone) > 0 && time.Since(w.firstDirty) >= w.cfg.Debounce {
+			if err := w.sendDelta(ctx); err != nil {
+				w.log.Warn("inventory: sink refused delta, will retry", "err", err)
+			}
+		}
+	}
+}
+
+// apply folds object updates into the state and marks what changed.
+func (w *Inventory) apply(updates []types.ObjectUpdate) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, u := range updates {
+		id := u.Obj.Value
+		if u.Obj.Type == "CustomFieldsManager" {
+			w.applyFields(u.ChangeSet)
+			continue
+		}
+		switch u.Kind {
+		case types.ObjectUpdateKindLeave:
+			if o := w.objs[id]; o != nil {
+				delete(w.objs, id)
+				delete(w.dirty, id)
+				w.gone[id] = o.kind
+				w.markDirty("")
+			}
+			continue
+		case types.ObjectUpdateKindEnter:
+			delete(w.gone, id) // left and came back within one debounce
+		}
+		o := w.objs[id]
+		if o == nil {
+			o = &invObject{ref: u.Obj, kind: kindOf(u.Obj.Type), props: map[string]any{}}
+			if o.kind == "" {
+				continue
+			}
+			w.objs[id] = o
+		}
+		for _, c := range u.ChangeSet {
+			switch c.Op {
+			case types.PropertyChangeOpRemove, types.PropertyChangeOpIndirectRemove:
+				delete(o.props, c.Name)
+			default:
+				o.props[c.Name] = c.Val
+			}
+		}
+		// Properties that could not be read are dropped, not guessed.
+		for _, m := range u.MissingSet {
+			delete(o.props, m.Path)
+		}
+		w.markDirty(id)
+		if o.kind == "host" && hasChange(u.ChangeSet, "parent") {
+			w.markVMsOnHost(id) // their cluster_id follows the host
+		}
+	}
+}
+
+func hasChange(cs []types.PropertyChange, name string) bool {
+	for _, c := range cs {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Inventory) markDirty(id string) {
+	if w.firstDirty.IsZero() {
+		w.firstDirty = time.Now()
+	}
+	if id != "" {
+		w.dirty[id] = true
+	}
+}
+
+func (w *Inventory) markVMsOnHost(host string) {
+	for id, o := range w.objs {
+		if o.kind == "vm" && o.ref1("runtime.host") == host {
+			w.dirty[id] = true
+		}
+	}
+}
+
+func (w *Inventory) applyFields(cs []types.PropertyChange) {
+	for _, c := range cs {
+		if c.Name != "field" {
+			continue
+		}
+		w.fields = map[int32]string{}
+		if a, ok := c.Val.(types.ArrayOfCustomFieldDef); ok {
+			for _, f := range a.CustomFieldDef {
+				w.fields[f.Key] = f.Name
+			}
+		}
+		for id, o := range w.objs {
+			if _, ok := o.props["customValue"]; ok {
+				w.markDirty(id)
+			}
+		}
+	}
+}
+
+func (w *Inventory) sendFull(ctx context.Context) error {
+	w.mu.RLock()
+	inv := &protocol.Inventory{Source: w.sess.Source(), Full: true, At: nowMs(),
+		Objects: make([]protocol.InventoryObject, 0, len(w.objs))}
+	for _, o := range w.objs {
+		inv.Objects = append(inv.Objects, buildObject(inv.Source, o, w.objs, w.fields))
+	}
+	w.mu.RUnlock()
+	sort.Slice(inv.Objects, func(i, j int) bool { return inv.Objects[i].ID < inv.Objects[j].ID })
+	if err := w.sink.Inventory(ctx, inv); err != nil {
+		return err
+	}
+	w.fullSent = true
+	w.dirty, w.gone, w.firstDirty = map[string]bool{}, map[string]string{}, time.Time{}
+	w.log.Info("inventory: full snapshot sent", "objects", len(inv.Objects))
+	return nil
+}
+
+func (w *Inventory) sendDelta(ctx context.Context) error {
+	src := w.sess.Source()
+	inv := &protocol.Inventory{Source: src, At: nowMs()}
+	w.mu.RLock()
+	for id := range w.dirty {
+		if o := w.objs[id]; o != nil {
+			inv.Objects = append(inv.Objects, buildObject(src, o, w.objs, w.fields))
+		}
+	}
+	w.mu.RUnlock()
+	for id, kind := range w.gone {
+		inv.Objects = append(inv.Objects, protocol.InventoryObject{Source: src, Kind: kind, ID: id, Deleted: true})
+	}
+	sort.Slice(inv.Objects, func(i, j int) bool { return inv.Objects[i].ID < inv.Objects[j].ID })
+	if err := w.sink.Inventory(ctx, inv); err != nil {
+		return err
+	}
+	w.dirty, w.gone, w.firstDirty = map[string]bool{}, map[string]string{}, time.Time{}
+	return nil
+}

@@ -1,0 +1,268 @@
+package vsphere
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vmware/govmomi/performance"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// Collection intervals, in seconds, as vSphere names them (IntervalId).
+const (
+	IntervalRealtime   int32 = 20  // VMs and hosts, kept ~1 h by vCenter
+	IntervalHistorical int32 = 300 // clusters and datastores (5-minute rollups)
+)
+
+// DefaultCounters are the counters collected per entity kind when
+// PerfConfig.Counters leaves a kind out. Names the server does not know are
+// logged once and skipped.
+var DefaultCounters = map[string][]string{
+	"vm": {
+		"cpu.usage.average", "cpu.usagemhz.average", "cpu.ready.summation",
+		"mem.usage.average", "mem.active.average", "mem.consumed.average", "mem.swapped.average",
+		"net.usage.average", "net.received.average", "net.transmitted.average",
+		"disk.usage.average", "disk.read.average", "disk.write.average", "disk.maxTotalLatency.latest",
+	},
+	"host": {
+		"cpu.usage.average", "cpu.usagemhz.average", "cpu.ready.summation",
+		"mem.usage.average", "mem.active.average", "mem.consumed.average", "mem.swapused.average",
+		"net.usage.average", "net.received.average", "net.transmitted.average",
+		"disk.usage.average", "disk.read.average", "disk.write.average", "disk.maxTotalLatency.latest",
+		"datastore.totalReadLatency.average", "datastore.totalWriteLatency.average",
+	},
+	"cluster": {
+		"cpu.usage.average", "cpu.usagemhz.average", "mem.usage.average", "mem.consumed.average",
+		"cpu.totalmhz.average", "mem.totalmb.average",
+	},
+	"datastore": {
+		"disk.used.latest", "disk.provisioned.latest", "disk.capacity.latest",
+		"datastore.read.average", "datastore.write.average",
+	},
+}
+
+// kindsFor lists the entity kinds collected at an interval.
+func kindsFor(interval int32) []string {
+	if interval == IntervalRealtime {
+		return []string{"vm", "host"}
+	}
+	return []string{"cluster", "datastore"}
+}
+
+// PerfConfig tunes the perf Collector. Zero values take defaults.
+type PerfConfig struct {
+	Counters        map[string][]string // kind → counter names; missing kinds use DefaultCounters
+	Concurrency     int                 // parallel QueryPerf calls; default 4
+	MaxQueryMetrics int                 // lowers the server's limit when positive
+	RealtimeEvery   time.Duration       // default 20 s
+	HistoricalEvery time.Duration       // default 5 min
+	QueryTimeout    time.Duration       // per QueryPerf call; default 60 s
+}
+
+func (c *PerfConfig) defaults() {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
+	}
+	if c.RealtimeEvery <= 0 {
+		c.RealtimeEvery = 20 * time.Second
+	}
+	if c.HistoricalEvery <= 0 {
+		c.HistoricalEvery = 5 * time.Minute
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = time.Minute
+	}
+}
+
+// EntityLister supplies the entities to query; *Inventory implements it.
+type EntityLister interface {
+	Entities() []Entity
+}
+
+// Stats describes one collection cycle.
+type Stats struct {
+	Interval      int32
+	Start         time.Time
+	Duration      time.Duration
+	Entities      int // entities queried
+	Queries       int // QueryPerf calls
+	LargestQuery  int // metrics in the largest call (≤ the server's limit)
+	Series        int // SeriesData sent
+	Values        int // non-NaN values sent
+	Errors        int // failed queries or sink calls
+	QueryMetricsN int // the maxQueryMetrics in force
+}
+
+// resolvedCounter is one configured counter found on the server.
+type resolvedCounter struct {
+	key  int32
+	name string
+	unit string
+}
+
+// connState is what the Collector derives from one connection.
+type connState struct {
+	gen      uint64
+	counters map[string][]resolvedCounter // kind → columns, in config order
+	limit    int
+}
+
+// Collector queries PerformanceManager on schedule and sends samples to the
+// Sink. Collect may be called concurrently for different intervals.
+type Collector struct {
+	sess *Session
+	ents EntityLister
+	sink Sink
+	meta MetaStore
+	cfg  PerfConfig
+	log  *slog.Logger
+
+	hwm       *hwmStore
+	persistMu sync.Mutex // orders encode+SetMeta between the two loops
+
+	mu        sync.Mutex
+	state     *connState
+	hwmSource string
+	unknown   map[string]bool
+	last      map[int32]Stats
+}
+
+// NewCollector returns a Collector for sess's endpoint.
+func NewCollector(sess *Session, ents EntityLister, sink Sink, meta MetaStore, cfg PerfConfig, log *slog.Logger) *Collector {
+	cfg.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Collector{
+		sess: sess, ents: ents, sink: sink, meta: meta, cfg: cfg,
+		log:     log.With("endpoint", sess.Name(), "part", "perf"),
+		hwm:     newHWM(),
+		unknown: map[string]bool{},
+		last:    map[int32]Stats{},
+	}
+}
+
+// LastStats returns the most recent cycle's Stats for interval.
+func (c *Collector) LastStats(interval int32) Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last[interval]
+}
+
+// Run collects realtime data every RealtimeEvery and historical data every
+// HistoricalEvery until ctx is done. Cycle errors are logged, not returned.
+func (c *Collector) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	loop := func(interval int32, every time.Duration) {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if st, err := c.Collect(ctx, interval); err != nil && ctx.Err() == nil {
+				c.log.Error("perf: collection cycle failed", "interval", interval, "err", err)
+			} else if err == nil {
+				c.log.Debug("perf: cycle done", "interval", interval, "entities", st.Entities,
+					"queries", st.Queries, "values", st.Values, "took", st.Duration)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}
+	wg.Add(2)
+	go loop(IntervalRealtime, c.cfg.RealtimeEvery)
+	go loop(IntervalHistorical, c.cfg.HistoricalEvery)
+	wg.Wait()
+	return nil
+}
+
+// prepare resolves counters and limits for conn, once per login, and
+// loads the high-water marks once per source.
+func (c *Collector) prepare(ctx context.Context, conn *Conn) (*connState, error) {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st != nil && st.gen == conn.Gen {
+		return st, nil
+	}
+	pm := performance.NewManager(conn.Vim())
+	byName, err := pm.CounterInfoByName(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("perf: list counters: %w", err)
+	}
+	st = &connState{gen: conn.Gen, counters: map[string][]resolvedCounter{}}
+	for _, kind := range []string{"vm", "host", "cluster", "datastore"} {
+		names, ok := c.cfg.Counters[kind]
+		if !ok {
+			names = DefaultCounters[kind]
+		}
+		for _, name := range names {
+			info := byName[name]
+			if info == nil {
+				c.mu.Lock()
+				if !c.unknown[name] {
+					c.unknown[name] = true
+					c.log.Warn("perf: counter not known to the server, skipped", "counter", name, "kind", kind)
+				}
+				c.mu.Unlock()
+				continue
+			}
+			st.counters[kind] = append(st.counters[kind], resolvedCounter{key: info.Key, name: name, unit: unitOf(info)})
+		}
+	}
+	st.limit = queryMetricsLimit(ctx, conn, c.cfg.MaxQueryMetrics)
+
+	src := c.sess.Source()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hwmSource != src {
+		if err := c.hwm.load(c.meta, src); err != nil {
+			c.log.Warn("perf: high-water marks unreadable, starting fresh", "err", err)
+		}
+		c.hwmSource = src
+	}
+	c.state = st
+	return st, nil
+}
+
+// unitOf maps a counter's UnitInfo key to a short unit. Values are kept
+// raw: vSphere "percent" counters are hundredths of a percent (10000 =
+// 100 %), so their unit is "%" but consumers divide by 100.
+func unitOf(info *types.PerfCounterInfo) string {
+	if info.UnitInfo == nil {
+		return ""
+	}
+	key := info.UnitInfo.GetElementDescription().Key
+	switch key {
+	case "percent":
+		return "%"
+	case "megaHertz":
+		return "MHz"
+	case "kiloBytes":
+		return "KB"
+	case "megaBytes":
+		return "MB"
+	case "kiloBytesPerSecond":
+		return "KBps"
+	case "megaBitsPerSecond":
+		return "Mbps"
+	case "millisecond":
+		return "ms"
+	case "microsecond":
+		return "us"
+	case "second":
+		return "s"
+	case "number":
+		return "num"
+	case "watt":
+		return "W"
+	case "joule":
+		return "J"
+	}
+	return key
+}
