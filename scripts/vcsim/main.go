@@ -79,6 +79,7 @@ func run() error {
 	// The simulator accepts exactly the credentials in its listen URL.
 	m.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*user, *pass)}
 	m.Service.TLS = nil
+	m.Service.RegisterEndpoints = true // vAPI (tags)
 	s := m.Service.NewServer()
 	defer s.Close()
 	u := *s.URL
