@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmpulse/vmpulse/aggregator/internal/httpapi"
 	"github.com/vmpulse/vmpulse/aggregator/internal/ingest"
 	"github.com/vmpulse/vmpulse/aggregator/internal/pki"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
@@ -25,8 +25,8 @@ type Aggregator struct {
 	Store  *store.Store
 	CA     *pki.CA
 	Ingest *ingest.Server
+	API    *httpapi.API
 	httpLn net.Listener
-	http   *http.Server
 }
 
 // New opens the database (applying migrations), loads or creates the CA,
@@ -63,23 +63,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		st.Close()
 		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"status":"ok"}`)
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		w.Header().Set("Content-Type", "application/json")
-		if err := st.Ready(ctx); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"status":"unavailable","reason":%q}`, err.Error())
-			return
-		}
-		fmt.Fprint(w, `{"status":"ready"}`)
-	})
-	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.API, err = httpapi.New(cfg.HTTP, httpapi.Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log.With("component", "api")})
+	if err != nil {
+		a.httpLn.Close()
+		st.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -90,52 +79,31 @@ func (a *Aggregator) IngestAddr() net.Addr { return a.Ingest.Addr() }
 func (a *Aggregator) HTTPAddr() net.Addr { return a.httpLn.Addr() }
 
 // Run serves until ctx ends, then shuts down in order: stop accepting, let
-// in-flight requests finish, close the database.
+// in-flight requests finish, drain the audit log, close the database.
 func (a *Aggregator) Run(ctx context.Context) error {
 	defer a.Store.Close()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.Ingest.Serve(ctx) })
 	g.Go(func() error {
-		var err error
-		if a.cfg.HTTP.TLSCert != "" {
-			err = a.http.ServeTLS(a.httpLn, a.cfg.HTTP.TLSCert, a.cfg.HTTP.TLSKey)
-		} else {
-			err = a.http.Serve(a.httpLn)
-		}
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("http: %w", err)
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err := a.API.Serve(ctx, a.httpLn)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		return a.http.Shutdown(sctx)
+		return errors.Join(err, a.API.Close(cctx))
 	})
-	g.Go(func() error { a.maintainPartitions(ctx); return nil })
+	g.Go(func() error { a.every(ctx, time.Minute, "rollups", a.rollups); return nil })
+	g.Go(func() error { a.every(ctx, time.Hour, "partitions and retention", a.maintain); return nil })
 	a.log.Info("aggregator running", "ingest", a.IngestAddr().String(), "http", a.HTTPAddr().String(), "timescaledb", a.Store.Timescale())
 	return g.Wait()
 }
 
-// maintainPartitions keeps daily partitions created ahead and drops the
-// ones past retention, hourly.
-func (a *Aggregator) maintainPartitions(ctx context.Context) {
-	t := time.NewTicker(time.Hour)
+// every runs job now and then at each interval until ctx ends; a failed
+// run is logged and retried at the next tick.
+func (a *Aggregator) every(ctx context.Context, interval time.Duration, name string, job func(context.Context) error) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		now := time.Now()
-		if err := a.Store.EnsurePartitions(ctx, now, now.AddDate(0, 0, a.cfg.Database.PartitionsAhead)); err != nil && ctx.Err() == nil {
-			a.log.Error("partition maintenance failed", "err", err)
-		}
-		if a.cfg.Retention.Raw > 0 {
-			dropped, err := a.Store.DropPartitionsBefore(ctx, now.Add(-time.Duration(a.cfg.Retention.Raw)))
-			if err != nil && ctx.Err() == nil {
-				a.log.Error("retention failed", "err", err)
-			}
-			if len(dropped) > 0 {
-				a.log.Info("retention dropped raw partitions", "partitions", dropped)
-			}
+		if err := job(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error(name+" failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -143,6 +111,36 @@ func (a *Aggregator) maintainPartitions(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+func (a *Aggregator) rollups(ctx context.Context) error {
+	rep, err := a.Store.RunRollups(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	if rep.Batches > 0 {
+		a.log.Debug("rollups", "batches", rep.Batches, "took", rep.Duration)
+	}
+	return nil
+}
+
+// maintain keeps daily partitions created ahead and applies retention.
+func (a *Aggregator) maintain(ctx context.Context) error {
+	now := time.Now()
+	if err := a.Store.EnsurePartitions(ctx, now, now.AddDate(0, 0, a.cfg.Database.PartitionsAhead)); err != nil {
+		return err
+	}
+	r := a.cfg.Retention
+	rep, err := a.Store.ApplyRetention(ctx, now, store.Retention{
+		Raw: time.Duration(r.Raw), R5m: time.Duration(r.R5m), R1h: time.Duration(r.R1h), R1d: time.Duration(r.R1d)})
+	if err != nil {
+		return err
+	}
+	if len(rep.DroppedPartitions) > 0 || rep.Deleted5m+rep.Deleted1h+rep.Deleted1d > 0 {
+		a.log.Info("retention applied", "dropped_partitions", rep.DroppedPartitions,
+			"deleted_5m", rep.Deleted5m, "deleted_1h", rep.Deleted1h, "deleted_1d", rep.Deleted1d)
+	}
+	return nil
 }
 
 // IssueEnrollToken issues a single-use enrollment token for site (created

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/httpapi"
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
 // Duration is a time.Duration that reads "5m", "1h30m" from YAML.
@@ -51,12 +54,10 @@ type Config struct {
 		HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 		MaxInFlight       int      `yaml:"max_in_flight"`
 	} `yaml:"ingest"`
-	HTTP struct {
-		Listen  string `yaml:"listen"`
-		TLSCert string `yaml:"tls_cert"`
-		TLSKey  string `yaml:"tls_key"`
-	} `yaml:"http"`
-	Log struct {
+	// HTTP is the REST API listener, its TLS, CORS, trusted proxies and the
+	// authentication policy.
+	HTTP httpapi.Config `yaml:"http"`
+	Log  struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
@@ -64,10 +65,13 @@ type Config struct {
 		MaxConns        int32 `yaml:"max_conns"`
 		PartitionsAhead int   `yaml:"partitions_ahead"`
 	} `yaml:"database"`
+	// Retention is how long each storage tier is kept; 0 keeps a tier
+	// forever. Raw data goes by whole daily partitions.
 	Retention struct {
-		// Raw is how long raw samples are kept; whole daily partitions
-		// older than this are dropped. 0 keeps them forever.
 		Raw Duration `yaml:"raw"`
+		R5m Duration `yaml:"5m"`
+		R1h Duration `yaml:"1h"`
+		R1d Duration `yaml:"1d"`
 	} `yaml:"retention"`
 }
 
@@ -79,11 +83,14 @@ func DefaultConfig() Config {
 	c.Ingest.ServerNames = []string{"localhost", "127.0.0.1"}
 	c.Ingest.HeartbeatInterval = Duration(10 * time.Second)
 	c.Ingest.MaxInFlight = 8
-	c.HTTP.Listen = ":8080"
+	c.HTTP = httpapi.Defaults()
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	c.Database.PartitionsAhead = 3
-	c.Retention.Raw = Duration(30 * 24 * time.Hour)
+	c.Retention.Raw = Duration(store.DefaultRetention.Raw)
+	c.Retention.R5m = Duration(store.DefaultRetention.R5m)
+	c.Retention.R1h = Duration(store.DefaultRetention.R1h)
+	c.Retention.R1d = Duration(store.DefaultRetention.R1d)
 	return c
 }
 
@@ -102,6 +109,7 @@ func LoadConfig(path string) (Config, error) {
 			return c, fmt.Errorf("config %s: %s", path, yamlError(err))
 		}
 	}
+	c.HTTP = c.HTTP.WithDefaults() // fields set to zero in the file
 	if v := os.Getenv("VMPULSE_DATABASE_URL"); v != "" {
 		c.DatabaseURL = Secret(v)
 	}
@@ -159,12 +167,7 @@ func (c *Config) Validate() error {
 	if c.Ingest.MaxInFlight < 1 || c.Ingest.MaxInFlight > 1024 {
 		errs = append(errs, fmt.Errorf("ingest.max_in_flight: %d not in 1..1024", c.Ingest.MaxInFlight))
 	}
-	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("http.listen: %q: %v", c.HTTP.Listen, err))
-	}
-	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
-		errs = append(errs, errors.New("http.tls_cert, http.tls_key: set both or neither"))
-	}
+	errs = append(errs, prefixed("http.", c.HTTP.Validate())...)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		errs = append(errs, fmt.Errorf("log.level: %v", err))
 	}
@@ -177,7 +180,28 @@ func (c *Config) Validate() error {
 	if c.Retention.Raw != 0 && c.Retention.Raw < Duration(48*time.Hour) {
 		errs = append(errs, errors.New("retention.raw: at least 48h (or 0 to keep forever)"))
 	}
+	for name, d := range map[string]Duration{"5m": c.Retention.R5m, "1h": c.Retention.R1h, "1d": c.Retention.R1d} {
+		if d != 0 && d < c.Retention.Raw {
+			errs = append(errs, fmt.Errorf("retention.%s: %s is shorter than retention.raw", name, time.Duration(d)))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// prefixed qualifies each part of a (possibly joined) error with the YAML
+// section it belongs to.
+func prefixed(prefix string, err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, p := range j.Unwrap() {
+			out = append(out, prefixed(prefix, p)...)
+		}
+		return out
+	}
+	return []error{fmt.Errorf("%s%w", prefix, err)}
 }
 
 // ParseLevel parses a slog level name.

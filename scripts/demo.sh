@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh — the whole system on this machine: a throwaway PostgreSQL, an
 # in-process vCenter simulator, the aggregator, and one enrolled agent.
-# Everything lives under var/demo and is removed on Ctrl-C.
+# Everything lives under var/demo and is removed on Ctrl-C (kept, with the
+# logs, when DEMO_KEEP=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -16,9 +17,14 @@ cleanup() {
   echo "demo: stopping..."
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  scripts/pg.sh stop "$demo/pg" 2>/dev/null || true
-  rm -rf "$demo"
-  echo "demo: stopped and cleaned up"
+  if [ -n "${DEMO_KEEP:-}" ]; then
+    psql_dir=$demo/pg; scripts/pg.sh pause "$psql_dir" 2>/dev/null || true
+    echo "demo: stopped; DEMO_KEEP is set, so $demo (logs, data) is kept"
+  else
+    scripts/pg.sh stop "$demo/pg" 2>/dev/null || true
+    rm -rf "$demo"
+    echo "demo: stopped and cleaned up"
+  fi
 }
 trap cleanup EXIT INT TERM
 
@@ -56,6 +62,7 @@ bin/vmpulse-aggregator serve -config "$demo/aggregator.yml" 2>"$demo/aggregator.
 pids+=($!)
 wait_for "the aggregator" curl -sf "http://127.0.0.1:$hport/readyz"
 
+adminpw=$(bin/vmpulse-aggregator user create-admin -config "$demo/aggregator.yml" -username admin -email admin@demo.local 2>/dev/null)
 token=$(bin/vmpulse-aggregator enroll-token -config "$demo/aggregator.yml" -site demo -ttl 10m 2>/dev/null)
 cat >"$demo/agent.yml" <<YML
 name: demo-agent
@@ -79,7 +86,8 @@ cat <<TXT
 
 vmpulse demo is running.
 
-  aggregator HTTP   http://127.0.0.1:$hport/healthz   /readyz
+  REST API          http://127.0.0.1:$hport/api/v1   (OpenAPI: /api/v1/openapi.json, health: /healthz /readyz)
+  API login         admin / $adminpw
   aggregator QUIC   127.0.0.1:$iport (agents, mutual TLS)
   vCenter simulator $(cat "$demo/vcsim.url")  (user vmpulse / vmpulse)
   PostgreSQL        psql '$db'
@@ -90,6 +98,10 @@ Samples arriving (realtime data every 20 s):
 Inventory and events:
   psql '$db' -c "SELECT kind, count(*) FROM inventory_objects WHERE deleted_at IS NULL GROUP BY 1"
   psql '$db' -c "SELECT time, type, username, entity_name FROM vcenter_events ORDER BY time DESC LIMIT 10"
+Log in and ask who you are (the API so far: auth, users, roles, audit and login logs, sessions):
+  tok=\$(curl -s http://127.0.0.1:$hport/api/v1/auth/login -H 'Content-Type: application/json' \\
+        -d '{"username":"admin","password":"$adminpw"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')
+  curl -s http://127.0.0.1:$hport/api/v1/auth/me -H "Authorization: Bearer \$tok"
 The agent registry:
   psql '$db' -c "SELECT name, site, connected, spool_depth, collection_lag_ms, last_seen FROM agents"
 

@@ -192,6 +192,12 @@ func (c *Client) session(ctx context.Context) error {
 	c.log.Info("uplink connected", "aggregator", c.cfg.Addr, "site", w.Site, "backlog", st.Depth, "window", window)
 
 	g, ctx := errgroup.WithContext(ctx)
+	// Reads on the streams do not watch ctx: closing the connection is
+	// what unblocks them when the session ends.
+	go func() {
+		<-ctx.Done()
+		conn.CloseWithError(0, "")
+	}()
 	g.Go(func() error { return c.heartbeats(ctx, ctl, w.HeartbeatInterval) })
 	g.Go(func() error { return c.commands(ctlR) })
 	live := &lane{c: c, name: Live, after: liveFloor, upTo: ^uint64(0), window: window}

@@ -3,6 +3,7 @@
 //
 //	vmpulse-aggregator [serve] -config FILE
 //	vmpulse-aggregator enroll-token -config FILE -site NAME [-ttl 24h]
+//	vmpulse-aggregator user create-admin -config FILE -username NAME -email ADDR [-password-file F]
 //	vmpulse-aggregator migrations [-timescale] [-out DIR]
 //	vmpulse-aggregator version
 package main
@@ -17,10 +18,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vmpulse/vmpulse/aggregator"
+	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
@@ -44,13 +47,15 @@ func run(args []string) error {
 		return serve(args)
 	case "enroll-token":
 		return enrollToken(args)
+	case "user":
+		return userCommand(args)
 	case "migrations":
 		return renderMigrations(args)
 	case "version":
 		fmt.Println(version)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (serve, enroll-token, migrations, version)", cmd)
+		return fmt.Errorf("unknown command %q (serve, enroll-token, user, migrations, version)", cmd)
 	}
 }
 
@@ -151,5 +156,51 @@ func renderMigrations(args []string) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// userCommand manages users from the command line; today the first admin.
+func userCommand(args []string) error {
+	if len(args) == 0 || args[0] != "create-admin" {
+		return fmt.Errorf("usage: vmpulse-aggregator user create-admin -config FILE -username NAME -email ADDR [-password-file FILE]")
+	}
+	fs := flag.NewFlagSet("user create-admin", flag.ContinueOnError)
+	username := fs.String("username", "admin", "login name")
+	email := fs.String("email", "", "email address (also accepted at login)")
+	pwFile := fs.String("password-file", "", "read the password from this file; without it a strong one is generated and printed once")
+	cfg, err := loadConfig(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if *email == "" {
+		return fmt.Errorf("-email: required")
+	}
+	if cfg.DatabaseURL == "" {
+		return fmt.Errorf("config: database_url: required (or VMPULSE_DATABASE_URL)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, string(cfg.DatabaseURL), store.Options{MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if *pwFile != "" {
+		b, err := os.ReadFile(*pwFile)
+		if err != nil {
+			return fmt.Errorf("-password-file: %w", err)
+		}
+		if err := auth.CreateAdmin(ctx, st.Pool(), *username, *email, strings.TrimRight(string(b), "\r\n")); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "admin %q created\n", *username)
+		return nil
+	}
+	pw, err := auth.CreateAdminGenerated(ctx, st.Pool(), *username, *email)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "admin %q created; its password (shown once):\n", *username)
+	fmt.Println(pw)
 	return nil
 }

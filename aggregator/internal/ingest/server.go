@@ -69,6 +69,7 @@ type Server struct {
 	log   *slog.Logger
 	Stats Stats
 
+	tr    *quic.Transport
 	ln    *quic.Listener
 	mu    sync.Mutex
 	conns map[string]*agentConn // by agent ID
@@ -140,15 +141,26 @@ func (s *Server) checkAgent(ctx context.Context, cert *x509.Certificate) (store.
 
 // Listen binds the UDP address.
 func (s *Server) Listen() error {
-	ln, err := quic.ListenAddr(s.cfg.Addr, s.TLSConfig(), &quic.Config{
+	addr, err := net.ResolveUDPAddr("udp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ingest: listen %s: %w", s.cfg.Addr, err)
+	}
+	udp, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return fmt.Errorf("ingest: listen %s: %w", s.cfg.Addr, err)
+	}
+	key := quic.StatelessResetKey(s.ca.StatelessResetKey())
+	s.tr = &quic.Transport{Conn: udp, StatelessResetKey: &key}
+	ln, err := s.tr.Listen(s.TLSConfig(), &quic.Config{
 		MaxIncomingStreams:         s.cfg.MaxStreams,
 		MaxIncomingUniStreams:      -1,
-		KeepAlivePeriod:            15 * time.Second,
-		MaxIdleTimeout:             60 * time.Second,
+		KeepAlivePeriod:            5 * time.Second,
+		MaxIdleTimeout:             20 * time.Second,
 		MaxStreamReceiveWindow:     8 << 20,
 		MaxConnectionReceiveWindow: 32 << 20,
 	})
 	if err != nil {
+		udp.Close()
 		return fmt.Errorf("ingest: listen %s: %w", s.cfg.Addr, err)
 	}
 	s.ln = ln
@@ -168,6 +180,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		<-ctx.Done()
 		s.ln.Close()
+		s.tr.Close() // closes the connections and the socket
 	}()
 	s.log.Info("ingest listening", "addr", s.ln.Addr().String())
 	var wg sync.WaitGroup

@@ -8,7 +8,9 @@ package pki
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -126,6 +128,18 @@ func covers(cert tls.Certificate, hosts []string) bool {
 		}
 	}
 	return true
+}
+
+// StatelessResetKey derives a QUIC stateless-reset key from the CA key. It
+// is the same across restarts and across replicas that share the CA, so a
+// restarted aggregator resets its predecessor's connections at once instead
+// of leaving agents to wait for an idle timeout.
+func (ca *CA) StatelessResetKey() [32]byte {
+	mac := hmac.New(sha256.New, ca.key.D.Bytes())
+	mac.Write([]byte("vmpulse quic stateless reset key v1"))
+	var k [32]byte
+	copy(k[:], mac.Sum(nil))
+	return k
 }
 
 // Pool returns a pool holding only this CA.

@@ -50,7 +50,8 @@ type Store struct {
 	sources    map[string]string
 	migrated   bool
 
-	series *seriesCache
+	series  *seriesCache
+	rollups rollupCache // retention cutoffs for QueryRange
 }
 
 // Open connects to PostgreSQL, applies pending migrations under an advisory

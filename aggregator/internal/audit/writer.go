@@ -1,0 +1,253 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("audit: writer closed")
+
+// WriterOptions configure a Writer.
+type WriterOptions struct {
+	Logger *slog.Logger
+	// QueueSize bounds the records waiting to be written; Append blocks
+	// (until its context ends) when the queue is full. 0 means 4096.
+	QueueSize int
+	// BatchSize is the most records written in one transaction. 0 means 256.
+	BatchSize int
+	// Retries is how many times a failed batch is retried before its records
+	// are dropped, logged and counted. 0 means 3.
+	Retries int
+	// RetryDelay is the first backoff between retries, doubled each time.
+	// 0 means 200ms.
+	RetryDelay time.Duration
+}
+
+// Writer appends records to the hash-chained operation log in the
+// background.
+//
+// Contract: Append, Flush and Stats are safe for concurrent use. Append only
+// queues; a record is durable once Flush returns nil, or once Close returns.
+// Close stops accepting records and drains the queue, so a clean shutdown
+// loses nothing. Several Writers (on several aggregators) may append to the
+// same database: the chain head row serializes them.
+type Writer struct {
+	pool *pgxpool.Pool
+	opts WriterOptions
+	log  *slog.Logger
+
+	queue  chan item
+	mu     sync.RWMutex // guards closed against concurrent Append/Close
+	closed bool
+	done   chan struct{}
+
+	written atomic.Uint64
+	failed  atomic.Uint64
+}
+
+type item struct {
+	rec   *Record
+	flush chan struct{} // closed when everything queued before it is written
+}
+
+// WriterStats are a Writer's counters.
+type WriterStats struct {
+	Written uint64 // records stored
+	Failed  uint64 // records dropped after their batch kept failing
+	Queued  int    // records waiting
+}
+
+// NewWriter starts a Writer.
+func NewWriter(pool *pgxpool.Pool, opts WriterOptions) *Writer {
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 4096
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 256
+	}
+	if opts.Retries <= 0 {
+		opts.Retries = 3
+	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = 200 * time.Millisecond
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &Writer{pool: pool, opts: opts, log: log, queue: make(chan item, opts.QueueSize), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Append queues rec. Time defaults to now. It blocks only while the queue is
+// full.
+func (w *Writer) Append(ctx context.Context, rec Record) error {
+	if rec.Time.IsZero() {
+		rec.Time = time.Now()
+	}
+	rec.normalize()
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		w.failed.Add(1)
+		w.log.Error("audit record after close dropped", "action", rec.Action, "request_id", rec.RequestID)
+		return ErrClosed
+	}
+	select {
+	case w.queue <- item{rec: &rec}:
+		return nil
+	case <-ctx.Done():
+		w.failed.Add(1)
+		w.log.Error("audit queue full; record dropped", "action", rec.Action, "request_id", rec.RequestID, "err", ctx.Err())
+		return fmt.Errorf("audit: append: %w", ctx.Err())
+	}
+}
+
+// Flush waits until every record queued before it has been written (or
+// dropped after failing).
+func (w *Writer) Flush(ctx context.Context) error {
+	ch := make(chan struct{})
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case w.queue <- item{flush: ch}:
+	case <-ctx.Done():
+		w.mu.RUnlock()
+		return fmt.Errorf("audit: flush: %w", ctx.Err())
+	}
+	w.mu.RUnlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("audit: flush: %w", ctx.Err())
+	}
+}
+
+// Close stops accepting records and waits until the queue is drained or ctx
+// ends.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("audit: close: %d records not written: %w", len(w.queue), ctx.Err())
+	}
+}
+
+// Stats returns the writer's counters.
+func (w *Writer) Stats() WriterStats {
+	return WriterStats{Written: w.written.Load(), Failed: w.failed.Load(), Queued: len(w.queue)}
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	var batch []*Record
+	var flushes []chan struct{}
+	for {
+		it, ok := <-w.queue
+		if !ok {
+			return
+		}
+		batch, flushes = batch[:0], flushes[:0]
+		add := func(it item) {
+			if it.rec != nil {
+				batch = append(batch, it.rec)
+			} else {
+				flushes = append(flushes, it.flush)
+			}
+		}
+		add(it)
+		// Take what is already queued, up to a batch.
+	fill:
+		for len(batch) < w.opts.BatchSize {
+			select {
+			case it, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				add(it)
+			default:
+				break fill
+			}
+		}
+		if len(batch) > 0 {
+			w.writeWithRetry(batch)
+		}
+		for _, f := range flushes {
+			close(f)
+		}
+	}
+}
+
+func (w *Writer) writeWithRetry(batch []*Record) {
+	delay := w.opts.RetryDelay
+	var err error
+	for attempt := 0; attempt <= w.opts.Retries; attempt++ {
+		if attempt > 0 {
+			time.Sleep(delay)
+			delay *= 2
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = appendChain(ctx, w.pool, batch)
+		cancel()
+		if err == nil {
+			w.written.Add(uint64(len(batch)))
+			return
+		}
+		w.log.Warn("audit write failed; retrying", "records", len(batch), "attempt", attempt+1, "err", err)
+	}
+	w.failed.Add(uint64(len(batch)))
+	w.log.Error("audit records dropped after repeated write failures", "records", len(batch), "err", err)
+}
+
+// appendChain stores records as the next links of the chain, in one
+// transaction holding the chain head's row lock.
+func appendChain(ctx context.Context, pool *pgxpool.Pool, batch []*Record) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var seq int64
+		var prev []byte
+		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_chain WHERE id = 1 FOR UPDATE`).Scan(&seq, &prev); err != nil {
+			return fmt.Errorf("audit: lock chain head: %w", err)
+		}
+		rows := make([][]any, 0, len(batch))
+		for _, r := range batch {
+			seq++
+			r.Seq = seq
+			r.PrevHash = prev
+			r.Hash = chainHash(prev, r)
+			prev = r.Hash
+			rows = append(rows, []any{r.Seq, r.Time, r.Source, r.ActorType, r.ActorID, r.ActorName, r.Action, r.ResourceType, r.ResourceID,
+				string(r.Summary), r.Result, r.Status, r.IP, r.UserAgent, r.RequestID, r.LatencyUS, r.PrevHash, r.Hash})
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_log"}, recordColumns, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("audit: insert: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1`, seq, prev); err != nil {
+			return fmt.Errorf("audit: move chain head: %w", err)
+		}
+		return nil
+	})
+}
+
+var recordColumns = []string{"seq", "time", "source", "actor_type", "actor_id", "actor_name", "action", "resource_type", "resource_id",
+	"summary", "result", "status", "ip", "user_agent", "request_id", "latency_us", "prev_hash", "hash"}

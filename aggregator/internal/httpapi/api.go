@@ -1,0 +1,195 @@
+// Package httpapi is vmpulse's REST API: the /api/v1 router built from one
+// route table (every route declares its permission, audit action and
+// documentation), the response envelope and localized errors, the
+// middleware (request id, access log, panic recovery, CORS, body limit,
+// timeouts, real client address), the generated OpenAPI document, and the
+// handlers of the auth, users and RBAC, API token, operation log, login log
+// and online users modules.
+package httpapi
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
+	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+)
+
+// Deps are the API's collaborators, wired by main.
+type Deps struct {
+	Pool *pgxpool.Pool
+	// Ready reports whether the database answers and is migrated
+	// (store.(*Store).Ready).
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+	// Now is the clock for authentication; nil means time.Now.
+	Now func() time.Time
+}
+
+// API is the REST API.
+type API struct {
+	cfg     Config
+	log     *slog.Logger
+	ready   func(ctx context.Context) error
+	auth    *auth.Service
+	audit   *audit.Writer
+	logs    *audit.Store
+	proxies []netip.Prefix
+	routes  []Route
+	handler http.Handler
+	openapi []byte
+}
+
+// New builds the API: validates cfg (defaults filled in), syncs the
+// built-in roles, starts the audit writer and builds the router.
+func New(cfg Config, deps Deps) (*API, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("httpapi: config: %w", err)
+	}
+	if deps.Pool == nil || deps.Ready == nil {
+		return nil, errors.New("httpapi: Deps.Pool and Deps.Ready are required")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	svc, err := auth.New(deps.Pool, cfg.Auth, auth.Options{Logger: log, Now: deps.Now})
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := auth.SyncBuiltins(ctx, deps.Pool); err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
+	}
+	proxies, _ := parsePrefixes(cfg.TrustedProxies) // validated above
+	a := &API{
+		cfg:     cfg,
+		log:     log,
+		ready:   deps.Ready,
+		auth:    svc,
+		logs:    audit.NewStore(deps.Pool),
+		proxies: proxies,
+	}
+	a.routes = a.routeTable()
+	if err := checkRoutes(a.routes); err != nil {
+		return nil, fmt.Errorf("httpapi: route table: %w", err)
+	}
+	if a.openapi, err = a.openAPIDocument(); err != nil {
+		return nil, fmt.Errorf("httpapi: openapi: %w", err)
+	}
+	a.audit = audit.NewWriter(deps.Pool, audit.WriterOptions{Logger: log, QueueSize: cfg.AuditQueue})
+	a.handler = a.router()
+	return a, nil
+}
+
+func (a *API) router() http.Handler {
+	r := chi.NewRouter()
+	r.Use(a.begin, a.accessLog, a.recoverer, a.cors, a.bodyLimit)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, a.log, newError(http.StatusNotFound, CodeNotFound))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, a.log, newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed))
+	})
+	r.Get("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+	r.Route("/api/v1", func(v chi.Router) {
+		for _, rt := range a.routes {
+			v.Method(rt.Method, rt.Pattern, a.routeHandler(rt))
+		}
+	})
+	return r
+}
+
+// Handler serves /healthz, /readyz and /api/v1/....
+func (a *API) Handler() http.Handler { return a.handler }
+
+// Auth exposes the authentication service (for the WebSocket endpoint and
+// later modules that authenticate on their own).
+func (a *API) Auth() *auth.Service { return a.auth }
+
+// Audit exposes the audit writer, whose Append is the entry point for
+// records that do not come from HTTP requests (vCenter events), and whose
+// Stats (written, failed, queued) main can export as metrics.
+func (a *API) Audit() *audit.Writer { return a.audit }
+
+// Close drains the audit writer. Call it after the HTTP server has shut
+// down, so no request is still producing records.
+func (a *API) Close(ctx context.Context) error {
+	if err := a.audit.Close(ctx); err != nil {
+		return fmt.Errorf("httpapi: close: %w", err)
+	}
+	return nil
+}
+
+// ListenAndServe serves the API on cfg.Listen, over TLS when a certificate
+// is configured, until ctx ends; then it shuts down gracefully (in-flight
+// requests get 15 seconds). It does not Close the API.
+func (a *API) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("httpapi: listen: %w", err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Serve is ListenAndServe on an existing listener.
+func (a *API) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	if a.cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("httpapi: tls: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("api listening", "addr", ln.Addr().String(), "tls", a.cfg.TLSCertFile != "")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("httpapi: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("httpapi: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	writeData(w, r, http.StatusOK, map[string]string{"status": "up"})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := a.ready(ctx); err != nil {
+		writeError(w, r, a.log, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Err: err})
+		return
+	}
+	writeData(w, r, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,179 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
+	"github.com/vmpulse/vmpulse/aggregator/internal/store/pgtest"
+)
+
+const goodPassword = "Corr3ct-Horse-Battery"
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// logSink collects log lines and forwards them to t.
+type logSink struct {
+	t  testing.TB
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	s.b.Write(p)
+	s.mu.Unlock()
+	s.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func (s *logSink) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type env struct {
+	t      testing.TB
+	api    *API
+	pool   *pgxpool.Pool
+	clock  *clock
+	logs   *logSink
+	tokens map[string]string // built-in role → access token of a user holding it
+	users  map[string]string // built-in role → user id
+}
+
+// newEnv starts an API on a fresh database with one user per built-in role
+// (named after the role) logged in.
+func newEnv(t testing.TB, mutate func(*Config)) *env {
+	t.Helper()
+	ctx := context.Background()
+	sink := &logSink{t: t}
+	log := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	st, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Logger: log})
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	t.Cleanup(st.Close)
+	cfg := Defaults()
+	cfg.Auth.LoginRate, cfg.Auth.LoginBurst = 1000, 1000
+	cfg.CORSOrigins = []string{"https://ops.example.com"}
+	cfg.TrustedProxies = []string{"10.0.0.0/8"}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	api, err := New(cfg, Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log, Now: c.Now})
+	if err != nil {
+		t.Fatalf("httpapi.New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := api.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	e := &env{t: t, api: api, pool: st.Pool(), clock: c, logs: sink, tokens: map[string]string{}, users: map[string]string{}}
+	for _, r := range auth.BuiltinRoles() {
+		u, err := api.auth.CreateUser(ctx, auth.UserInput{Username: r.Name, Email: r.Name + "@example.com"}, goodPassword, []string{r.Name})
+		if err != nil {
+			t.Fatalf("create %s: %v", r.Name, err)
+		}
+		e.users[r.Name] = u.ID.String()
+		e.tokens[r.Name] = e.login(r.Name).AccessToken
+	}
+	return e
+}
+
+func (e *env) login(name string) *auth.Tokens {
+	e.t.Helper()
+	res := e.do("POST", "/api/v1/auth/login", "", `{"username":"`+name+`","password":"`+goodPassword+`"}`)
+	if res.status != 200 {
+		e.t.Fatalf("login %s: %d %s", name, res.status, res.raw)
+	}
+	var tok auth.Tokens
+	res.data(&tok)
+	return &tok
+}
+
+type response struct {
+	status int
+	header http.Header
+	raw    []byte
+	env    struct {
+		Code    any             `json:"code"`
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data"`
+	}
+}
+
+func (r *response) code() string {
+	if s, ok := r.env.Code.(string); ok {
+		return s
+	}
+	return "0"
+}
+
+func (r *response) data(v any) {
+	if err := json.Unmarshal(r.env.Data, v); err != nil {
+		panic(err)
+	}
+}
+
+type errData struct {
+	RequestID string       `json:"request_id"`
+	Fields    []FieldError `json:"fields"`
+}
+
+// do sends a request through the API's handler. Extra headers come in
+// name/value pairs.
+func (e *env) do(method, path, token, body string, headers ...string) *response {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	rec := httptest.NewRecorder()
+	e.api.Handler().ServeHTTP(rec, req)
+	res := &response{status: rec.Code, header: rec.Header(), raw: rec.Body.Bytes()}
+	if strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") && !strings.HasSuffix(path, "openapi.json") {
+		if err := json.NewDecoder(bytes.NewReader(res.raw)).Decode(&res.env); err != nil {
+			e.t.Fatalf("%s %s: response is not an envelope: %v: %s", method, path, err, res.raw)
+		}
+	}
+	return res
+}
+
+// flushAudit waits until every queued audit record is stored.
+func (e *env) flushAudit() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.api.audit.Flush(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+}

@@ -1,0 +1,259 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Doc documents a route for the OpenAPI document, which is generated from
+// the route table and so cannot drift from it.
+type Doc struct {
+	Tag     string
+	Summary string
+	Params  []Param
+	// Body is the request body's schema; nil means none.
+	Body map[string]any
+	// Response is the schema of the envelope's data on success.
+	Response map[string]any
+	// Status is the success status; 0 means 200.
+	Status int
+	// CSV marks a text/csv download.
+	CSV bool
+	// Errors lists the error statuses the route can answer besides 500.
+	Errors []int
+}
+
+// Param is a query parameter.
+type Param struct {
+	Name        string
+	Description string
+	Required    bool
+}
+
+var (
+	pageParams = []Param{
+		{Name: "page", Description: "1-based page number"},
+		{Name: "page_size", Description: "items per page, 1-500, default 50"},
+	}
+	cursorParams = []Param{
+		{Name: "cursor", Description: "next_cursor of the previous page"},
+		{Name: "limit", Description: "items per page, 1-500, default 100"},
+	}
+)
+
+func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
+
+func objectSchema(props map[string]any, required ...string) map[string]any {
+	if props == nil {
+		props = map[string]any{}
+	}
+	s := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 {
+		s["required"] = required
+	}
+	return s
+}
+
+func arrayOf(items map[string]any) map[string]any {
+	return map[string]any{"type": "array", "items": items}
+}
+
+func listSchema(item map[string]any) map[string]any {
+	return objectSchema(map[string]any{"items": arrayOf(item)})
+}
+
+func pageSchema(item map[string]any) map[string]any {
+	return objectSchema(map[string]any{"items": arrayOf(item), "total": integer, "page": integer, "page_size": integer})
+}
+
+func cursorSchema(item map[string]any) map[string]any {
+	return objectSchema(map[string]any{"items": arrayOf(item), "next_cursor": desc(str, "empty at the end")})
+}
+
+var (
+	str      = map[string]any{"type": "string"}
+	integer  = map[string]any{"type": "integer"}
+	boolean  = map[string]any{"type": "boolean"}
+	dateTime = map[string]any{"type": "string", "format": "date-time"}
+	uuidStr  = map[string]any{"type": "string", "format": "uuid"}
+	strList  = arrayOf(str)
+)
+
+func desc(s map[string]any, d string) map[string]any {
+	out := map[string]any{"description": d}
+	for k, v := range s {
+		out[k] = v
+	}
+	return out
+}
+
+// componentSchemas are the named schemas routes refer to.
+func componentSchemas() map[string]any {
+	scope := objectSchema(map[string]any{"sites": strList, "vm_groups": strList}, "sites", "vm_groups")
+	return map[string]any{
+		"Envelope": objectSchema(map[string]any{
+			"code":    map[string]any{"oneOf": []any{map[string]any{"type": "integer", "enum": []int{0}}, str}, "description": "0 on success, else a stable machine code"},
+			"message": desc(str, "localized by Accept-Language (en, zh-CN, ja-JP)"),
+			"data":    map[string]any{},
+		}, "code", "message", "data"),
+		"ErrorData": objectSchema(map[string]any{
+			"request_id": str,
+			"fields":     arrayOf(ref("FieldError")),
+		}, "request_id"),
+		"FieldError":      objectSchema(map[string]any{"field": str, "code": str, "message": str, "params": map[string]any{"type": "object"}}, "field", "code", "message"),
+		"LoginRequest":    objectSchema(map[string]any{"username": desc(str, "username or email"), "password": str}, "username", "password"),
+		"RefreshRequest":  objectSchema(map[string]any{"refresh_token": str}, "refresh_token"),
+		"Tokens":          objectSchema(map[string]any{"access_token": str, "token_type": str, "expires_at": dateTime, "refresh_token": str, "refresh_expires_at": dateTime, "session_id": uuidStr}),
+		"PasswordChange":  objectSchema(map[string]any{"current_password": str, "new_password": str}, "current_password", "new_password"),
+		"PermissionCheck": objectSchema(map[string]any{"permission": str, "allowed": boolean}),
+		"Me": objectSchema(map[string]any{"id": uuidStr, "username": str, "email": str, "display_name": str, "roles": strList, "permissions": strList,
+			"scope":      objectSchema(map[string]any{"sites": strList, "vm_groups": strList, "unrestricted": boolean}),
+			"session_id": uuidStr, "api_token_id": uuidStr}),
+		"Scope": scope,
+		"User": objectSchema(map[string]any{"id": uuidStr, "username": str, "email": str, "display_name": str, "roles": strList,
+			"locked": desc(boolean, "locked by an administrator"), "locked_until": desc(dateTime, "locked out after failed logins until"),
+			"failed_logins": integer, "scope": scope, "last_login_at": dateTime, "created_at": dateTime, "updated_at": dateTime}),
+		"UserCreate":          objectSchema(map[string]any{"username": str, "email": str, "display_name": str, "password": str, "roles": strList}, "username", "password"),
+		"UserUpdate":          objectSchema(map[string]any{"username": str, "email": str, "display_name": str}, "username"),
+		"UserRoles":           objectSchema(map[string]any{"roles": strList}, "roles"),
+		"PasswordReset":       objectSchema(map[string]any{"password": desc(str, "omit to generate one")}),
+		"PasswordResetResult": objectSchema(map[string]any{"generated": boolean, "password": desc(str, "only when generated")}),
+		"PermissionList":      objectSchema(map[string]any{"permissions": strList}),
+		"Role": objectSchema(map[string]any{"id": uuidStr, "name": str, "description": str, "builtin": boolean, "parents": strList,
+			"permissions": strList, "effective_permissions": strList, "users": integer, "created_at": dateTime, "updated_at": dateTime}),
+		"RoleCreate":      objectSchema(map[string]any{"name": str, "description": str, "parents": strList, "permissions": strList}, "name"),
+		"RoleUpdate":      objectSchema(map[string]any{"name": str, "description": str, "parents": strList}, "name"),
+		"RolePermissions": objectSchema(map[string]any{"permissions": strList}, "permissions"),
+		"PermissionGroup": objectSchema(map[string]any{"resource": str, "description": str,
+			"permissions": arrayOf(objectSchema(map[string]any{"name": str, "description": str}))}),
+		"APIToken": objectSchema(map[string]any{"id": uuidStr, "name": str, "prefix": str, "permissions": desc(strList, "empty: all of the owner's"),
+			"created_at": dateTime, "expires_at": dateTime, "last_used_at": dateTime, "revoked_at": dateTime}),
+		"APITokenCreate":  objectSchema(map[string]any{"name": str, "permissions": strList, "expires_at": dateTime}, "name"),
+		"APITokenCreated": objectSchema(map[string]any{"token": desc(str, "the secret, shown once"), "api_token": ref("APIToken")}),
+		"AuditRecord": objectSchema(map[string]any{"id": integer, "time": dateTime, "source": str, "actor_type": str, "actor_id": str, "actor_name": str,
+			"action": str, "resource_type": str, "resource_id": str, "summary": map[string]any{"type": "object"}, "result": str, "status": integer,
+			"ip": str, "user_agent": str, "request_id": str, "latency_us": integer, "hash": desc(str, "base64")}),
+		"VerifyResult": objectSchema(map[string]any{"ok": boolean, "checked": integer, "head_seq": integer, "broken_at": integer, "reason": str}),
+		"LoginRecord": objectSchema(map[string]any{"id": integer, "time": dateTime, "user_id": str, "username": str, "result": str, "reason": str,
+			"ip": str, "user_agent": str, "request_id": str}),
+		"Session": objectSchema(map[string]any{"id": uuidStr, "user_id": uuidStr, "username": str, "created_at": dateTime, "last_seen_at": dateTime,
+			"expires_at": dateTime, "ip": str, "user_agent": str}),
+	}
+}
+
+var pathParamRE = regexp.MustCompile(`\{([a-zA-Z_]+)\}`)
+
+// openAPIDocument renders the OpenAPI 3.0 document of /healthz, /readyz and
+// every route of the table.
+func (a *API) openAPIDocument() ([]byte, error) {
+	paths := map[string]map[string]any{}
+	add := func(path, method string, op map[string]any) {
+		if paths[path] == nil {
+			paths[path] = map[string]any{}
+		}
+		paths[path][strings.ToLower(method)] = op
+	}
+	probe := func(summary string) map[string]any {
+		return map[string]any{"tags": []string{"system"}, "summary": summary, "security": []any{},
+			"responses": map[string]any{"200": envelopeResponse("ok", objectSchema(map[string]any{"status": str})), "503": errorResponse(503)}}
+	}
+	add("/healthz", "GET", probe("The process is up"))
+	add("/readyz", "GET", probe("The database is reachable and migrated"))
+	for _, rt := range a.routes {
+		d := rt.Doc
+		op := map[string]any{
+			"tags":                 []string{d.Tag},
+			"summary":              d.Summary,
+			"operationId":          operationID(rt),
+			"x-vmpulse-permission": rt.Access,
+		}
+		switch rt.Access {
+		case AccessPublic, AccessRefresh:
+			op["security"] = []any{}
+		default:
+			op["security"] = []any{map[string]any{"bearer": []string{}}}
+		}
+		if rt.Action != "" {
+			op["x-vmpulse-audit-action"] = rt.Action
+		}
+		var params []any
+		for _, m := range pathParamRE.FindAllStringSubmatch(rt.Pattern, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": str})
+		}
+		for _, p := range d.Params {
+			params = append(params, map[string]any{"name": p.Name, "in": "query", "required": p.Required, "description": p.Description, "schema": str})
+		}
+		if len(params) > 0 {
+			op["parameters"] = params
+		}
+		if d.Body != nil {
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": d.Body}}}
+		}
+		status := d.Status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		responses := map[string]any{}
+		if d.CSV {
+			responses[strconv.Itoa(status)] = map[string]any{"description": "CSV", "content": map[string]any{"text/csv": map[string]any{"schema": str}}}
+		} else {
+			responses[strconv.Itoa(status)] = envelopeResponse("ok", d.Response)
+		}
+		for _, code := range append(d.Errors, 500) {
+			responses[strconv.Itoa(code)] = errorResponse(code)
+		}
+		if rt.Method != http.MethodGet {
+			responses["400"] = errorResponse(400)
+			responses["413"] = errorResponse(413)
+		}
+		op["responses"] = responses
+		add("/api/v1"+rt.Pattern, rt.Method, op)
+	}
+	doc := map[string]any{
+		"openapi": "3.0.3",
+		"info": map[string]any{"title": "vmpulse API", "version": "1",
+			"description": "Every response is the envelope {code, message, data}. Permissions per operation are in x-vmpulse-permission; " +
+				"public, refresh_token and authenticated are access levels rather than permissions."},
+		"paths": paths,
+		"components": map[string]any{
+			"schemas":         componentSchemas(),
+			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "an access token (JWT) or an API token (vmp_…)"}},
+		},
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}
+
+func envelopeResponse(description string, data map[string]any) map[string]any {
+	if data == nil {
+		data = objectSchema(nil)
+	}
+	return map[string]any{"description": description, "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{
+		"allOf": []any{ref("Envelope"), objectSchema(map[string]any{"data": data})}}}}}
+}
+
+func errorResponse(status int) map[string]any {
+	return envelopeResponse(http.StatusText(status), ref("ErrorData"))
+}
+
+func operationID(rt Route) string {
+	s := strings.NewReplacer("/", "_", "{", "", "}", "", "-", "_").Replace(strings.Trim(rt.Pattern, "/"))
+	return strings.ToLower(rt.Method) + "_" + s
+}
+
+// docsResource serves the OpenAPI document.
+type docsResource struct{ a *API }
+
+// Routes lists the documentation route.
+func (h *docsResource) Routes() []Route {
+	return []Route{{Method: "GET", Pattern: "/openapi.json", Access: AccessPublic, Handle: h.openapi, Doc: Doc{Tag: "system",
+		Summary: "This OpenAPI 3 document (not wrapped in the envelope)", Response: objectSchema(nil)}}}
+}
+
+func (h *docsResource) openapi(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_, _ = w.Write(h.a.openapi)
+	return nil
+}
