@@ -10,8 +10,8 @@ import (
 	"strconv"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
-	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
 // Stable machine codes of the API's errors. Clients switch on these; the
