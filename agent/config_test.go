@@ -66,3 +66,21 @@ func TestEndpointPasswordFromEnvOnly(t *testing.T) {
 		t.Fatal("config printed the password")
 	}
 }
+
+// The example in deploy/ documents every option with its default.
+func TestDeployExampleShowsTheDefaults(t *testing.T) {
+	cfg, err := LoadConfig("../deploy/agent.example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := DefaultConfig()
+	if cfg.Spool != d.Spool || cfg.Aggregator.BackfillBytesPerS != d.Aggregator.BackfillBytesPerS || cfg.Log != d.Log ||
+		cfg.Collection.RealtimeInterval != d.Collection.RealtimeInterval || cfg.Collection.HistoricalInterval != d.Collection.HistoricalInterval ||
+		cfg.Collection.Concurrency != d.Collection.Concurrency || cfg.Collection.EventsPoll != d.Collection.EventsPoll ||
+		cfg.Collection.TagInterval != d.Collection.TagInterval || cfg.Collection.MaxQueryMetrics != d.Collection.MaxQueryMetrics {
+		t.Errorf("the example's values differ from the defaults:\nexample  %+v\ndefaults %+v", cfg, d)
+	}
+}

@@ -2,6 +2,9 @@ package aggregator
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -52,3 +55,34 @@ func TestSecretsNeverPrint(t *testing.T) {
 }
 
 func fmtV(v any) string { return fmt.Sprintf("%v %+v %#v", v, v, v) }
+
+// The example in deploy/ documents every option with its default: it must
+// parse strictly, and the defaults it shows must be the real ones.
+func TestDeployExampleShowsTheDefaults(t *testing.T) {
+	t.Setenv("VMPULSE_DATABASE_URL", "")
+	dir := t.TempDir()
+	b, err := os.ReadFile("../deploy/aggregator.example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	urlFile := filepath.Join(dir, "database-url")
+	os.WriteFile(urlFile, []byte("postgres://x@db/vmpulse\n"), 0o600)
+	path := filepath.Join(dir, "aggregator.yml")
+	os.WriteFile(path, []byte(strings.ReplaceAll(string(b), "/etc/vmpulse/database-url", urlFile)), 0o600)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := DefaultConfig()
+	d.HTTP = d.HTTP.WithDefaults()
+	if cfg.DatabaseURL != "postgres://x@db/vmpulse" {
+		t.Errorf("database_url_file not read")
+	}
+	if !reflect.DeepEqual(cfg.HTTP, d.HTTP) || cfg.Retention != d.Retention || cfg.Database != d.Database || cfg.Log != d.Log ||
+		cfg.Ingest.Listen != d.Ingest.Listen || cfg.Ingest.HeartbeatInterval != d.Ingest.HeartbeatInterval || cfg.Ingest.MaxInFlight != d.Ingest.MaxInFlight {
+		t.Errorf("the example's values differ from the defaults:\nexample  %+v\ndefaults %+v", cfg, d)
+	}
+}
