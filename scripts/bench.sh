@@ -19,7 +19,7 @@ group() {
     ingest) run ./aggregator/internal/ingest/ 'BenchmarkIngest$' 4x ;;
     protocol) run ./protocol/ . 1s ;;
     spool) run ./agent/internal/spool/ . 2s ;;
-    agent) run ./agent/... 'BenchmarkAgent' 1x ;;
+    agent) run ./agent/... 'BenchmarkAgent' 1x; run ./scripts/e2e/ 'BenchmarkAgentCollect' 1x ;;
     api) run ./aggregator/internal/httpapi/ . 1s ;;
     *) echo "bench: unknown group $1 (ingest, protocol, spool, agent, api)" >&2; return 2 ;;
   esac

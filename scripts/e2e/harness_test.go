@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 }
 
 // newDatabase creates a database on the test cluster for this test.
-func newDatabase(t *testing.T) string {
+func newDatabase(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv("VMPULSE_TEST_DATABASE_URL")
 	if base == "" {
@@ -71,7 +71,7 @@ func newDatabase(t *testing.T) string {
 	return u.String()
 }
 
-func freePort(t *testing.T, network string) int {
+func freePort(t testing.TB, network string) int {
 	t.Helper()
 	if network == "udp" {
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -91,7 +91,7 @@ func freePort(t *testing.T, network string) int {
 
 // proc is a subprocess whose output goes to the test log.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -99,7 +99,7 @@ type proc struct {
 	out  []string
 }
 
-func start(t *testing.T, name string, env []string, bin string, args ...string) *proc {
+func start(t testing.TB, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, bin), args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -166,7 +166,7 @@ func (p *proc) grep(s string) bool {
 }
 
 // eventually retries check until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error, procs ...*proc) {
+func eventually(t testing.TB, timeout time.Duration, what string, check func() error, procs ...*proc) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error
@@ -196,7 +196,7 @@ func httpOK(u string) error {
 }
 
 type db struct {
-	t   *testing.T
+	t   testing.TB
 	url string
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmware/govmomi/performance"
@@ -107,7 +108,24 @@ type resolvedCounter struct {
 type connState struct {
 	gen      uint64
 	counters map[string][]resolvedCounter // kind → columns, in config order
-	limit    int
+	limit    atomic.Int64                 // metrics per query; lowered if the server refuses a query as too large
+}
+
+// queryLimit is the current metrics-per-query limit.
+func (st *connState) queryLimit() int { return int(st.limit.Load()) }
+
+// lowerLimit lowers the limit to n (never raises it) and reports whether it
+// changed.
+func (st *connState) lowerLimit(n int) bool {
+	for {
+		cur := st.limit.Load()
+		if int64(n) >= cur {
+			return false
+		}
+		if st.limit.CompareAndSwap(cur, int64(n)) {
+			return true
+		}
+	}
 }
 
 // Collector queries PerformanceManager on schedule and sends samples to the
@@ -155,6 +173,16 @@ func (c *Collector) LastStats(interval int32) Stats {
 // Run collects realtime data every RealtimeEvery and historical data every
 // HistoricalEvery until ctx is done. Cycle errors are logged, not returned.
 func (c *Collector) Run(ctx context.Context) error {
+	// The first cycles need entities: wait (bounded) for the inventory's
+	// first snapshot, or the 5-minute historical loop would start with
+	// nothing to query and wait a whole interval.
+	for wait := time.Now().Add(2 * time.Minute); len(c.ents.Entities()) == 0 && time.Now().Before(wait); {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	var wg sync.WaitGroup
 	loop := func(interval int32, every time.Duration) {
 		defer wg.Done()
@@ -215,7 +243,7 @@ func (c *Collector) prepare(ctx context.Context, conn *Conn) (*connState, error)
 			st.counters[kind] = append(st.counters[kind], resolvedCounter{key: info.Key, name: name, unit: unitOf(info)})
 		}
 	}
-	st.limit = queryMetricsLimit(ctx, conn, c.cfg.MaxQueryMetrics)
+	st.limit.Store(int64(queryMetricsLimit(ctx, conn, c.cfg.MaxQueryMetrics)))
 
 	src := c.sess.Source()
 	c.mu.Lock()

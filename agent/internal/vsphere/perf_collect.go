@@ -31,10 +31,10 @@ func (c *Collector) Collect(ctx context.Context, interval int32) (Stats, error) 
 		c.sess.Check(conn, err)
 		return stats, err
 	}
-	stats.QueryMetricsN = st.limit
+	stats.QueryMetricsN = st.queryLimit()
 	specs, kindOfEntity := c.specs(st, interval, stats.Start)
 	stats.Entities = len(specs)
-	batches := planBatches(specs, st.limit)
+	batches := planBatches(specs, stats.QueryMetricsN)
 	stats.Queries = len(batches)
 	for _, b := range batches {
 		stats.LargestQuery = max(stats.LargestQuery, batchMetrics(b))
@@ -140,6 +140,22 @@ func (c *Collector) runBatch(ctx context.Context, conn *Conn, st *connState, bat
 		This:      *conn.Vim().ServiceContent.PerfManager,
 		QuerySpec: batch,
 	})
+	if err != nil && isQueryTooLarge(err) && batchMetrics(batch) > 1 {
+		// The server's limit is lower than we inferred: halve ours and run
+		// this batch again in smaller queries.
+		n := max(1, batchMetrics(batch)/2)
+		if st.lowerLimit(n) {
+			c.log.Warn("perf: vCenter refused a query as too large; lowering metrics per query", "metrics", n)
+		}
+		for _, sub := range planBatches(batch, n) {
+			s, v, err := c.runBatch(ctx, conn, st, sub, kindOf)
+			series, values = series+s, values+v
+			if err != nil {
+				return series, values, err
+			}
+		}
+		return series, values, nil
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("perf: query %d entities: %w", len(batch), err)
 	}

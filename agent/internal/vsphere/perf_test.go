@@ -198,8 +198,9 @@ func TestPerfHistoricalAndSinkFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("historical cycle: %+v", st)
-	if st.QueryMetricsN != defaultQueryMetrics {
-		t.Errorf("limit without the vCenter option = %d, want %d", st.QueryMetricsN, defaultQueryMetrics)
+	// The simulator is vCenter 6.5 without the option: its default is 256.
+	if st.QueryMetricsN != modernQueryMetrics {
+		t.Errorf("limit without the vCenter option = %d, want %d", st.QueryMetricsN, modernQueryMetrics)
 	}
 	want := activeEntities(f.inv, "cluster", "datastore")
 	got := checkSeries(t, sink, f.sess.Source(), want)

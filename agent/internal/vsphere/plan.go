@@ -3,17 +3,23 @@ package vsphere
 import (
 	"context"
 	"strconv"
+	"strings"
 
+	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
 // Query sizing. vCenter rejects a QueryPerf whose entity×metric count
-// exceeds config.vpxd.stats.maxQueryMetrics (64 when unset); ESXi has no
-// such limit, and for it (or an explicit -1) we still cap queries at
+// exceeds config.vpxd.stats.maxQueryMetrics. When the option is unset the
+// server's default applies: 64 up to vSphere 6.0, 256 from 6.5 on (the
+// inference Telegraf makes too); should a server still refuse a query as too
+// large, the collector halves its limit and re-plans (see runBatch). ESXi
+// has no such limit, and for it (or an explicit -1) we still cap queries at
 // unlimitedQueryMetrics to keep responses reasonably small.
 const (
 	defaultQueryMetrics   = 64
+	modernQueryMetrics    = 256 // vCenter 6.5 and later, option unset
 	unlimitedQueryMetrics = 256
 	maxQueryMetricsOption = "config.vpxd.stats.maxQueryMetrics"
 )
@@ -75,8 +81,8 @@ func batchMetrics(b []types.PerfQuerySpec) int {
 // queryMetricsLimit reads the server's maxQueryMetrics setting. configured,
 // when positive, lowers (never raises) the result.
 func queryMetricsLimit(ctx context.Context, conn *Conn, configured int) int {
-	limit := defaultQueryMetrics
 	about := conn.Vim().ServiceContent.About
+	limit := defaultLimitForVersion(about.Version)
 	if about.ApiType == "HostAgent" {
 		limit = unlimitedQueryMetrics
 	} else if setting := conn.Vim().ServiceContent.Setting; setting != nil {
@@ -96,6 +102,33 @@ func queryMetricsLimit(ctx context.Context, conn *Conn, configured int) int {
 		limit = configured
 	}
 	return limit
+}
+
+// defaultLimitForVersion is vCenter's maxQueryMetrics when the option is
+// unset: 64 before 6.5, 256 from 6.5 on. Unparseable versions get 64.
+func defaultLimitForVersion(version string) int {
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return defaultQueryMetrics
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return defaultQueryMetrics
+	}
+	if major > 6 || (major == 6 && minor >= 5) {
+		return modernQueryMetrics
+	}
+	return defaultQueryMetrics
+}
+
+// isQueryTooLarge reports vCenter's refusal of a QueryPerf that asks for
+// more metrics than config.vpxd.stats.maxQueryMetrics allows: an
+// InvalidArgument fault on the query spec.
+func isQueryTooLarge(err error) bool {
+	var f *types.InvalidArgument
+	_, ok := fault.As(err, &f)
+	return ok && strings.Contains(f.InvalidProperty, "querySpec")
 }
 
 func parseOptionInt(v any) (int, bool) {
