@@ -39,6 +39,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		MaxConns:        cfg.Database.MaxConns,
 		Logger:          log.With("component", "store"),
 		PartitionsAhead: cfg.Database.PartitionsAhead,
+		MaxSampleAge:    time.Duration(cfg.Retention.Raw),
 	})
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -23,6 +24,7 @@ type agentConn struct {
 	site     string
 	log      *slog.Logger
 	hello    chan struct{} // closed once the hello was accepted
+	claimed  atomic.Bool   // a control stream has claimed the hello
 	commands chan protocol.Command
 }
 
@@ -137,11 +139,9 @@ func (s *Server) failStream(log *slog.Logger, st *quic.Stream, err error) {
 }
 
 func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Stream, r io.Reader, h *protocol.Hello) {
-	select {
-	case <-ac.hello:
+	if !ac.claimed.CompareAndSwap(false, true) {
 		s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: "second control stream"})
 		return
-	default:
 	}
 	if h.AgentID != ac.agentID {
 		s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeForbidden, Msg: fmt.Sprintf("hello names agent %q but the certificate is for %q", h.AgentID, ac.agentID)})
@@ -352,6 +352,14 @@ func (s *Server) rejected(ac *agentConn, b *protocol.Batch, err error) protocol.
 		code = rej.Code
 	}
 	ac.log.Warn("batch rejected", "epoch", b.Epoch, "seq", b.Seq, "kind", b.Kind, "code", code, "err", err)
+	// The agent drops a rejected batch: record the loss where it can be
+	// queried. A failure here is logged; the rejection stands.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	meta := store.BatchMeta{AgentID: ac.agentID, Site: ac.site, Epoch: b.Epoch, Seq: b.Seq, Kind: b.Kind, Bytes: len(b.Payload)}
+	if rerr := s.store.RecordRejected(ctx, meta, b.First, b.Last, code, err.Error()); rerr != nil {
+		ac.log.Error("could not record the rejected batch as a gap", "epoch", b.Epoch, "seq", b.Seq, "err", rerr)
+	}
 	return protocol.Ack{Epoch: b.Epoch, Seq: b.Seq, Status: protocol.AckRejected, Code: code}
 }
 
@@ -365,6 +373,19 @@ func (s *Server) serveEnrollment(ctx context.Context, conn *quic.Conn) {
 	if err != nil {
 		conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeUnauthenticated), "client certificate required")
 		return
+	}
+	// An unauthenticated peer gets the same 30 s for the whole exchange: a
+	// stalled request must not pin the stream.
+	defer func() {
+		// Give the peer until the deadline to read our answer and hang up.
+		select {
+		case <-conn.Context().Done():
+		case <-actx.Done():
+		}
+		conn.CloseWithError(0, "")
+	}()
+	if dl, ok := actx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
 	}
 	m, err := protocol.ReadMessage(st)
 	if err != nil {
@@ -393,7 +414,9 @@ func (s *Server) serveEnrollment(ctx context.Context, conn *quic.Conn) {
 		if errors.As(err, &rej) {
 			s.failStream(log, st, &protocol.DecodeError{Code: rej.Code, Msg: rej.Msg})
 		} else {
-			s.failStream(log, st, &protocol.DecodeError{Code: protocol.ErrCodeInternal, Msg: "enrollment failed: " + err.Error()})
+			// The cause goes to our log, not to a peer without a certificate.
+			log.Error("enrollment failed", "err", err)
+			s.failStream(log, st, &protocol.DecodeError{Code: protocol.ErrCodeInternal, Msg: "enrollment failed; see the aggregator's log"})
 		}
 		return
 	}
@@ -402,12 +425,6 @@ func (s *Server) serveEnrollment(ctx context.Context, conn *quic.Conn) {
 		log.Warn("write enroll response", "err", err)
 	}
 	st.Close()
-	// Let the agent read the answer and close the connection itself.
-	select {
-	case <-conn.Context().Done():
-	case <-actx.Done():
-		conn.CloseWithError(0, "enrolled")
-	}
 }
 
 // isConnGone reports errors that mean the peer or the connection went away,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,5 +248,79 @@ func TestMalformedFrameClosesOnlyThatStream(t *testing.T) {
 	b = ingesttest.MustBatch(protocol.KindSamples, ingesttest.Samples("vc-a", 2, 2, t0, 1), 1, 2)
 	if a := sendAndAck(t, good, b); a.Status != protocol.AckStored {
 		t.Fatalf("good batch after bad ones: %+v", a)
+	}
+}
+
+func TestPoisonBatchIsRejectedAndRecorded(t *testing.T) {
+	// Valid on the wire, refused by PostgreSQL (text cannot hold NUL): it must
+	// be rejected, not retried forever, and the loss must be queryable.
+	h := newHarness(t, "", nil)
+	id := h.enroll("dc1")
+	d := mustOpen(t, h.dial(id, 1))
+	ev := &protocol.Events{Events: []protocol.Event{{Source: "vc-a", Key: 1, Type: "GeneralUserEvent", Time: time.Now().UnixMilli(), Message: "a\x00b"}}}
+	if a := sendAndAck(t, d, ingesttest.MustBatch(protocol.KindEvents, ev, 1, 1)); a.Status != protocol.AckRejected || a.Code != protocol.ErrCodeMalformed {
+		t.Fatalf("poison batch: ack %+v, want rejected/malformed", a)
+	}
+	if n := h.count(`SELECT count(*) FROM ingest_gaps WHERE agent_id = $1 AND from_seq = 1 AND reason LIKE 'rejected%'`, id.AgentID); n != 1 {
+		t.Fatalf("rejection not recorded as a gap (%d rows)", n)
+	}
+	if a := sendAndAck(t, d, ingesttest.MustBatch(protocol.KindSamples, ingesttest.Samples("vc-a", 2, 1, t0, 1), 1, 2)); a.Status != protocol.AckStored {
+		t.Fatalf("next batch: %+v", a)
+	}
+}
+
+func TestConcurrentHellosDoNotCrash(t *testing.T) {
+	h := newHarness(t, "", nil)
+	id := h.enroll("dc1")
+	conn, err := ingesttest.DialRaw(dialCtx(t), h.addr, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	var wg sync.WaitGroup
+	welcomes := make(chan bool, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := conn.OpenStreamSync(dialCtx(t))
+			if err != nil {
+				return
+			}
+			_ = protocol.WriteMessage(st, &protocol.Hello{AgentID: id.AgentID, AgentVersion: "t", MinVersion: 1, MaxVersion: 1, Epoch: 1})
+			m, err := protocol.ReadMessage(st)
+			_, ok := m.(*protocol.Welcome)
+			welcomes <- err == nil && ok
+		}()
+	}
+	wg.Wait()
+	close(welcomes)
+	n := 0
+	for ok := range welcomes {
+		if ok {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d control streams welcomed, want exactly 1", n)
+	}
+	h.dial(h.enroll("dc2"), 1) // the server is still up
+}
+
+func TestBatchSpanningYearsIsRejectedQuickly(t *testing.T) {
+	h := newHarness(t, "", nil)
+	d := mustOpen(t, h.dial(h.enroll("dc1"), 1))
+	p := ingesttest.Samples("vc-a", 2, 1, t0, 1)
+	p.Series[0].Timestamps[0] = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	start := time.Now()
+	a := sendAndAck(t, d, ingesttest.MustBatch(protocol.KindSamples, p, 1, 1))
+	if a.Status != protocol.AckRejected || a.Code != protocol.ErrCodeMalformed {
+		t.Fatalf("ack %+v, want rejected/malformed", a)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("rejection took %s", time.Since(start))
+	}
+	if n := h.count(`SELECT count(*) FROM pg_inherits WHERE inhparent = 'samples'::regclass`); n > 10 {
+		t.Fatalf("%d partitions created for a broken batch", n)
 	}
 }

@@ -37,6 +37,7 @@ type Store interface {
 	WriteInventory(ctx context.Context, m store.BatchMeta, inv *protocol.Inventory) (store.Result, error)
 	WriteEvents(ctx context.Context, m store.BatchMeta, ev *protocol.Events) (store.Result, error)
 	WriteGap(ctx context.Context, m store.BatchMeta, g *protocol.Gap) (store.Result, error)
+	RecordRejected(ctx context.Context, m store.BatchMeta, first, last int64, code protocol.ErrorCode, reason string) error
 	Enroll(ctx context.Context, secret, name, version string, sign store.Signer) (store.Agent, error)
 	AgentByID(ctx context.Context, id string) (store.Agent, error)
 	AgentConnected(ctx context.Context, id, version, remote string, epoch uint64) error

@@ -80,6 +80,33 @@ func isConnClosed(err error) bool {
 	return false
 }
 
+// asReject turns errors in which PostgreSQL refuses the data itself (a NUL
+// in a string, a value out of range, a row no partition accepts after a
+// retry) into a *RejectError, so the batch is rejected instead of retried
+// forever. Other errors pass through unchanged.
+func asReject(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch pgErr.Code[:2] {
+	case "22", // data exception
+		"54": // program limit exceeded (row or array too large)
+		return reject(protocol.ErrCodeMalformed, "database refused the batch: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+	case "23": // integrity constraint violation
+		if pgErr.Code != "23505" {
+			return reject(protocol.ErrCodeMalformed, "database refused the batch: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+		}
+	}
+	return err
+}
+
+// isNoPartition reports PostgreSQL refusing a row no partition accepts.
+func isNoPartition(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23514" && strings.Contains(pgErr.Message, "no partition")
+}
+
 func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"

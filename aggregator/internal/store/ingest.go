@@ -40,6 +40,10 @@ type Result struct {
 var (
 	minSampleTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	maxFutureSkew = 7 * 24 * time.Hour
+	// maxBatchSpan bounds the data time range of one samples batch: agents
+	// send polls and hour-long re-reads; a wider batch is broken and would
+	// create a partition per day it spans.
+	maxBatchSpan = 31 * 24 * time.Hour
 )
 
 // WriteSamples stores a samples batch exactly once. The fast path proves the
@@ -64,8 +68,16 @@ func (s *Store) WriteSamples(ctx context.Context, m BatchMeta, p *protocol.Sampl
 	var first, last *time.Time
 	if res.Rows > 0 {
 		f, l := time.UnixMilli(lo).UTC(), time.UnixMilli(hi).UTC()
-		if f.Before(minSampleTime) || l.After(time.Now().Add(maxFutureSkew)) {
-			return Result{}, reject(protocol.ErrCodeMalformed, "sample timestamps %s..%s outside the accepted range", f.Format(time.RFC3339), l.Format(time.RFC3339))
+		oldest := minSampleTime
+		if s.maxAge > 0 {
+			oldest = time.Now().Add(-s.maxAge) // older data would be dropped by retention anyway
+		}
+		switch {
+		case f.Before(oldest) || l.After(time.Now().Add(maxFutureSkew)):
+			return Result{}, reject(protocol.ErrCodeMalformed, "sample timestamps %s..%s outside the accepted range %s..now+%s",
+				f.Format(time.RFC3339), l.Format(time.RFC3339), oldest.Format(time.RFC3339), maxFutureSkew)
+		case l.Sub(f) > maxBatchSpan:
+			return Result{}, reject(protocol.ErrCodeMalformed, "sample timestamps span %s, more than %s", l.Sub(f), maxBatchSpan)
 		}
 		first, last = &f, &l
 		if err := s.EnsurePartitions(ctx, f, l); err != nil {
@@ -81,6 +93,18 @@ func (s *Store) WriteSamples(ctx context.Context, m BatchMeta, p *protocol.Sampl
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"samples"}, []string{"series_id", "ts", "v"}, src)
 		return err
 	})
+	if err != nil && isNoPartition(err) && first != nil {
+		// Another aggregator's retention dropped a partition this process
+		// still had cached: forget those days, recreate, retry once.
+		s.forgetPartitions(*first, *last)
+		if err = s.EnsurePartitions(ctx, *first, *last); err == nil {
+			src.reset()
+			dup, err = s.inBatchTx(ctx, m, first, last, res.Rows, res.Samples, func(tx pgx.Tx) error {
+				_, err := tx.CopyFrom(ctx, pgx.Identifier{"samples"}, []string{"series_id", "ts", "v"}, src)
+				return err
+			})
+		}
+	}
 	if err != nil && isUniqueViolation(err) {
 		src.reset()
 		dup, err = s.inBatchTx(ctx, m, first, last, res.Rows, res.Samples, func(tx pgx.Tx) error {
@@ -99,7 +123,7 @@ func (s *Store) WriteSamples(ctx context.Context, m BatchMeta, p *protocol.Sampl
 		})
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("store: write samples %s/%d/%d: %w", m.AgentID, m.Epoch, m.Seq, err)
+		return Result{}, fmt.Errorf("store: write samples %s/%d/%d: %w", m.AgentID, m.Epoch, m.Seq, asReject(err))
 	}
 	res.Duplicate = dup
 	return res, nil
@@ -266,7 +290,7 @@ func (s *Store) WriteGap(ctx context.Context, m BatchMeta, g *protocol.Gap) (Res
 		return err
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("store: write gap: %w", err)
+		return Result{}, fmt.Errorf("store: write gap: %w", asReject(err))
 	}
 	return Result{Duplicate: dup, Rows: 1}, nil
 }
@@ -309,7 +333,31 @@ func (s *Store) WriteEvents(ctx context.Context, m BatchMeta, ev *protocol.Event
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("store: write events: %w", err)
+		return Result{}, fmt.Errorf("store: write events: %w", asReject(err))
 	}
 	return Result{Duplicate: dup, Rows: len(ev.Events)}, nil
+}
+
+// RecordRejected stores the loss of a batch the aggregator refused for good
+// (malformed, forbidden, refused by the database) as a gap record, so it is
+// as queryable as data the agent dropped itself.
+func (s *Store) RecordRejected(ctx context.Context, m BatchMeta, first, last int64, code protocol.ErrorCode, reason string) error {
+	var f, l *time.Time
+	if first > 0 {
+		t := time.UnixMilli(first).UTC()
+		f = &t
+	}
+	if last > 0 {
+		t := time.UnixMilli(last).UTC()
+		l = &t
+	}
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO ingest_gaps (agent_id, site, epoch, from_seq, to_seq, batches, bytes, first_ts, last_ts, reason, detected_at)
+		VALUES ($1, $2, $3, $4, $4, 1, $5, $6, $7, $8, now())
+		ON CONFLICT DO NOTHING`,
+		m.AgentID, m.Site, int64(m.Epoch), int64(m.Seq), m.Bytes, f, l, fmt.Sprintf("rejected (%s): %s", code, reason))
+	if err != nil {
+		return fmt.Errorf("store: record rejected batch %d/%d: %w", m.Epoch, m.Seq, err)
+	}
+	return nil
 }

@@ -98,7 +98,10 @@ func (s *Store) WriteInventory(ctx context.Context, m BatchMeta, inv *protocol.I
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
 				ON CONFLICT (site, source, kind, moref) DO UPDATE SET
 					name = EXCLUDED.name, parent_moref = EXCLUDED.parent_moref, path = EXCLUDED.path,
-					props = EXCLUDED.props, observed_at = EXCLUDED.observed_at, updated_at = now(), deleted_at = NULL`,
+					props = EXCLUDED.props, observed_at = EXCLUDED.observed_at, updated_at = now(), deleted_at = NULL
+				-- A concurrent batch may have created the row after our SELECT:
+				-- the newer observation still wins.
+				WHERE inventory_objects.observed_at <= EXCLUDED.observed_at`,
 				m.Site, inv.Source, o.Kind, o.ID, o.Name, o.ParentID, o.Path, props, at)
 			queueChange(b, m.Site, inv.Source, o.Kind, o.ID, op, diff, at)
 			changed++
@@ -120,7 +123,7 @@ func (s *Store) WriteInventory(ctx context.Context, m BatchMeta, inv *protocol.I
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("store: write inventory: %w", err)
+		return Result{}, fmt.Errorf("store: write inventory: %w", asReject(err))
 	}
 	return Result{Duplicate: dup, Rows: changed}, nil
 }

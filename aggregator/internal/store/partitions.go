@@ -58,6 +58,16 @@ func (s *Store) EnsurePartitions(ctx context.Context, from, to time.Time) error 
 	return nil
 }
 
+// forgetPartitions drops [from, to]'s days from the cache of partitions
+// known to exist.
+func (s *Store) forgetPartitions(from, to time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for d := from.UTC().Truncate(day); !d.After(to); d = d.Add(day) {
+		delete(s.partitions, d.Unix()/86400)
+	}
+}
+
 func partitionName(d time.Time) string { return "samples_p" + d.Format("20060102") }
 
 // Partition describes one daily partition of the raw samples table.

@@ -36,6 +36,10 @@ type Options struct {
 	// PartitionsAhead is how many daily partitions beyond today are kept
 	// created (plain PostgreSQL only). 0 means 3.
 	PartitionsAhead int
+	// MaxSampleAge refuses samples older than this (raw retention would drop
+	// them at once, and each would need a partition). 0: no limit beyond
+	// the year 2000.
+	MaxSampleAge time.Duration
 }
 
 // Store is the aggregator's database.
@@ -44,6 +48,7 @@ type Store struct {
 	log       *slog.Logger
 	timescale bool
 	ahead     int
+	maxAge    time.Duration
 
 	mu         sync.Mutex
 	partitions map[int64]bool // day number (Unix days) → partition exists
@@ -77,6 +82,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool:       pool,
 		log:        log,
 		ahead:      opts.PartitionsAhead,
+		maxAge:     opts.MaxSampleAge,
 		partitions: make(map[int64]bool),
 		sources:    make(map[string]string),
 		series:     newSeriesCache(),
