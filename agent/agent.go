@@ -20,9 +20,10 @@ import (
 )
 
 // maxCellsPerBatch splits large sample payloads (a restart re-reading an
-// hour of realtime data) into batches of at most this many cells, well
-// under protocol.MaxValuesPerBatch and a few MB on the wire.
-const maxCellsPerBatch = 1 << 20
+// hour of realtime data) into batches of at most this many cells (as
+// protocol.SeriesCost counts them), well under protocol.MaxValuesPerBatch
+// and a few MB on the wire.
+const maxCellsPerBatch = 1 << 21
 
 // Agent is a running agent.
 type Agent struct {
@@ -198,7 +199,7 @@ func (a *Agent) Samples(ctx context.Context, s *protocol.Samples) error {
 	}
 	newest := int64(math.MinInt64)
 	for _, sd := range s.Series {
-		n := len(sd.Timestamps) * (len(sd.Values) + 1)
+		n := protocol.SeriesCost(len(sd.Timestamps), len(sd.Values))
 		if cells+n > maxCellsPerBatch {
 			if err := flush(); err != nil {
 				return err

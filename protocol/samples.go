@@ -15,6 +15,22 @@ import (
 // larger data (e.g. a long backfill) into several batches.
 const MaxValuesPerBatch = 1 << 23
 
+// seriesCells is what one series costs against MaxValuesPerBatch before any
+// of its points: the size of a decoded SeriesData plus its bookkeeping, in
+// 8-byte cells.
+const seriesCells = 18
+
+// SeriesCost is the most one series of points×counters can cost against
+// MaxValuesPerBatch when decoded, its key's strings and a schema of its own
+// included. A sender that keeps the sum of its series' costs within
+// MaxValuesPerBatch never has a batch refused for size.
+func SeriesCost(points, counters int) int {
+	// values and timestamps, the series itself, up to 4 key strings (2 cells
+	// each), its own schema (3) and per counter: schema entry (4) and name
+	// and unit strings (2 each).
+	return points*(counters+1) + seriesCells + 8 + 3 + counters*8
+}
+
 // samplesFormat is the first byte of a samples payload. A new layout gets a
 // new value; Version 1 of the protocol knows only this one.
 const samplesFormat = 1
@@ -231,9 +247,9 @@ func (e *samplesEncoder) encode(dst []byte, s *Samples) ([]byte, error) {
 				return dst, malformedf("samples: series %d: counter %d has %d values for %d timestamps", si, c, len(col), n)
 			}
 		}
-		cells += n * (nc + 1)
+		cells += SeriesCost(n, nc)
 		if cells > MaxValuesPerBatch {
-			return dst, errorf(ErrCodeTooLarge, "samples: series %d: batch exceeds %d cells (points × (counters+1))", si, MaxValuesPerBatch)
+			return dst, errorf(ErrCodeTooLarge, "samples: series %d: batch exceeds %d cells (see SeriesCost)", si, MaxValuesPerBatch)
 		}
 		if !haveCounter || !sameCounters(prevSchema, k.Counters) {
 			ref, err := e.schema(si, k.Counters)
@@ -505,12 +521,20 @@ func DecodeSamples(p []byte) (*Samples, error) {
 	tr := reader{p: r.bytes("times", timesLen), what: "samples", series: -1}
 	vr := reader{p: p[r.off:], what: "samples", series: -1}
 
+	// What the tables cost in memory counts against the same budget as the
+	// values (in 8-byte cells), so that a payload of a few bytes per series
+	// cannot decode into gigabytes of empty series.
+	overhead := nser*seriesCells + nsch*3 + counterCells*4 + nstr*2
+	if overhead > MaxValuesPerBatch {
+		return nil, errorf(ErrCodeTooLarge, "samples: %d series, %d schemas and %d strings exceed the batch budget of %d cells", nser, nsch, nstr, MaxValuesPerBatch)
+	}
+
 	// Pass 1 over the keys: resolve refs and size the arrays, so that the
 	// cell budget is checked before anything big is allocated.
 	out := &Samples{Series: make([]SeriesData, nser)}
 	npts := make([]int32, nser)
 	var refs [5]uint64
-	points, cells, columns := 0, 0, 0
+	points, cells, columns := 0, overhead, 0
 	for si := range out.Series {
 		kr.series = si
 		for i := range refs {

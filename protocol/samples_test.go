@@ -423,3 +423,27 @@ func FuzzDecodeSamples(f *testing.F) {
 		}
 	})
 }
+
+// Empty series cost memory when decoded even though they cost almost
+// nothing on the wire: the budget counts them, and what the encoder accepts
+// the decoder accepts.
+func TestSeriesOverheadCountsAgainstTheBudget(t *testing.T) {
+	many := func(n int) *Samples {
+		s := &Samples{Series: make([]SeriesData, n)}
+		for i := range s.Series {
+			s.Series[i] = SeriesData{Key: SeriesKey{Source: "vc", EntityKind: "vm", EntityID: "vm-1", Counters: []Counter{{Name: "c"}}}, Values: [][]float64{{}}}
+		}
+		return s
+	}
+	limit := MaxValuesPerBatch / SeriesCost(0, 1)
+	if _, err := EncodeSamples(many(limit + 1)); CodeOf(err) != ErrCodeTooLarge {
+		t.Fatalf("%d empty series: err %v, want TooLarge", limit+1, err)
+	}
+	p, err := EncodeSamples(many(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeSamples(p); err != nil {
+		t.Fatalf("the decoder refused what the encoder accepted: %v", err)
+	}
+}

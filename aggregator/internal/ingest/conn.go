@@ -207,7 +207,7 @@ func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Strea
 func (s *Server) serveData(ctx context.Context, ac *agentConn, st *quic.Stream, r io.Reader, first *protocol.Batch) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	queue := make(chan decoded, 2)
+	queue := make(chan decoded, 1)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(queue)

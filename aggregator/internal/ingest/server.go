@@ -4,12 +4,13 @@
 // rows, acknowledging each batch only after it is committed.
 //
 // Backpressure: each data stream is served by one reader and one writer
-// goroutine joined by a small bounded queue. While the store cannot commit
+// goroutine joined by a one-slot queue. While the store cannot commit
 // (PostgreSQL slow or down) the writer retries the same batch with backoff and
 // sends no ack; the queue fills, the reader stops reading, and QUIC flow
-// control stops the agent, which keeps spooling. Memory per stream is bounded
-// by (queue length + 1) × protocol.MaxFrameSize, and streams per connection by
-// Config.MaxStreams.
+// control stops the agent, which keeps spooling. A stream holds at most three
+// decoded batches (being stored, queued, being decoded), each bounded by
+// protocol.MaxValuesPerBatch cells (~64 MB decoded, far less for real
+// batches), and a connection at most Config.MaxStreams streams.
 package ingest
 
 import (
@@ -50,7 +51,7 @@ type Config struct {
 	Addr              string        // UDP listen address, e.g. ":7443"
 	HeartbeatInterval time.Duration // pushed to agents; default 10s
 	MaxInFlight       int           // unacked batches per data stream the agent may send; default 8
-	MaxStreams        int64         // concurrent streams per connection; default 16
+	MaxStreams        int64         // concurrent streams per connection; default 4 (control, live, backfill, one spare)
 	Logger            *slog.Logger
 }
 
@@ -85,7 +86,7 @@ func New(cfg Config, st Store, ca *pki.CA) *Server {
 		cfg.MaxInFlight = 8
 	}
 	if cfg.MaxStreams <= 0 {
-		cfg.MaxStreams = 16
+		cfg.MaxStreams = 4
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
