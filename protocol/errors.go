@@ -82,6 +82,8 @@ func (c ErrorCode) String() string {
 		return "protocol"
 	case ErrCodeShutdown:
 		return "shutdown"
+	case ErrCodeSeqReuse:
+		return "seq_reuse"
 	}
 	return fmt.Sprintf("code_%d", uint32(c))
 }

@@ -237,6 +237,12 @@ const (
 	ErrCodeUnavailable     ErrorCode = 8 // aggregator cannot store now; retry later
 	ErrCodeProtocol        ErrorCode = 9 // message out of order
 	ErrCodeShutdown        ErrorCode = 10
+	// ErrCodeSeqReuse rejects a batch whose (epoch, seq) the aggregator
+	// already committed with different content: the agent's spool was rolled
+	// back (VM snapshot revert, commits lost to a power failure) and is
+	// reusing seqs. The agent keeps the batch, moves its spool to a new
+	// epoch and sends it again; nothing is lost.
+	ErrCodeSeqReuse ErrorCode = 11
 )
 
 // Error is sent before a stream or connection is closed for a reason the

@@ -26,6 +26,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -164,7 +165,7 @@ type Queue struct {
 	opts  Options
 	log   *slog.Logger
 	dir   string
-	epoch uint64
+	epoch atomic.Uint64 // changes only by NewEpoch
 
 	// life guards closed; methods hold it shared, Close exclusively.
 	life   sync.RWMutex
@@ -267,17 +268,17 @@ func (q *Queue) load() error {
 			return err
 		}
 		if epoch != 0 {
-			q.epoch = epoch
+			q.epoch.Store(epoch)
 			q.next, err = getU64(txn, keyNext)
 			return err
 		}
-		for q.epoch == 0 {
+		for q.epoch.Load() == 0 {
 			var b [8]byte
 			rand.Read(b[:]) // never fails
-			q.epoch = binary.BigEndian.Uint64(b[:])
+			q.epoch.Store(binary.BigEndian.Uint64(b[:]))
 		}
 		q.next = 1
-		if err := txn.Set(keyEpoch, u64(q.epoch)); err != nil {
+		if err := txn.Set(keyEpoch, u64(q.epoch.Load())); err != nil {
 			return err
 		}
 		return txn.Set(keyNext, u64(q.next))
@@ -388,7 +389,41 @@ func entryOf(seq uint64, b *protocol.Batch) entry {
 }
 
 // Epoch returns the spool's epoch, fixed when the spool was created.
-func (q *Queue) Epoch() uint64 { return q.epoch }
+func (q *Queue) Epoch() uint64 { return q.epoch.Load() }
+
+// NewEpoch moves the spool to a fresh random epoch, synced to disk before
+// it returns. Stored batches keep their seqs and are read back under the new
+// epoch. The uplink calls it when the aggregator reports that an (epoch,
+// seq) it already holds came with different data: the spool was rolled back
+// (a VM snapshot reverted, or commits lost to a power failure) and is
+// reusing seqs.
+func (q *Queue) NewEpoch() (uint64, error) {
+	q.life.RLock()
+	defer q.life.RUnlock()
+	if q.closed {
+		return 0, ErrClosed
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	old := q.epoch.Load()
+	var epoch uint64
+	for epoch == 0 || epoch == old {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("spool: new epoch: %w", err)
+		}
+		epoch = binary.BigEndian.Uint64(b[:])
+	}
+	if err := q.db.Update(func(txn *badger.Txn) error { return txn.Set(keyEpoch, u64(epoch)) }); err != nil {
+		return 0, q.failed(fmt.Errorf("spool: new epoch: %w", err))
+	}
+	if err := q.db.Sync(); err != nil {
+		return 0, q.failed(fmt.Errorf("spool: new epoch: sync: %w", err))
+	}
+	q.epoch.Store(epoch)
+	q.log.Warn("spool moved to a new epoch", "old", old, "new", epoch)
+	return epoch, nil
+}
 
 // Append assigns b.Epoch and b.Seq and stores the batch. If the quota or
 // the free-space floor would be exceeded it first drops the oldest batches
@@ -490,7 +525,7 @@ func (q *Queue) Append(b *protocol.Batch) error {
 	q.push(ent)
 	q.stats.Appended++
 	q.next = seq + 1
-	b.Epoch, b.Seq = q.epoch, seq
+	b.Epoch, b.Seq = q.epoch.Load(), seq
 	return nil
 }
 
@@ -566,7 +601,7 @@ func (q *Queue) planDrops(size, limit int64, reason string) ([]entry, error) {
 // range extended back to cover theirs.
 func (q *Queue) gapFor(txn *badger.Txn, drops, folded []entry, reason string) (protocol.Gap, error) {
 	g := protocol.Gap{
-		Epoch:    q.epoch,
+		Epoch:    q.epoch.Load(),
 		FromSeq:  drops[0].seq,
 		ToSeq:    drops[len(drops)-1].seq,
 		Reason:   reason,
@@ -593,7 +628,7 @@ func (q *Queue) gapFor(txn *badger.Txn, drops, folded []entry, reason string) (p
 			return g, fmt.Errorf("read gap %d: %w", e.seq, err)
 		}
 		err = item.Value(func(v []byte) error {
-			b, err := decodeRecord(v, q.epoch, e.seq)
+			b, err := decodeRecord(v, q.epoch.Load(), e.seq)
 			if err != nil {
 				return err
 			}
@@ -766,7 +801,7 @@ func (q *Queue) decode(item *badger.Item) (*protocol.Batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeRecord(v, q.epoch, keySeq(item.Key()))
+	return decodeRecord(v, q.epoch.Load(), keySeq(item.Key()))
 }
 
 // Stats returns the spool's current statistics.
@@ -774,7 +809,7 @@ func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	s := q.stats
-	s.Epoch = q.epoch
+	s.Epoch = q.epoch.Load()
 	s.Depth = q.order.Len()
 	s.Bytes = q.bytes
 	if front := q.order.Front(); front != nil {

@@ -42,6 +42,7 @@ type Spool interface {
 	Oldest(n int, after uint64) ([]*protocol.Batch, error)
 	Ack(seqs ...uint64) error
 	Stats() spool.Stats
+	NewEpoch() (uint64, error)
 }
 
 // Lane names a data lane.
@@ -383,6 +384,19 @@ func (l *lane) ack(ctx context.Context, r *bufio.Reader, inflight <-chan sent) e
 		}
 		if a.Seq != s.seq {
 			return fmt.Errorf("%s: ack for seq %d, expected %d", l.name, a.Seq, s.seq)
+		}
+		if a.Status == protocol.AckRejected && a.Code == protocol.ErrCodeSeqReuse {
+			// The aggregator holds this (epoch, seq) with other data: our spool
+			// was rolled back. Keep the batch, move to a new epoch, and start
+			// a new session, whose hello carries it; everything unacked is
+			// sent again under the new epoch.
+			epoch, err := l.c.spool.NewEpoch()
+			if err != nil {
+				return fmt.Errorf("%s: seq %d reused; new epoch: %w", l.name, a.Seq, err)
+			}
+			l.c.log.Error("the aggregator already holds this seq with other data (spool rolled back); moved to a new epoch",
+				"seq", a.Seq, "old_epoch", a.Epoch, "new_epoch", epoch)
+			return fmt.Errorf("%s: seq %d reused under epoch %d; reconnecting with epoch %d", l.name, a.Seq, a.Epoch, epoch)
 		}
 		if a.Status == protocol.AckRejected {
 			l.c.Stats.Rejected.Add(1)

@@ -3,6 +3,7 @@ package ingest
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -264,7 +265,8 @@ type decoded struct {
 // be decoded is answered with a rejection so the agent drops it rather than
 // resending it forever.
 func (s *Server) decode(ac *agentConn, b *protocol.Batch) decoded {
-	meta := store.BatchMeta{AgentID: ac.agentID, Site: ac.site, Epoch: b.Epoch, Seq: b.Seq, Kind: b.Kind, Bytes: len(b.Payload)}
+	sum := sha256.Sum256(b.Payload)
+	meta := store.BatchMeta{AgentID: ac.agentID, Site: ac.site, Epoch: b.Epoch, Seq: b.Seq, Kind: b.Kind, Bytes: len(b.Payload), Digest: sum[:16]}
 	d := decoded{b: b}
 	var err error
 	switch b.Kind {
@@ -352,6 +354,10 @@ func (s *Server) rejected(ac *agentConn, b *protocol.Batch, err error) protocol.
 		code = rej.Code
 	}
 	ac.log.Warn("batch rejected", "epoch", b.Epoch, "seq", b.Seq, "kind", b.Kind, "code", code, "err", err)
+	if code == protocol.ErrCodeSeqReuse {
+		// Not a loss: the agent resends the batch under a new epoch.
+		return protocol.Ack{Epoch: b.Epoch, Seq: b.Seq, Status: protocol.AckRejected, Code: code}
+	}
 	// The agent drops a rejected batch: record the loss where it can be
 	// queried. A failure here is logged; the rejection stands.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

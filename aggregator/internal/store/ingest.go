@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -20,7 +21,8 @@ type BatchMeta struct {
 	Epoch   uint64
 	Seq     uint64
 	Kind    protocol.BatchKind
-	Bytes   int // encoded size on the wire
+	Bytes   int    // encoded size on the wire
+	Digest  []byte // of the payload, to tell a redelivery from a reused seq; may be nil
 }
 
 // Result says what a write did.
@@ -138,14 +140,23 @@ func (s *Store) inBatchTx(ctx context.Context, m BatchMeta, first, last *time.Ti
 	}
 	defer tx.Rollback(ctx)
 	tag, err := tx.Exec(ctx, `
-		INSERT INTO ingest_ledger (agent_id, epoch, seq, kind, first_ts, last_ts, rows, samples, bytes)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		INSERT INTO ingest_ledger (agent_id, epoch, seq, kind, first_ts, last_ts, rows, samples, bytes, digest)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT DO NOTHING`,
-		m.AgentID, int64(m.Epoch), int64(m.Seq), int16(m.Kind), first, last, rows, samples, m.Bytes)
+		m.AgentID, int64(m.Epoch), int64(m.Seq), int16(m.Kind), first, last, rows, samples, m.Bytes, m.Digest)
 	if err != nil {
 		return false, err
 	}
 	if tag.RowsAffected() == 0 {
+		// Seen before: a redelivery, unless the content differs.
+		var stored []byte
+		if err := tx.QueryRow(ctx, `SELECT digest FROM ingest_ledger WHERE agent_id = $1 AND epoch = $2 AND seq = $3`,
+			m.AgentID, int64(m.Epoch), int64(m.Seq)).Scan(&stored); err != nil {
+			return false, err
+		}
+		if stored != nil && m.Digest != nil && !bytes.Equal(stored, m.Digest) {
+			return false, reject(protocol.ErrCodeSeqReuse, "batch %d/%d was already stored with different content: the agent's spool reused the seq", m.Epoch, m.Seq)
+		}
 		return true, nil
 	}
 	if err := fn(tx); err != nil {
