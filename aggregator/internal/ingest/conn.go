@@ -67,10 +67,16 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 	}
 	defer func() {
 		s.mu.Lock()
-		if s.conns[a.ID] == ac {
+		current := s.conns[a.ID] == ac
+		if current {
 			delete(s.conns, a.ID)
 		}
 		s.mu.Unlock()
+		if !current {
+			// A newer connection of the same agent superseded this one: the
+			// registry describes that one now.
+			return
+		}
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer dcancel()
 		if err := s.store.AgentDisconnected(dctx, a.ID); err != nil {
@@ -243,6 +249,7 @@ func (s *Server) serveData(ctx context.Context, ac *agentConn, st *quic.Stream, 
 			}
 		}
 		if err := protocol.WriteMessage(st, &ack); err != nil {
+			st.CancelRead(quic.StreamErrorCode(protocol.ErrCodeShutdown)) // unblock the reader
 			return
 		}
 	}
