@@ -26,8 +26,10 @@ group() {
 }
 
 groups=${1:-ingest protocol spool agent api}
+# go test prints a benchmark's name before running it, so a figure printed
+# by the benchmark can land on that line: put every figure on its own line.
 scripts/pg.sh with bash -c "$(declare -f run group); set -euo pipefail; for g in $groups; do echo \"== \$g\"; group \$g; done" 2>&1 \
-  | tee /tmp/vmpulse-bench.log
+  | sed -u 's/\(.\)figure: /\1\nfigure: /' | tee /tmp/vmpulse-bench.log
 echo
 echo "== headline figures"
 grep '^figure:' /tmp/vmpulse-bench.log || true
