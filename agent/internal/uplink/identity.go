@@ -125,14 +125,17 @@ func Enroll(ctx context.Context, addr, token, name, version, dir string) (*Ident
 		{"ca.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: resp.CACert}), 0o644},
 		{"agent.json", meta, 0o644}, // last: its presence means "enrolled"
 	}
+	// The token is spent now: the identity must survive a power loss, so
+	// each file is synced before it is renamed into place, and the
+	// directory after.
 	for _, f := range files {
-		p := filepath.Join(dir, f.name)
-		if err := os.WriteFile(p+".tmp", f.data, f.mode); err != nil {
-			return nil, fmt.Errorf("uplink: write %s: %w", p, err)
+		if err := writeDurably(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return nil, err
 		}
-		if err := os.Rename(p+".tmp", p); err != nil {
-			return nil, fmt.Errorf("uplink: write %s: %w", p, err)
-		}
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
 	}
 	return LoadIdentity(dir)
 }
@@ -146,4 +149,26 @@ func quicConfig() *quic.Config {
 		MaxStreamReceiveWindow:     8 << 20,
 		MaxConnectionReceiveWindow: 32 << 20,
 	}
+}
+
+func writeDurably(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return fmt.Errorf("uplink: write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("uplink: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("uplink: sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("uplink: write %s: %w", path, err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		return fmt.Errorf("uplink: write %s: %w", path, err)
+	}
+	return nil
 }
