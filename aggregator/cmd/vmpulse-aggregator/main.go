@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -75,7 +76,16 @@ func loadConfig(fs *flag.FlagSet, args []string) (aggregator.Config, error) {
 	return cfg, nil
 }
 
+// gcPercent is the aggregator's default GOGC. Ingest decodes batches into
+// short-lived arrays: at the Go default (100) collection ran the end-to-end
+// ingest benchmark at 0.77–0.79 of raw COPY, at 200 at 0.86–0.89. An
+// operator's GOGC (or GOMEMLIMIT) still wins.
+const gcPercent = 200
+
 func serve(args []string) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfg, err := loadConfig(fs, args)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"testing"
@@ -32,6 +33,11 @@ func envInt(name string, def int) int {
 // and reports their ratio, bytes per sample on the wire and on disk.
 // Run it with -benchtime=4x: each run loads millions of samples.
 func BenchmarkIngest(b *testing.B) {
+	// The aggregator binary runs with GOGC=200 (see gcPercent in its main);
+	// measure what ships. Both sides of the comparison run under it.
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(200))
+	}
 	vms := envInt("VMPULSE_BENCH_VMS", 5000)
 	points := envInt("VMPULSE_BENCH_POINTS", 3)
 	batches := envInt("VMPULSE_BENCH_BATCHES", 24)
