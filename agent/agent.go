@@ -46,6 +46,7 @@ func New(ctx context.Context, cfg Config, version string, log *slog.Logger) (*Ag
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, version: version, log: log}
+	alog := log.With("component", "agent")
 	idDir := filepath.Join(cfg.DataDir, "identity")
 	id, err := uplink.LoadIdentity(idDir)
 	if errors.Is(err, uplink.ErrNotEnrolled) {
@@ -58,7 +59,7 @@ func New(ctx context.Context, cfg Config, version string, log *slog.Logger) (*Ag
 		if err != nil {
 			return nil, err
 		}
-		log.Info("enrolled with the aggregator", "agent", id.AgentID, "site", id.Site)
+		alog.Info("enrolled with the aggregator", "agent", id.AgentID, "site", id.Site)
 	} else if err != nil {
 		return nil, err
 	}
@@ -171,7 +172,7 @@ func (a *Agent) command(cmd protocol.Command) {
 			inv.Resync()
 		}
 	default:
-		a.log.Warn("unknown command from the aggregator", "command", cmd.Name)
+		a.log.Warn("unknown command from the aggregator", "component", "agent", "command", cmd.Name)
 	}
 }
 

@@ -30,7 +30,8 @@ type Aggregator struct {
 }
 
 // New opens the database (applying migrations), loads or creates the CA,
-// and binds the QUIC and HTTP listeners. Run serves them.
+// and binds the QUIC and HTTP listeners. Run serves them. log should carry
+// no component: each part adds its own.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -49,7 +50,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		st.Close()
 		return nil, err
 	}
-	a := &Aggregator{cfg: cfg, log: log, Store: st, CA: ca}
+	a := &Aggregator{cfg: cfg, log: log.With("component", "aggregator"), Store: st, CA: ca}
 	a.Ingest = ingest.New(ingest.Config{
 		Addr:              cfg.Ingest.Listen,
 		HeartbeatInterval: time.Duration(cfg.Ingest.HeartbeatInterval),

@@ -58,10 +58,11 @@ func run(args []string) error {
 	if cfg.Log.Format == "json" {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	log := slog.New(h).With("component", "agent")
+	base := slog.New(h) // each part adds its own component
+	log := base.With("component", "agent")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := agent.New(ctx, cfg, version, log)
+	a, err := agent.New(ctx, cfg, version, base)
 	if err != nil {
 		return err
 	}

@@ -100,10 +100,11 @@ func serve(args []string) error {
 	if cfg.Log.Format == "json" {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	log := slog.New(h).With("component", "aggregator")
+	base := slog.New(h) // each part adds its own component
+	log := base.With("component", "aggregator")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := aggregator.New(ctx, cfg, log)
+	a, err := aggregator.New(ctx, cfg, base)
 	if err != nil {
 		return err
 	}
