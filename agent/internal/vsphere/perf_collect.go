@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vmpulse/vmpulse/protocol"
@@ -136,7 +135,7 @@ func (c *Collector) specs(st *connState, interval int32, now time.Time) ([]types
 func (c *Collector) runBatch(ctx context.Context, conn *Conn, st *connState, batch []types.PerfQuerySpec, kindOf map[string]string) (series, values int, err error) {
 	qctx, cancel := context.WithTimeout(ctx, c.cfg.QueryTimeout)
 	defer cancel()
-	res, err := methods.QueryPerf(qctx, conn.Vim(), &types.QueryPerf{
+	ret, err := queryPerf(qctx, conn.Vim(), &types.QueryPerf{
 		This:      *conn.Vim().ServiceContent.PerfManager,
 		QuerySpec: batch,
 	})
@@ -176,7 +175,7 @@ func (c *Collector) runBatch(ctx context.Context, conn *Conn, st *connState, bat
 			}
 		}
 	}
-	for _, base := range res.Returnval {
+	for _, base := range ret {
 		em, ok := base.(*types.PerfEntityMetric)
 		if !ok {
 			continue

@@ -1,0 +1,795 @@
+package vsphere
+
+// A cheaper QueryPerf. govmomi decodes every SOAP response with a
+// reflection-driven XML decoder, which for QueryPerf (thousands of small
+// <value> elements per response) was over half of the agent's CPU. queryPerf
+// sends the same request over the session's own soap.Client (same URL,
+// cookies, SOAPAction, header and User-Agent) and reads the response with
+// parseQueryPerfResponse, a byte scanner that knows only the QueryPerf
+// response shape:
+//
+//	Envelope/Body/QueryPerfResponse/returnval[xsi:type=PerfEntityMetric]
+//	    entity(@type, @serverGuid, text)
+//	    sampleInfo*(timestamp, interval)
+//	    value*[xsi:type=PerfMetricIntSeries](id(counterId, instance), value*)
+//
+// Anything else — a non-200 status, a SOAP Fault, an unexpected type or
+// construct (CDATA, DOCTYPE, unknown entities), malformed XML, a body over
+// maxQueryPerfBody — makes queryPerf issue the query again through
+// methods.QueryPerf, so errors (NotAuthenticated, InvalidArgument "too
+// large", ...) and odd responses are exactly what govmomi makes of them.
+// Transport errors are returned as they are; govmomi returns them unchanged
+// too.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+	"github.com/vmware/govmomi/vim25/xml"
+
+	"github.com/vmpulse/vmpulse/protocol"
+)
+
+// fastQueryPerf selects the raw request and specialised decoder; false
+// makes queryPerf use methods.QueryPerf only (tests compare the two).
+var fastQueryPerf = true
+
+// maxQueryPerfBody bounds the response body the fast path reads; larger
+// responses go through govmomi.
+const maxQueryPerfBody = protocol.MaxDecodedPayload
+
+// errQueryPerfFallback tells queryPerf to re-issue the query via govmomi.
+var errQueryPerfFallback = errors.New("vsphere: QueryPerf response needs the generic decoder")
+
+// queryPerfFallbacks counts queries the fast path handed to govmomi.
+var queryPerfFallbacks atomic.Int64
+
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// queryPerf runs req and returns its Returnval.
+func queryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf) ([]types.BasePerfEntityMetricBase, error) {
+	if fastQueryPerf {
+		var ret []types.BasePerfEntityMetricBase
+		err := postQueryPerf(ctx, vc, req, func(res *http.Response) error {
+			if res.StatusCode != http.StatusOK {
+				return errQueryPerfFallback
+			}
+			buf := bodyPool.Get().(*bytes.Buffer)
+			defer func() {
+				if buf.Cap() <= 16<<20 {
+					buf.Reset()
+					bodyPool.Put(buf)
+				}
+			}()
+			buf.Reset()
+			if _, err := buf.ReadFrom(io.LimitReader(res.Body, maxQueryPerfBody+1)); err != nil {
+				return err
+			}
+			if buf.Len() > maxQueryPerfBody {
+				return errQueryPerfFallback
+			}
+			var err error
+			ret, err = parseQueryPerfResponse(buf.Bytes())
+			return err
+		})
+		if err == nil {
+			return ret, nil
+		}
+		if !errors.Is(err, errQueryPerfFallback) {
+			return nil, err
+		}
+		queryPerfFallbacks.Add(1)
+	}
+	res, err := methods.QueryPerf(ctx, vc, req)
+	if err != nil || res == nil {
+		return nil, err
+	}
+	return res.Returnval, nil
+}
+
+// postQueryPerf sends req the way soap.Client.RoundTrip does and hands
+// the response to f.
+func postQueryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf, f func(*http.Response) error) error {
+	sc := vc.Client
+	var h soap.Header
+	if id, ok := ctx.Value(types.ID{}).(string); ok {
+		h.ID = id
+	}
+	if sc.Cookie != nil {
+		h.Cookie = sc.Cookie()
+	}
+	env := soap.Envelope{Body: &methods.QueryPerfBody{Req: req}}
+	if h.Cookie != nil || h.ID != "" {
+		env.Header = &h
+	}
+	b, err := xml.Marshal(env)
+	if err != nil {
+		return err
+	}
+	body := make([]byte, 0, len(xml.Header)+len(b))
+	body = append(append(body, xml.Header...), b...)
+	hreq, err := http.NewRequest(http.MethodPost, sc.URL().String(), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	hreq.Header.Set("Content-Type", `text/xml; charset="utf-8"`)
+	hreq.Header.Set("SOAPAction", fmt.Sprintf("%s/%s", sc.Namespace, sc.Version))
+	return sc.Do(ctx, hreq, f)
+}
+
+// parseQueryPerfResponse decodes a QueryPerf SOAP response body into what
+// govmomi would decode it to, or returns errQueryPerfFallback.
+func parseQueryPerfResponse(b []byte) ([]types.BasePerfEntityMetricBase, error) {
+	p := pqParser{s: pqScanner{b: b}, inst: map[string]string{}}
+	ret, err := p.envelope()
+	if err != nil {
+		return nil, errQueryPerfFallback
+	}
+	return ret, nil
+}
+
+// pqScanner tokenizes the XML subset SOAP servers produce. Names are
+// returned qualified (prefix:local) as slices of the input.
+type pqScanner struct {
+	b         []byte
+	pos       int
+	stack     [][]byte // open elements, to check end tags
+	attrStack [][]byte // their raw attributes, for namespace prefixes
+}
+
+type pqKind int
+
+const (
+	pqEOF pqKind = iota
+	pqStart
+	pqEnd
+	pqText
+)
+
+type pqToken struct {
+	kind  pqKind
+	name  []byte // qualified name (start, end)
+	attrs []byte // raw attributes (start)
+	empty bool   // <x/>: no end token follows
+	text  []byte // raw text, entities not yet expanded
+}
+
+var errPQ = errors.New("unsupported or malformed")
+
+func (s *pqScanner) next() (pqToken, error) {
+	for {
+		b := s.b
+		if s.pos >= len(b) {
+			if len(s.stack) != 0 {
+				return pqToken{}, errPQ
+			}
+			return pqToken{kind: pqEOF}, nil
+		}
+		if b[s.pos] != '<' {
+			i := bytes.IndexByte(b[s.pos:], '<')
+			if i < 0 {
+				i = len(b) - s.pos
+			}
+			t := pqToken{kind: pqText, text: b[s.pos : s.pos+i]}
+			s.pos += i
+			return t, nil
+		}
+		rest := b[s.pos:]
+		switch {
+		case bytes.HasPrefix(rest, []byte("<?")):
+			i := bytes.Index(rest, []byte("?>"))
+			if i < 0 || s.pos != 0 && len(s.stack) != 0 {
+				return pqToken{}, errPQ
+			}
+			s.pos += i + 2
+			continue
+		case bytes.HasPrefix(rest, []byte("<!--")):
+			i := bytes.Index(rest[4:], []byte("-->"))
+			if i < 0 {
+				return pqToken{}, errPQ
+			}
+			s.pos += 4 + i + 3
+			continue
+		case bytes.HasPrefix(rest, []byte("<!")):
+			return pqToken{}, errPQ // CDATA, DOCTYPE
+		case bytes.HasPrefix(rest, []byte("</")):
+			i := bytes.IndexByte(rest, '>')
+			if i < 0 || len(s.stack) == 0 {
+				return pqToken{}, errPQ
+			}
+			name := bytes.TrimRight(rest[2:i], " \t\r\n")
+			top := s.stack[len(s.stack)-1]
+			if !bytes.Equal(name, top) {
+				return pqToken{}, errPQ
+			}
+			s.stack = s.stack[:len(s.stack)-1]
+			s.attrStack = s.attrStack[:len(s.attrStack)-1]
+			s.pos += i + 1
+			return pqToken{kind: pqEnd, name: name}, nil
+		}
+		// start tag
+		n := 1
+		for n < len(rest) && !isXMLSpace(rest[n]) && rest[n] != '>' && rest[n] != '/' {
+			n++
+		}
+		name := rest[1:n]
+		if len(name) == 0 {
+			return pqToken{}, errPQ
+		}
+		// find the closing '>' outside quotes
+		var q byte
+		i := n
+		for ; i < len(rest); i++ {
+			c := rest[i]
+			if q != 0 {
+				if c == q {
+					q = 0
+				}
+				continue
+			}
+			if c == '"' || c == '\'' {
+				q = c
+			} else if c == '>' || c == '<' {
+				break
+			}
+		}
+		if i >= len(rest) || rest[i] != '>' {
+			return pqToken{}, errPQ
+		}
+		t := pqToken{kind: pqStart, name: name, attrs: rest[n:i]}
+		if i > n && rest[i-1] == '/' {
+			t.empty = true
+			t.attrs = rest[n : i-1]
+		} else {
+			s.stack = append(s.stack, name)
+			s.attrStack = append(s.attrStack, t.attrs)
+		}
+		s.pos += i + 1
+		return t, nil
+	}
+}
+
+func isXMLSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// localName strips a namespace prefix.
+func localName(q []byte) []byte {
+	if i := bytes.LastIndexByte(q, ':'); i >= 0 {
+		return q[i+1:]
+	}
+	return q
+}
+
+// nextAttr splits the first attribute off raw; name is nil at the end.
+func nextAttr(raw []byte) (name, val, rest []byte, err error) {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 {
+		return nil, nil, nil, nil
+	}
+	eq := bytes.IndexByte(raw, '=')
+	if eq <= 0 {
+		return nil, nil, nil, errPQ
+	}
+	name = bytes.TrimRight(raw[:eq], " \t\r\n")
+	raw = bytes.TrimLeft(raw[eq+1:], " \t\r\n")
+	if len(raw) == 0 || raw[0] != '"' && raw[0] != '\'' {
+		return nil, nil, nil, errPQ
+	}
+	end := bytes.IndexByte(raw[1:], raw[0])
+	if end < 0 {
+		return nil, nil, nil, errPQ
+	}
+	return name, raw[1 : 1+end], raw[2+end:], nil
+}
+
+const xsiNamespace = "http://www.w3.org/2001/XMLSchema-instance"
+
+// attrs finds, in the attributes of the start tag t, the type attributes
+// the way govmomi's decoder sees them: xsiType is a "type" attribute whose
+// prefix is bound to the XMLSchema-instance namespace (or is an unbound
+// "xsi"), morType any other "type" attribute, guid "serverGuid". The last
+// of duplicates wins, values are unescaped.
+func (p *pqParser) attrs(t pqToken) (xsiType, morType, guid []byte, err error) {
+	raw := t.attrs
+	for {
+		name, val, rest, err := nextAttr(raw)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if name == nil {
+			return xsiType, morType, guid, nil
+		}
+		raw = rest
+		local := localName(name)
+		var dst *[]byte
+		switch string(local) {
+		case "type":
+			dst = &morType
+			if len(local) < len(name) && p.isXSI(t, name[:len(name)-len(local)-1]) {
+				dst = &xsiType
+			}
+		case "serverGuid":
+			dst = &guid
+		default:
+			continue
+		}
+		u, ok := unescape(val)
+		if !ok {
+			return nil, nil, nil, errPQ
+		}
+		*dst = u
+	}
+}
+
+// isXSI reports whether prefix resolves to the XMLSchema-instance
+// namespace in t's scope (an unbound prefix stands for itself).
+func (p *pqParser) isXSI(t pqToken, prefix []byte) bool {
+	scopes := p.s.attrStack
+	if !t.empty {
+		scopes = scopes[:len(scopes)-1] // t's own attrs are checked first below
+	}
+	check := func(raw []byte) (ns []byte, found bool) {
+		for {
+			name, val, rest, err := nextAttr(raw)
+			if err != nil || name == nil {
+				return ns, found
+			}
+			raw = rest
+			if len(name) == 6+len(prefix) && bytes.HasPrefix(name, []byte("xmlns:")) && bytes.Equal(name[6:], prefix) {
+				ns, found = val, true // last wins
+			}
+		}
+	}
+	if ns, ok := check(t.attrs); ok {
+		return string(ns) == xsiNamespace
+	}
+	for i := len(scopes) - 1; i >= 0; i-- {
+		if ns, ok := check(scopes[i]); ok {
+			return string(ns) == xsiNamespace
+		}
+	}
+	return string(prefix) == "xsi"
+}
+
+// unescape expands the five predefined entities; anything else with '&'
+// (or a CR, which XML would normalise) is left to the generic decoder.
+func unescape(b []byte) ([]byte, bool) {
+	if bytes.IndexByte(b, '\r') >= 0 {
+		return nil, false
+	}
+	if bytes.IndexByte(b, '&') < 0 {
+		return b, true
+	}
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '&')
+		if i < 0 {
+			out = append(out, b...)
+			break
+		}
+		out = append(out, b[:i]...)
+		b = b[i:]
+		semi := bytes.IndexByte(b, ';')
+		if semi < 0 {
+			return nil, false
+		}
+		switch string(b[1:semi]) {
+		case "lt":
+			out = append(out, '<')
+		case "gt":
+			out = append(out, '>')
+		case "amp":
+			out = append(out, '&')
+		case "apos":
+			out = append(out, '\'')
+		case "quot":
+			out = append(out, '"')
+		default:
+			return nil, false
+		}
+		b = b[semi+1:]
+	}
+	return out, true
+}
+
+type pqParser struct {
+	s      pqScanner
+	inst   map[string]string // interned strings (instances, entity types)
+	lastTS []byte
+	lastT  time.Time
+}
+
+func (p *pqParser) intern(b []byte) string {
+	if s, ok := p.inst[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(p.inst) < 4096 {
+		p.inst[s] = s
+	}
+	return s
+}
+
+// start returns the next start tag at this level, skipping whitespace
+// and (as the generic decoder does) other text; ok is false at the
+// parent's end tag.
+func (p *pqParser) start() (t pqToken, ok bool, err error) {
+	for {
+		t, err := p.s.next()
+		if err != nil {
+			return t, false, err
+		}
+		switch t.kind {
+		case pqStart:
+			return t, true, nil
+		case pqEnd:
+			return t, false, nil
+		case pqEOF:
+			return t, false, errPQ
+		}
+	}
+}
+
+// skip skips the rest of the element t started.
+func (p *pqParser) skip(t pqToken) error {
+	if t.empty {
+		return nil
+	}
+	depth := len(p.s.stack) - 1
+	for len(p.s.stack) > depth {
+		t, err := p.s.next()
+		if err != nil {
+			return err
+		}
+		if t.kind == pqEOF {
+			return errPQ
+		}
+	}
+	return nil
+}
+
+// text reads the character data of leaf element t, unescaped.
+func (p *pqParser) text(t pqToken) ([]byte, error) {
+	if t.empty {
+		return nil, nil
+	}
+	var txt []byte
+	n := 0
+	for {
+		t, err := p.s.next()
+		if err != nil {
+			return nil, err
+		}
+		switch t.kind {
+		case pqText:
+			if n++; n > 1 {
+				return nil, errPQ // split by a comment
+			}
+			txt = t.text
+		case pqEnd:
+			u, ok := unescape(txt)
+			if !ok {
+				return nil, errPQ
+			}
+			return u, nil
+		default:
+			return nil, errPQ
+		}
+	}
+}
+
+func (p *pqParser) envelope() ([]types.BasePerfEntityMetricBase, error) {
+	t, ok, err := p.start()
+	if err != nil || !ok || string(localName(t.name)) != "Envelope" || t.empty {
+		return nil, errPQ
+	}
+	var ret []types.BasePerfEntityMetricBase
+	seen := false
+	for {
+		t, ok, err := p.start()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		switch string(localName(t.name)) {
+		case "Body":
+			if seen || t.empty {
+				return nil, errPQ
+			}
+			seen = true
+			if ret, err = p.body(); err != nil {
+				return nil, err
+			}
+		default: // Header
+			if err := p.skip(t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !seen {
+		return nil, errPQ
+	}
+	for {
+		t, err := p.s.next()
+		if err != nil {
+			return nil, err
+		}
+		switch t.kind {
+		case pqEOF:
+			return ret, nil
+		case pqText:
+			if len(bytes.Trim(t.text, " \t\r\n")) != 0 {
+				return nil, errPQ
+			}
+		default:
+			return nil, errPQ
+		}
+	}
+}
+
+// body expects exactly one QueryPerfResponse; a Fault or anything else
+// goes to the generic decoder.
+func (p *pqParser) body() ([]types.BasePerfEntityMetricBase, error) {
+	t, ok, err := p.start()
+	if err != nil || !ok || string(localName(t.name)) != "QueryPerfResponse" {
+		return nil, errPQ
+	}
+	var ret []types.BasePerfEntityMetricBase
+	if !t.empty {
+		for {
+			t, ok, err := p.start()
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				break
+			}
+			if string(localName(t.name)) != "returnval" {
+				if err := p.skip(t); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			em, err := p.returnval(t)
+			if err != nil {
+				return nil, err
+			}
+			ret = append(ret, em)
+		}
+	}
+	if _, ok, err := p.start(); err != nil || ok {
+		return nil, errPQ
+	}
+	return ret, nil
+}
+
+func (p *pqParser) returnval(t pqToken) (*types.PerfEntityMetric, error) {
+	typ, _, _, err := p.attrs(t)
+	if err != nil || string(localName(typ)) != "PerfEntityMetric" {
+		return nil, errPQ
+	}
+	em := &types.PerfEntityMetric{}
+	if t.empty {
+		return em, nil
+	}
+	for {
+		c, ok, err := p.start()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return em, nil
+		}
+		switch string(localName(c.name)) {
+		case "entity":
+			if err := p.entity(c, &em.Entity); err != nil {
+				return nil, err
+			}
+		case "sampleInfo":
+			si, err := p.sampleInfo(c)
+			if err != nil {
+				return nil, err
+			}
+			em.SampleInfo = append(em.SampleInfo, si)
+		case "value":
+			s, err := p.intSeries(c)
+			if err != nil {
+				return nil, err
+			}
+			em.Value = append(em.Value, s)
+		default:
+			if err := p.skip(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+func (p *pqParser) entity(t pqToken, ref *types.ManagedObjectReference) error {
+	_, typ, guid, err := p.attrs(t)
+	if err != nil {
+		return err
+	}
+	if typ != nil {
+		ref.Type = p.intern(typ)
+	}
+	if guid != nil {
+		ref.ServerGUID = p.intern(guid)
+	}
+	v, err := p.text(t)
+	if err != nil {
+		return err
+	}
+	ref.Value = string(v)
+	return nil
+}
+
+func (p *pqParser) sampleInfo(t pqToken) (types.PerfSampleInfo, error) {
+	var si types.PerfSampleInfo
+	if t.empty {
+		return si, nil
+	}
+	for {
+		c, ok, err := p.start()
+		if err != nil || !ok {
+			return si, err
+		}
+		switch string(localName(c.name)) {
+		case "timestamp":
+			v, err := p.text(c)
+			if err != nil {
+				return si, err
+			}
+			if p.lastTS != nil && bytes.Equal(v, p.lastTS) {
+				si.Timestamp = p.lastT
+				continue
+			}
+			if err := si.Timestamp.UnmarshalText(v); err != nil {
+				return si, errPQ
+			}
+			p.lastTS, p.lastT = v, si.Timestamp
+		case "interval":
+			v, err := p.text(c)
+			if err != nil {
+				return si, err
+			}
+			n, ok := parseXMLInt(v, 32)
+			if !ok {
+				return si, errPQ
+			}
+			si.Interval = int32(n)
+		default:
+			if err := p.skip(c); err != nil {
+				return si, err
+			}
+		}
+	}
+}
+
+func (p *pqParser) intSeries(t pqToken) (*types.PerfMetricIntSeries, error) {
+	typ, _, _, err := p.attrs(t)
+	if err != nil || string(localName(typ)) != "PerfMetricIntSeries" {
+		return nil, errPQ
+	}
+	s := &types.PerfMetricIntSeries{}
+	if t.empty {
+		return s, nil
+	}
+	for {
+		c, ok, err := p.start()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return s, nil
+		}
+		switch string(localName(c.name)) {
+		case "id":
+			if err := p.metricID(c, &s.Id); err != nil {
+				return nil, err
+			}
+		case "value":
+			v, err := p.text(c)
+			if err != nil {
+				return nil, err
+			}
+			n, ok := parseXMLInt(v, 64)
+			if !ok {
+				return nil, errPQ
+			}
+			s.Value = append(s.Value, n)
+		default:
+			if err := p.skip(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+func (p *pqParser) metricID(t pqToken, id *types.PerfMetricId) error {
+	if t.empty {
+		return nil
+	}
+	for {
+		c, ok, err := p.start()
+		if err != nil || !ok {
+			return err
+		}
+		switch string(localName(c.name)) {
+		case "counterId":
+			v, err := p.text(c)
+			if err != nil {
+				return err
+			}
+			n, ok := parseXMLInt(v, 32)
+			if !ok {
+				return errPQ
+			}
+			id.CounterId = int32(n)
+		case "instance":
+			v, err := p.text(c)
+			if err != nil {
+				return err
+			}
+			id.Instance = p.intern(v)
+		default:
+			if err := p.skip(c); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// parseXMLInt parses like govmomi's decoder: empty is 0, otherwise
+// strconv.ParseInt(strings.TrimSpace(s), 10, bits). Non-ASCII input is
+// refused (TrimSpace would trim Unicode spaces; let govmomi decide).
+func parseXMLInt(b []byte, bits uint) (int64, bool) {
+	if len(b) == 0 {
+		return 0, true
+	}
+	b = bytes.Trim(b, " \t\n\v\f\r")
+	if len(b) == 0 {
+		return 0, false
+	}
+	neg := false
+	switch b[0] {
+	case '-':
+		neg = true
+		b = b[1:]
+	case '+':
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var u uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		u = u*10 + uint64(c-'0')
+	}
+	lim := uint64(1) << (bits - 1)
+	if neg {
+		if u > lim {
+			return 0, false
+		}
+		return -int64(u), true
+	}
+	if u >= lim {
+		return 0, false
+	}
+	return int64(u), true
+}
