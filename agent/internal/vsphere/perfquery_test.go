@@ -325,7 +325,7 @@ func FuzzQueryPerfResponse(f *testing.F) {
 	f.Add([]byte(`<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><entity type="VirtualMachine">vm-1</entity><sampleInfo><timestamp>2024-05-01T10:00:20Z</timestamp><interval>20</interval></sampleInfo><value xsi:type="PerfMetricIntSeries"><id><counterId>6</counterId><instance>a&amp;b</instance></id><value>-1</value></value></returnval></QueryPerfResponse></soapenv:Body></soapenv:Envelope>`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if len(body) > maxQueryPerfBody {
-			t.Skip()
+			t.Skip("larger than maxQueryPerfBody: queryPerf never parses such a body, it falls back before")
 		}
 		got, err := parseQueryPerfResponse(body)
 		if err != nil {
