@@ -281,7 +281,13 @@ log:
 `, filepath.Join(dir, "agent"), iport, simURL))
 	env := []string{"BENCH_VC_PASSWORD=vmpulse", "VMPULSE_ENROLL_TOKEN=" + strings.TrimSpace(string(token))}
 	agentStart := time.Now()
-	agent := start(b, "agent", env, "vmpulse-agent", "-config", agentCfg)
+	args := []string{"-config", agentCfg}
+	if dir := os.Getenv("BENCH_AGENT_CPUPROFILE"); dir != "" {
+		// The profile covers the agent's whole run, discovery included; it
+		// is written when the agent stops.
+		args = append(args, "-cpuprofile", filepath.Join(dir, fmt.Sprintf("agent-%d.pprof", vms)))
+	}
+	agent := start(b, "agent", env, "vmpulse-agent", args...)
 	procs := []*proc{agent, agg, sim}
 	b.StartTimer()
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/vmpulse/vmpulse/agent"
@@ -36,8 +37,22 @@ func run(args []string) error {
 	path := fs.String("config", os.Getenv("VMPULSE_AGENT_CONFIG"), "configuration file (YAML)")
 	token := fs.String("enroll-token", "", "single-use enrollment token (first start only; prefer VMPULSE_ENROLL_TOKEN)")
 	dataDir := fs.String("data-dir", "", "data directory (overrides the file)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file, for performance work")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	cfg, err := agent.LoadConfig(*path)
 	if err != nil {

@@ -68,9 +68,10 @@ type Inventory struct {
 	tagReq    chan struct{}
 	resyncReq chan struct{}
 
-	mu     sync.RWMutex
-	objs   map[string]*invObject
-	fields map[int32]string
+	mu       sync.RWMutex
+	objs     map[string]*invObject
+	fields   map[int32]string
+	entities []Entity // as of the last complete update set; see Entities
 
 	// loop-owned state
 	dirty      map[string]bool // id → true; deleted objects are in gone
@@ -79,6 +80,8 @@ type Inventory struct {
 	fullSent   bool
 	tagsNext   time.Time
 	tagsWarned bool
+
+	afterPage func(truncated bool) // test hook: called after each update set is applied
 }
 
 // NewInventory returns a watcher for sess's endpoint.
@@ -114,10 +117,22 @@ func (w *Inventory) Resync() {
 	}
 }
 
-// Entities returns the watched VMs, hosts, clusters and datastores.
+// Entities returns the watched VMs, hosts, clusters and datastores as of
+// the last complete update set, sorted by ID; nil until the first full
+// inventory has been read. A paged (truncated) initial retrieval is not
+// visible half-way, so the collector's first cycle covers every entity,
+// and after a reconnect the previous list stays in use until the new
+// snapshot is complete. The slice is shared: callers must not modify it.
 func (w *Inventory) Entities() []Entity {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
+	return w.entities
+}
+
+// publishEntities recomputes Entities from the current objects.
+func (w *Inventory) publishEntities() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	out := make([]Entity, 0, len(w.objs))
 	for _, o := range w.objs {
 		e := Entity{Kind: o.kind, Ref: o.ref}
@@ -137,7 +152,7 @@ func (w *Inventory) Entities() []Entity {
 		out = append(out, e)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Ref.Value < out[j].Ref.Value })
-	return out
+	w.entities = out
 }
 
 // Run watches until ctx is done, reconnecting as needed. It returns nil
@@ -229,6 +244,12 @@ func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
 			for _, fs := range set.FilterSet {
 				w.apply(fs.ObjectSet)
 			}
+		}
+		if !truncated && (res.Returnval != nil || w.entities == nil) {
+			w.publishEntities()
+		}
+		if w.afterPage != nil {
+			w.afterPage(truncated)
 		}
 		if truncated {
 			continue // more of the same change set follows; send it whole

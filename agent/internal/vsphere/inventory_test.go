@@ -3,6 +3,7 @@ package vsphere
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,5 +200,55 @@ func terminate(t *testing.T, s *sim, conn *Conn) {
 	}
 	if err := admin.SessionManager.TerminateSession(ctx, []string{us.Key}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A paged initial retrieval must not show the collector a partial entity
+// list: before this, the first realtime cycle at 5,000 VMs queried only
+// the 884 entities of the first pages, and the others missed that slot.
+func TestInventoryEntitiesOnlyWhenComplete(t *testing.T) {
+	s := newSim(t)
+	sink := newMemSink()
+	sess := newTestSession(t, s.ep)
+	// Three objects per page: the simulator's inventory takes many pages.
+	inv := NewInventory(sess, sink, InventoryConfig{Debounce: 200 * time.Millisecond, MaxWait: time.Second, MaxObjectUpdates: 3}, testLog(t))
+	type page struct {
+		truncated bool
+		entities  int
+	}
+	var mu sync.Mutex
+	var pages []page
+	inv.afterPage = func(truncated bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		pages = append(pages, page{truncated, len(inv.Entities())})
+	}
+	runBG(t, inv.Run)
+	full := sink.waitInventory(t, 15*time.Second, func(i *protocol.Inventory) bool { return i.Full })
+
+	want := 0
+	for _, o := range full.Objects {
+		switch o.Kind {
+		case "vm", "host", "cluster", "datastore":
+			want++
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	paged := 0
+	for i, p := range pages {
+		if !p.truncated {
+			break
+		}
+		paged++
+		if p.entities != 0 {
+			t.Fatalf("page %d of the initial retrieval: Entities() has %d entities, want none until it is complete", i, p.entities)
+		}
+	}
+	if paged < 3 {
+		t.Fatalf("only %d truncated pages: the test needs a paged retrieval (%+v)", paged, pages)
+	}
+	if got := pages[paged].entities; got != want || want == 0 {
+		t.Fatalf("after the last page Entities() has %d entities, the snapshot %d", got, want)
 	}
 }
