@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,8 +100,17 @@ func queryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf) ([]t
 }
 
 // postQueryPerf sends req the way soap.Client.RoundTrip does and hands
-// the response to f.
+// the response to f. The request body is written by appendQueryPerf rather
+// than govmomi's reflection-driven marshaller (a tenth of the agent's CPU
+// at 5,000 VMs); tests hold it byte-identical to xml.Marshal's output.
 func postQueryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf, f func(*http.Response) error) error {
+	return postSOAP(ctx, vc, func(b []byte) []byte { return appendQueryPerf(b, req) }, f)
+}
+
+// postSOAP posts a SOAP request whose Body content appendBody writes, with
+// the envelope, header (session cookie, operation ID), Content-Type and
+// SOAPAction soap.Client.RoundTrip would send, and hands the response to f.
+func postSOAP(ctx context.Context, vc *vim25.Client, appendBody func([]byte) []byte, f func(*http.Response) error) error {
 	sc := vc.Client
 	var h soap.Header
 	if id, ok := ctx.Value(types.ID{}).(string); ok {
@@ -109,16 +119,10 @@ func postQueryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf, 
 	if sc.Cookie != nil {
 		h.Cookie = sc.Cookie()
 	}
-	env := soap.Envelope{Body: &methods.QueryPerfBody{Req: req}}
-	if h.Cookie != nil || h.ID != "" {
-		env.Header = &h
-	}
-	b, err := xml.Marshal(env)
+	body, err := soapRequest(h, appendBody)
 	if err != nil {
 		return err
 	}
-	body := make([]byte, 0, len(xml.Header)+len(b))
-	body = append(append(body, xml.Header...), b...)
 	hreq, err := http.NewRequest(http.MethodPost, sc.URL().String(), bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -126,6 +130,116 @@ func postQueryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf, 
 	hreq.Header.Set("Content-Type", `text/xml; charset="utf-8"`)
 	hreq.Header.Set("SOAPAction", fmt.Sprintf("%s/%s", sc.Namespace, sc.Version))
 	return sc.Do(ctx, hreq, f)
+}
+
+// soapRequest returns the request document: the XML header and an
+// envelope with header h (when set) and the body appendBody writes.
+func soapRequest(h soap.Header, appendBody func([]byte) []byte) ([]byte, error) {
+	env := soap.Envelope{Body: bodyMarker{}}
+	if h.Cookie != nil || h.ID != "" {
+		env.Header = &h
+	}
+	// The envelope and header are small: marshal them with govmomi (so
+	// they stay exactly what it sends) and splice the body in.
+	b, err := xml.Marshal(env)
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.Index(b, bodyMarkerXML)
+	if i < 0 {
+		return nil, fmt.Errorf("vsphere: SOAP envelope without its body marker: %s", b)
+	}
+	body := make([]byte, 0, len(xml.Header)+len(b)+4096)
+	body = append(body, xml.Header...)
+	body = append(body, b[:i]...)
+	body = appendBody(body)
+	return append(body, b[i+len(bodyMarkerXML):]...), nil
+}
+
+// bodyMarker stands in for the Body's content while the envelope is
+// marshalled.
+type bodyMarker struct {
+	M struct{} `xml:"vmpulse-body-marker"`
+}
+
+var bodyMarkerXML = []byte("<vmpulse-body-marker></vmpulse-body-marker>")
+
+// appendQueryPerf appends req as govmomi marshals methods.QueryPerfBody.
+func appendQueryPerf(b []byte, req *types.QueryPerf) []byte {
+	b = append(b, `<QueryPerf xmlns="urn:vim25">`...)
+	b = appendMOR(b, "_this", req.This)
+	for i := range req.QuerySpec {
+		q := &req.QuerySpec[i]
+		b = append(b, "<querySpec>"...)
+		b = appendMOR(b, "entity", q.Entity)
+		if q.StartTime != nil {
+			b = append(b, "<startTime>"...)
+			b = q.StartTime.AppendFormat(b, time.RFC3339Nano)
+			b = append(b, "</startTime>"...)
+		}
+		if q.EndTime != nil {
+			b = append(b, "<endTime>"...)
+			b = q.EndTime.AppendFormat(b, time.RFC3339Nano)
+			b = append(b, "</endTime>"...)
+		}
+		if q.MaxSample != 0 {
+			b = append(b, "<maxSample>"...)
+			b = strconv.AppendInt(b, int64(q.MaxSample), 10)
+			b = append(b, "</maxSample>"...)
+		}
+		for _, m := range q.MetricId {
+			b = append(b, "<metricId><counterId>"...)
+			b = strconv.AppendInt(b, int64(m.CounterId), 10)
+			b = append(b, "</counterId><instance>"...)
+			b = appendEscaped(b, m.Instance)
+			b = append(b, "</instance></metricId>"...)
+		}
+		if q.IntervalId != 0 {
+			b = append(b, "<intervalId>"...)
+			b = strconv.AppendInt(b, int64(q.IntervalId), 10)
+			b = append(b, "</intervalId>"...)
+		}
+		if q.Format != "" {
+			b = append(b, "<format>"...)
+			b = appendEscaped(b, q.Format)
+			b = append(b, "</format>"...)
+		}
+		b = append(b, "</querySpec>"...)
+	}
+	return append(b, "</QueryPerf>"...)
+}
+
+// appendMOR appends a managed object reference as element name.
+func appendMOR(b []byte, name string, r types.ManagedObjectReference) []byte {
+	b = append(append(append(b, '<'), name...), ` type="`...)
+	b = appendEscaped(b, r.Type)
+	b = append(b, '"')
+	if r.ServerGUID != "" {
+		b = append(b, ` serverGuid="`...)
+		b = appendEscaped(b, r.ServerGUID)
+		b = append(b, '"')
+	}
+	b = append(b, '>')
+	b = appendEscaped(b, r.Value)
+	return append(append(append(b, "</"...), name...), '>')
+}
+
+// appendEscaped appends s escaped as govmomi's xml.EscapeText does (which
+// is also how it escapes attribute values).
+func appendEscaped(b []byte, s string) []byte {
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '&' || c == '<' || c == '>' || c == '"' || c == '\'' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return append(b, s...)
+	}
+	var w bytes.Buffer
+	_ = xml.EscapeText(&w, []byte(s))
+	return append(b, w.Bytes()...)
 }
 
 // parseQueryPerfResponse decodes a QueryPerf SOAP response body into what
