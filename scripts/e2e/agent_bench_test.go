@@ -31,6 +31,8 @@ const benchCycles = 3
 //     initial inventory, counter resolution and the first cycles, plus
 //     spooling, encoding and sending over QUIC.
 //   - agent_rss_mb_N: the agent's peak RSS (VmHWM) over the window.
+//   - agent_cpu_us_per_value_steady_N: the same after the first cycle
+//     with values, i.e. without discovery, as a long-running agent pays.
 //   - agent_cycle_s_N: the mean duration of the realtime cycles in the
 //     window (plan, QueryPerf, convert, spool), as the agent logs them.
 //
@@ -59,6 +61,7 @@ func BenchmarkAgentCollect(b *testing.B) {
 			fmt.Printf("figure: agent_cpu_us_per_value_%d %.2f us\n", vms, r.cpuPerValue())
 			fmt.Printf("figure: agent_rss_mb_%d %.1f MB\n", vms, r.rssMB())
 			fmt.Printf("figure: agent_cycle_s_%d %.2f s\n", vms, r.cycle.Seconds())
+			fmt.Printf("figure: agent_cpu_us_per_value_steady_%d %.2f us\n", vms, r.steadyCPUPerValue)
 			fmt.Printf("# %d VMs: %d values in %.2f CPU-s (%d realtime cycles after discovery took %s; sim load %s, first samples after %s)\n",
 				vms, r.values, r.cpu.Seconds(), len(r.cycles), strings.Join(r.cycles, " "),
 				r.simLoad.Round(100*time.Millisecond), r.firstSamples.Round(100*time.Millisecond))
@@ -79,6 +82,10 @@ type agentCollectResult struct {
 	cycles       []string      // each window cycle's duration, for the log
 	simLoad      time.Duration // simulator start from the saved inventory
 	firstSamples time.Duration // agent start → first realtime cycle with values
+
+	// steadyCPUPerValue is CPU µs per value after the first cycle with
+	// values: what a long-running agent spends once discovery is behind.
+	steadyCPUPerValue float64
 }
 
 func (r agentCollectResult) cpuPerValue() float64 {
@@ -308,6 +315,14 @@ log:
 		return nil
 	}, procs...)
 	r.firstSamples = time.Since(agentStart)
+	// The steady-state window starts after the first cycle with values:
+	// discovery and the first cycle's queries are behind, their spooling
+	// and sending mostly too.
+	cpu0, _ := procUsage(b, agent.cmd.Process.Pid)
+	var values0 int64
+	for _, c := range agent.cycles() {
+		values0 += c.Values
+	}
 	eventually(b, time.Duration(benchCycles+3)*30*time.Second, fmt.Sprintf("%d more realtime cycles", benchCycles), func() error {
 		if n := len(realtime()) - 1; n < benchCycles {
 			return fmt.Errorf("%d of %d cycles", n, benchCycles)
@@ -331,6 +346,9 @@ log:
 	var logged int64
 	for _, c := range agent.cycles() {
 		logged += c.Values
+	}
+	if logged > values0 {
+		r.steadyCPUPerValue = float64((r.cpu - cpu0).Microseconds()) / float64(logged-values0)
 	}
 	for _, c := range rt[1 : benchCycles+1] {
 		r.cycle += c.Took

@@ -230,6 +230,10 @@ func Open(dir string, opts Options) (*Queue, error) {
 		WithNumMemtables(2).
 		WithBaseTableSize(4 << 20).
 		WithNumLevelZeroTables(2).
+		// Badger's minimum. Each compactor wakes every 50 ms; the spool's
+		// LSM holds small keys only (payloads are in the value log), so
+		// the default 4 cost idle CPU for nothing.
+		WithNumCompactors(2).
 		WithValueLogFileSize(32 << 20).
 		WithValueThreshold(1 << 10). // payloads go to the value log, keys stay small
 		WithBlockCacheSize(8 << 20).

@@ -10,7 +10,6 @@ import (
 
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
-	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vmpulse/vmpulse/protocol"
@@ -29,7 +28,10 @@ type InventoryConfig struct {
 	// have no property-collector updates). Default 5 min.
 	TagInterval time.Duration
 	// MaxObjectUpdates caps one WaitForUpdatesEx result; larger change sets
-	// arrive truncated and are read on. Default 5000.
+	// arrive truncated and are read on. Default 1000: the fast decoder
+	// (updates.go) holds a whole response in memory, ~5 MB at 1,000 VMs
+	// with the watched properties, and a page costs one round trip.
+	// (vCenter's own default is 100; the simulator never sends more.)
 	MaxObjectUpdates int32
 }
 
@@ -44,7 +46,7 @@ func (c *InventoryConfig) defaults() {
 		c.TagInterval = 5 * time.Minute
 	}
 	if c.MaxObjectUpdates <= 0 {
-		c.MaxObjectUpdates = 5000
+		c.MaxObjectUpdates = 1000
 	}
 }
 
@@ -229,7 +231,7 @@ func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
 			wait = max(time.Second, w.cfg.Debounce-time.Since(w.firstDirty))
 		}
 		secs := int32((wait + time.Second - 1) / time.Second)
-		res, err := methods.WaitForUpdatesEx(ctx, vc, &types.WaitForUpdatesEx{
+		set, err := waitForUpdatesEx(ctx, vc, &types.WaitForUpdatesEx{
 			This:    pc.Reference(),
 			Version: version,
 			Options: &types.WaitOptions{MaxWaitSeconds: &secs, MaxObjectUpdates: w.cfg.MaxObjectUpdates},
@@ -238,14 +240,14 @@ func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
 			return fmt.Errorf("inventory: wait for updates: %w", err)
 		}
 		truncated := false
-		if set := res.Returnval; set != nil {
+		if set != nil {
 			version = set.Version
 			truncated = set.Truncated != nil && *set.Truncated
 			for _, fs := range set.FilterSet {
 				w.apply(fs.ObjectSet)
 			}
 		}
-		if !truncated && (res.Returnval != nil || w.entities == nil) {
+		if !truncated && (set != nil || w.entities == nil) {
 			w.publishEntities()
 		}
 		if w.afterPage != nil {

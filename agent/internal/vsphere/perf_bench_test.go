@@ -3,6 +3,10 @@ package vsphere
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,3 +48,44 @@ type discardSink struct{}
 func (discardSink) Samples(context.Context, *protocol.Samples) error     { return nil }
 func (discardSink) Inventory(context.Context, *protocol.Inventory) error { return nil }
 func (discardSink) Events(context.Context, *protocol.Events) error       { return nil }
+
+// seedBody returns the body stored in a fuzz seed file.
+func seedBody(tb testing.TB, target, name string) []byte {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "fuzz", target, name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lines := strings.SplitN(string(data), "\n", 3)
+	if len(lines) < 2 {
+		tb.Fatalf("%s/%s: not a fuzz seed", target, name)
+	}
+	q := strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")")
+	s, err := strconv.Unquote(q)
+	if err != nil {
+		tb.Fatalf("%s/%s: %v", target, name, err)
+	}
+	return []byte(s)
+}
+
+// BenchmarkQueryPerfDecode compares the fast QueryPerf decoder with
+// govmomi's on a simulator response (the latest sample of VMs and hosts).
+func BenchmarkQueryPerfDecode(b *testing.B) {
+	body := seedBody(b, "FuzzQueryPerfResponse", "sim-latest")
+	b.Run("fast", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if _, err := parseQueryPerfResponse(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("govmomi", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if _, err := govmomiDecode(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

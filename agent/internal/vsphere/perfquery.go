@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -104,13 +106,15 @@ func queryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf) ([]t
 // than govmomi's reflection-driven marshaller (a tenth of the agent's CPU
 // at 5,000 VMs); tests hold it byte-identical to xml.Marshal's output.
 func postQueryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf, f func(*http.Response) error) error {
-	return postSOAP(ctx, vc, func(b []byte) []byte { return appendQueryPerf(b, req) }, f)
+	return postSOAP(ctx, vc, func(h soap.Header) ([]byte, error) {
+		return soapRequest(h, func(b []byte) []byte { return appendQueryPerf(b, req) })
+	}, f)
 }
 
-// postSOAP posts a SOAP request whose Body content appendBody writes, with
-// the envelope, header (session cookie, operation ID), Content-Type and
-// SOAPAction soap.Client.RoundTrip would send, and hands the response to f.
-func postSOAP(ctx context.Context, vc *vim25.Client, appendBody func([]byte) []byte, f func(*http.Response) error) error {
+// postSOAP posts the request document doc returns for the session's
+// header (cookie, operation ID) with the Content-Type and SOAPAction
+// soap.Client.RoundTrip would send, and hands the response to f.
+func postSOAP(ctx context.Context, vc *vim25.Client, doc func(soap.Header) ([]byte, error), f func(*http.Response) error) error {
 	sc := vc.Client
 	var h soap.Header
 	if id, ok := ctx.Value(types.ID{}).(string); ok {
@@ -119,7 +123,7 @@ func postSOAP(ctx context.Context, vc *vim25.Client, appendBody func([]byte) []b
 	if sc.Cookie != nil {
 		h.Cookie = sc.Cookie()
 	}
-	body, err := soapRequest(h, appendBody)
+	body, err := doc(h)
 	if err != nil {
 		return err
 	}
@@ -277,6 +281,7 @@ type pqToken struct {
 	attrs []byte // raw attributes (start)
 	empty bool   // <x/>: no end token follows
 	text  []byte // raw text, entities not yet expanded
+	start int    // offset of the start tag's '<' (start)
 }
 
 var errPQ = errors.New("unsupported or malformed")
@@ -361,7 +366,7 @@ func (s *pqScanner) next() (pqToken, error) {
 		if i >= len(rest) || rest[i] != '>' {
 			return pqToken{}, errPQ
 		}
-		t := pqToken{kind: pqStart, name: name, attrs: rest[n:i]}
+		t := pqToken{kind: pqStart, name: name, attrs: rest[n:i], start: s.pos}
 		if i > n && rest[i-1] == '/' {
 			t.empty = true
 			t.attrs = rest[n : i-1]
@@ -446,8 +451,17 @@ func (p *pqParser) attrs(t pqToken) (xsiType, morType, guid []byte, err error) {
 }
 
 // isXSI reports whether prefix resolves to the XMLSchema-instance
-// namespace in t's scope (an unbound prefix stands for itself).
+// namespace in t's scope. An unbound prefix stands for itself, so "xsi"
+// unbound counts, as it does for govmomi's decoder.
 func (p *pqParser) isXSI(t pqToken, prefix []byte) bool {
+	ns, _ := p.lookupNS(t, prefix)
+	return string(ns) == xsiNamespace || string(ns) == "xsi"
+}
+
+// lookupNS resolves prefix (empty: the default namespace) in t's scope:
+// t's own declarations first, then its ancestors'. An unbound prefix
+// resolves to itself, with bound false.
+func (p *pqParser) lookupNS(t pqToken, prefix []byte) (ns []byte, bound bool) {
 	scopes := p.s.attrStack
 	if !t.empty {
 		scopes = scopes[:len(scopes)-1] // t's own attrs are checked first below
@@ -459,26 +473,29 @@ func (p *pqParser) isXSI(t pqToken, prefix []byte) bool {
 				return ns, found
 			}
 			raw = rest
-			if len(name) == 6+len(prefix) && bytes.HasPrefix(name, []byte("xmlns:")) && bytes.Equal(name[6:], prefix) {
+			if len(prefix) == 0 && string(name) == "xmlns" ||
+				len(prefix) > 0 && len(name) == 6+len(prefix) && bytes.HasPrefix(name, []byte("xmlns:")) && bytes.Equal(name[6:], prefix) {
 				ns, found = val, true // last wins
 			}
 		}
 	}
 	if ns, ok := check(t.attrs); ok {
-		return string(ns) == xsiNamespace
+		return ns, true
 	}
 	for i := len(scopes) - 1; i >= 0; i-- {
 		if ns, ok := check(scopes[i]); ok {
-			return string(ns) == xsiNamespace
+			return ns, true
 		}
 	}
-	return string(prefix) == "xsi"
+	return prefix, false
 }
 
-// unescape expands the five predefined entities; anything else with '&'
-// (or a CR, which XML would normalise) is left to the generic decoder.
+// unescape expands the five predefined entities and character
+// references. Input govmomi's decoder would refuse or rewrite — a CR
+// (normalised), invalid UTF-8, characters outside XML's range, other
+// entities — is left to the generic decoder (ok false).
 func unescape(b []byte) ([]byte, bool) {
-	if bytes.IndexByte(b, '\r') >= 0 {
+	if !validXMLText(b) {
 		return nil, false
 	}
 	if bytes.IndexByte(b, '&') < 0 {
@@ -497,7 +514,7 @@ func unescape(b []byte) ([]byte, bool) {
 		if semi < 0 {
 			return nil, false
 		}
-		switch string(b[1:semi]) {
+		switch ent := b[1:semi]; string(ent) {
 		case "lt":
 			out = append(out, '<')
 		case "gt":
@@ -509,11 +526,78 @@ func unescape(b []byte) ([]byte, bool) {
 		case "quot":
 			out = append(out, '"')
 		default:
-			return nil, false
+			r, ok := charRef(ent)
+			if !ok {
+				return nil, false
+			}
+			out = utf8.AppendRune(out, r)
 		}
 		b = b[semi+1:]
 	}
 	return out, true
+}
+
+// charRef decodes the body of a character reference ("#65", "#x41").
+func charRef(ent []byte) (rune, bool) {
+	if len(ent) < 2 || ent[0] != '#' {
+		return 0, false
+	}
+	digits, base := ent[1:], 10
+	if digits[0] == 'x' {
+		digits, base = digits[1:], 16
+	}
+	if len(digits) == 0 || len(digits) > 8 {
+		return 0, false
+	}
+	var n uint32
+	for _, c := range digits {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case base == 16 && c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case base == 16 && c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		n = n*uint32(base) + uint32(d)
+	}
+	r := rune(n)
+	if n > unicode.MaxRune || !inXMLCharRange(r) {
+		return 0, false
+	}
+	return r, true
+}
+
+// validXMLText reports whether raw text is valid UTF-8 made of XML
+// characters, without CR (which XML normalises).
+func validXMLText(b []byte) bool {
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 && c != '\t' && c != '\n' {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 || !inXMLCharRange(r) {
+			return false
+		}
+		i += size
+	}
+	return true
+}
+
+// inXMLCharRange is XML 1.0's Char production.
+func inXMLCharRange(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D ||
+		r >= 0x20 && r <= 0xD7FF ||
+		r >= 0xE000 && r <= 0xFFFD ||
+		r >= 0x10000 && r <= 0x10FFFF
 }
 
 type pqParser struct {

@@ -273,6 +273,8 @@ func TestParseQueryPerfResponse(t *testing.T) {
 			`<value xsi:type="PerfMetricIntSeries"><id><counterId>6</counterId><instance>a&amp;b &lt;c&gt;</instance></id><value>+3</value><value/></value>` +
 			`<!-- comment --><unknown a='1'><x>y</x></unknown>` +
 			`</returnval><returnval xsi:type="vim25:PerfEntityMetric"><entity type='HostSystem'>host-1</entity></returnval></QueryPerfResponse>`,
+		// character references
+		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><entity type="Virtual&#77;achine">vm&#45;1&#x2F;&#xe9;</entity></returnval></QueryPerfResponse>`,
 		// the simulator's style: the XMLSchema-instance prefix declared locally
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval xmlns:_XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" _XMLSchema-instance:type="PerfEntityMetric">` +
 			`<entity type="VirtualMachine">vm-62</entity><value _XMLSchema-instance:type="PerfMetricIntSeries"><id><counterId>2</counterId><instance>*</instance></id><value>177</value></value></returnval></QueryPerfResponse>`,
@@ -298,7 +300,9 @@ func TestParseQueryPerfResponse(t *testing.T) {
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><value xsi:type="PerfMetricIntSeries"><value>1<!---->2</value></value></returnval></QueryPerfResponse>`,
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><value xsi:type="PerfMetricIntSeries"><value><![CDATA[1]]></value></value></returnval></QueryPerfResponse>`,
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><value xsi:type="PerfMetricIntSeries"><value>9223372036854775808</value></value></returnval></QueryPerfResponse>`,
-		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><entity type="VirtualMachine">vm&#45;1</entity></returnval></QueryPerfResponse>`,
+		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><entity type="VirtualMachine">vm&#1;1</entity></returnval></QueryPerfResponse>`,
+		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><entity type="VirtualMachine">vm&unknown;1</entity></returnval></QueryPerfResponse>`,
+		"<QueryPerfResponse xmlns=\"urn:vim25\"><returnval xsi:type=\"PerfEntityMetric\"><entity type=\"VirtualMachine\">vm\xff1</entity></returnval></QueryPerfResponse>",
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"></value></returnval></QueryPerfResponse>`,
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric">`,
 		// "type" with a prefix not bound to XMLSchema-instance is no xsi:type
