@@ -53,6 +53,8 @@ func (q *Queue) SetMetaBatch(kv map[string][]byte) error {
 	if q.closed {
 		return ErrClosed
 	}
+	q.mu.Lock() // writers are serialized (see valueLogGC)
+	defer q.mu.Unlock()
 	err := q.db.Update(func(txn *badger.Txn) error {
 		for k, v := range kv {
 			if k == "" {
@@ -70,6 +72,7 @@ func (q *Queue) SetMetaBatch(kv map[string][]byte) error {
 		}
 		return nil
 	})
+	q.unsynced.Store(true)
 	if err != nil {
 		return fmt.Errorf("spool: set meta: %w", err)
 	}

@@ -56,6 +56,14 @@ const (
 	dropSlackDiv = 32
 	// gcInterval is how often value-log GC runs when nothing triggers it.
 	gcInterval = 5 * time.Minute
+	// memTableSize is Badger's memtable size (see Open).
+	memTableSize = 64 << 10
+	// compactCheck is how often the level-0 table count is checked, and
+	// l0CompactAt the count that triggers a compaction (Flatten leaves
+	// level 0 alone below 3 tables with NumLevelZeroTables 2).
+	compactCheck    = 5 * time.Second
+	compactCheckOps = 256
+	l0CompactAt     = 3
 	// gcAfterBytes of acknowledged or dropped data trigger a value-log GC.
 	gcAfterBytes = 64 << 20
 	// diskRefresh bounds how stale the free-space reading may be.
@@ -185,7 +193,16 @@ type Queue struct {
 
 	gcKick chan struct{}
 	done   chan struct{}
-	wg     sync.WaitGroup
+
+	// unsynced is set after every commit (and maintenance) and cleared by
+	// the group commit before it syncs, so an idle spool does not fsync.
+	unsynced atomic.Bool
+
+	// ops counts writes, to look at level 0 every compactCheckOps of them:
+	// under load memtables fill faster than compactCheck.
+	ops         atomic.Uint64
+	compactKick chan struct{}
+	wg          sync.WaitGroup
 }
 
 // Open opens the spool in dir, creating it if needed. A new spool gets a
@@ -226,14 +243,21 @@ func Open(dir string, opts Options) (*Queue, error) {
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false). // the Queue serializes its writers
 		WithMetricsEnabled(false).
-		WithMemTableSize(16 << 20).
+		// Small memtables: the LSM holds keys, value pointers and index
+		// records only, so a 16 MB memtable took days to fill at a
+		// realtime cycle's pace, and until it was flushed and compacted
+		// Badger had no discard statistics and value-log GC reclaimed
+		// nothing: acknowledged batches stayed on disk. 256 KB fills in
+		// about an hour of 5,000-VM collection, or within seconds while a
+		// backlog drains.
+		WithMemTableSize(memTableSize).
 		WithNumMemtables(2).
 		WithBaseTableSize(4 << 20).
 		WithNumLevelZeroTables(2).
-		// Badger's minimum. Each compactor wakes every 50 ms; the spool's
-		// LSM holds small keys only (payloads are in the value log), so
-		// the default 4 cost idle CPU for nothing.
-		WithNumCompactors(2).
+		// No background compactors: each wakes every 50 ms, which was
+		// most of an idle agent's CPU. maintainLoop compacts instead,
+		// when level 0 has l0CompactAt tables (see compactIfNeeded).
+		WithNumCompactors(0).
 		WithValueLogFileSize(32 << 20).
 		WithValueThreshold(1 << 10). // payloads go to the value log, keys stay small
 		WithBlockCacheSize(8 << 20).
@@ -248,7 +272,9 @@ func Open(dir string, opts Options) (*Queue, error) {
 		log:    opts.Logger,
 		dir:    dir,
 		gcKick: make(chan struct{}, 1),
-		done:   make(chan struct{}),
+
+		compactKick: make(chan struct{}, 1),
+		done:        make(chan struct{}),
 	}
 	if err := q.load(); err != nil {
 		db.Close()
@@ -259,7 +285,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		go q.syncLoop()
 	}
 	q.wg.Add(1)
-	go q.gcLoop()
+	go q.maintainLoop()
 	return q, nil
 }
 
@@ -859,10 +885,21 @@ func (q *Queue) syncLoop() {
 		case <-q.done:
 			return
 		case <-t.C:
+			if !q.unsynced.Swap(false) {
+				continue // nothing committed since the last sync
+			}
 			if err := q.db.Sync(); err != nil {
+				q.unsynced.Store(true)
 				q.log.Warn("spool: sync", "err", err)
 			}
 		}
+	}
+}
+
+func (q *Queue) kickCompact() {
+	select {
+	case q.compactKick <- struct{}{}:
+	default:
 	}
 }
 
@@ -873,32 +910,77 @@ func (q *Queue) kickGC() {
 	}
 }
 
-// gcLoop runs value-log GC periodically and when kicked, rewriting value
-// log files until none is at least half garbage.
-func (q *Queue) gcLoop() {
+// maintainLoop keeps the LSM compacted and runs value-log GC: compaction
+// when level 0 fills (checked every compactCheck and every
+// compactCheckOps writes), GC after a compaction,
+// every gcInterval and when kicked. GC rewrites value-log files until none
+// is at least half garbage; the discard statistics it goes by come from
+// compactions, which is why the two are run together.
+func (q *Queue) maintainLoop() {
 	defer q.wg.Done()
-	t := time.NewTicker(gcInterval)
-	defer t.Stop()
+	check := time.NewTicker(compactCheck)
+	defer check.Stop()
+	gc := time.NewTicker(gcInterval)
+	defer gc.Stop()
 	for {
 		select {
 		case <-q.done:
 			return
-		case <-t.C:
+		case <-check.C:
+			if !q.compactIfNeeded() {
+				continue
+			}
+		case <-q.compactKick:
+			if !q.compactIfNeeded() {
+				continue
+			}
+		case <-gc.C:
 		case <-q.gcKick:
 		}
-		for {
-			err := q.db.RunValueLogGC(0.5)
-			if err != nil {
-				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-					q.log.Warn("spool: value log gc", "err", err)
-				}
-				break
+		q.compactIfNeeded()
+		q.valueLogGC()
+		q.unsynced.Store(true)
+	}
+}
+
+// compactIfNeeded compacts the LSM into one level when level 0 holds
+// l0CompactAt tables or more, and reports whether it did. Flatten does
+// not block writers; Badger stalls them only at NumLevelZeroTablesStall
+// (15) level-0 tables, far above l0CompactAt.
+func (q *Queue) compactIfNeeded() bool {
+	levels := q.db.Levels()
+	if len(levels) == 0 || levels[0].NumTables < l0CompactAt {
+		return false
+	}
+	q.mu.Lock() // as valueLogGC: no Queue write meanwhile; the LSM holds keys only, so this is quick
+	defer q.mu.Unlock()
+	if err := q.db.Flatten(1); err != nil {
+		q.log.Warn("spool: compaction", "err", err)
+		return false
+	}
+	return true
+}
+
+// valueLogGC rewrites value-log files until none is half garbage. It
+// holds mu, so no Queue write runs meanwhile: Badger's GC reads the
+// memtable's version without synchronisation (a race -race reports in
+// badger v4.9 when writes run concurrently); a rewrite takes well under a
+// second for a 32 MB file.
+func (q *Queue) valueLogGC() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		err := q.db.RunValueLogGC(0.5)
+		if err != nil {
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				q.log.Warn("spool: value log gc", "err", err)
 			}
-			select {
-			case <-q.done:
-				return
-			default:
-			}
+			return
+		}
+		select {
+		case <-q.done:
+			return
+		default:
 		}
 	}
 }
@@ -910,13 +992,16 @@ func (q *Queue) gcLoop() {
 // then drops, then the batch) makes a partial write over-report a loss
 // rather than hide one.
 type writer struct {
-	db  *badger.DB
+	q   *Queue
 	txn *badger.Txn
 }
 
-func (q *Queue) writer() *writer { return &writer{db: q.db, txn: q.db.NewTransaction(true)} }
+func (q *Queue) writer() *writer { return &writer{q: q, txn: q.db.NewTransaction(true)} }
 
 func (w *writer) do(op func(*badger.Txn) error) error {
+	if w.q.ops.Add(1)%compactCheckOps == 0 {
+		w.q.kickCompact()
+	}
 	err := op(w.txn)
 	if !errors.Is(err, badger.ErrTxnTooBig) {
 		return err
@@ -924,10 +1009,15 @@ func (w *writer) do(op func(*badger.Txn) error) error {
 	if err := w.txn.Commit(); err != nil {
 		return err
 	}
-	w.txn = w.db.NewTransaction(true)
+	w.q.unsynced.Store(true)
+	w.txn = w.q.db.NewTransaction(true)
 	return op(w.txn)
 }
 
-func (w *writer) commit() error { return w.txn.Commit() }
+func (w *writer) commit() error {
+	err := w.txn.Commit()
+	w.q.unsynced.Store(true) // also on error: part of it may have landed
+	return err
+}
 
 func (w *writer) discard() { w.txn.Discard() }

@@ -331,6 +331,10 @@ func (w *Inventory) apply(updates []types.ObjectUpdate) {
 		if o.kind == "host" && hasChange(u.ChangeSet, "parent") {
 			w.markVMsOnHost(id) // their cluster_id follows the host
 		}
+		if u.Kind == types.ObjectUpdateKindModify && o.kind != "vm" &&
+			(hasChange(u.ChangeSet, "name") || hasChange(u.ChangeSet, "parent") || hasChange(u.ChangeSet, "parentVApp")) {
+			w.markDescendants(id) // a renamed or moved container changes their paths
+		}
 	}
 }
 
@@ -349,6 +353,22 @@ func (w *Inventory) markDirty(id string) {
 	}
 	if id != "" {
 		w.dirty[id] = true
+	}
+}
+
+// markDescendants marks every object below id (by parent chain) dirty.
+// Renames and moves of folders, datacenters, clusters and pools are rare,
+// so a walk over all objects is fine.
+func (w *Inventory) markDescendants(id string) {
+	for oid, o := range w.objs {
+		cur := w.objs[o.parentID()]
+		for depth := 0; cur != nil && depth < 64; depth++ {
+			if cur.ref.Value == id {
+				w.dirty[oid] = true
+				break
+			}
+			cur = w.objs[cur.parentID()]
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/vapi/tags"
+	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vmpulse/vmpulse/protocol"
 )
@@ -251,4 +252,46 @@ func TestInventoryEntitiesOnlyWhenComplete(t *testing.T) {
 	if got := pages[paged].entities; got != want || want == 0 {
 		t.Fatalf("after the last page Entities() has %d entities, the snapshot %d", got, want)
 	}
+}
+
+// Renaming or moving a folder changes the path of everything below it:
+// the delta carries those objects with their new paths.
+func TestInventoryFolderRenameUpdatesChildPaths(t *testing.T) {
+	s := newSim(t)
+	ctx := context.Background()
+	admin := s.admin(t)
+	finder := find.NewFinder(admin.Client)
+	dc, err := finder.DefaultDatacenter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finder.SetDatacenter(dc)
+	folders, err := dc.Folders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, err := folders.VmFolder.CreateFolder(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := finder.VirtualMachine(ctx, "DC0_H0_VM0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustTask(t, ctx)(web.MoveInto(ctx, []types.ManagedObjectReference{vm.Reference()}))
+
+	sink := newMemSink()
+	sess := newTestSession(t, s.ep)
+	inv := NewInventory(sess, sink, InventoryConfig{Debounce: 200 * time.Millisecond, MaxWait: time.Second}, testLog(t))
+	runBG(t, inv.Run)
+	full := sink.waitInventory(t, 15*time.Second, func(i *protocol.Inventory) bool { return i.Full })
+	if o := findObj(full, vm.Reference().Value); o == nil || o.Path != "/DC0/vm/web/DC0_H0_VM0" {
+		t.Fatalf("VM in the full snapshot: %+v", o)
+	}
+
+	mustTask(t, ctx)(web.Rename(ctx, "frontend"))
+	sink.waitInventory(t, 15*time.Second, func(i *protocol.Inventory) bool {
+		o := findObj(i, vm.Reference().Value)
+		return !i.Full && o != nil && o.Path == "/DC0/vm/frontend/DC0_H0_VM0"
+	})
 }
