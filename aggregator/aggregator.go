@@ -55,6 +55,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		Addr:              cfg.Ingest.Listen,
 		HeartbeatInterval: time.Duration(cfg.Ingest.HeartbeatInterval),
 		MaxInFlight:       cfg.Ingest.MaxInFlight,
+		AgentCertLifetime: time.Duration(cfg.Ingest.AgentCertLifetime),
 		Logger:            log.With("component", "ingest"),
 	}, st, ca)
 	if err := a.Ingest.Listen(); err != nil {
@@ -65,7 +66,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		st.Close()
 		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
 	}
-	a.API, err = httpapi.New(cfg.HTTP, httpapi.Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log.With("component", "api")})
+	kek := ca.DeriveKey("vmpulse jwt key encryption v1")
+	a.API, err = httpapi.New(cfg.HTTP, httpapi.Deps{
+		Pool: st.Pool(), Ready: st.Ready, Logger: log.With("component", "api"),
+		// The JWT signing keys in the database are sealed with a key only
+		// holders of the CA key (data_dir/ca.key) can derive.
+		KeyEncryptionKey: kek[:],
+	})
 	if err != nil {
 		a.httpLn.Close()
 		st.Close()

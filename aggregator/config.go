@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/httpapi"
+	"github.com/vmpulse/vmpulse/aggregator/internal/pki"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
@@ -53,6 +54,10 @@ type Config struct {
 		ServerNames       []string `yaml:"server_names"`
 		HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 		MaxInFlight       int      `yaml:"max_in_flight"`
+		// AgentCertLifetime is the validity of agent client certificates.
+		// Agents renew theirs at two thirds of it; one that stays offline
+		// until it expires must be enrolled again.
+		AgentCertLifetime Duration `yaml:"agent_cert_lifetime"`
 	} `yaml:"ingest"`
 	// HTTP is the REST API listener, its TLS, CORS, trusted proxies and the
 	// authentication policy.
@@ -83,6 +88,7 @@ func DefaultConfig() Config {
 	c.Ingest.ServerNames = []string{"localhost", "127.0.0.1"}
 	c.Ingest.HeartbeatInterval = Duration(10 * time.Second)
 	c.Ingest.MaxInFlight = 8
+	c.Ingest.AgentCertLifetime = Duration(pki.AgentCertLifetime)
 	c.HTTP = httpapi.Defaults()
 	c.Log.Level = "info"
 	c.Log.Format = "text"
@@ -166,6 +172,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ingest.MaxInFlight < 1 || c.Ingest.MaxInFlight > 1024 {
 		errs = append(errs, fmt.Errorf("ingest.max_in_flight: %d not in 1..1024", c.Ingest.MaxInFlight))
+	}
+	if c.Ingest.AgentCertLifetime <= 0 {
+		errs = append(errs, fmt.Errorf("ingest.agent_cert_lifetime: %s is not positive", time.Duration(c.Ingest.AgentCertLifetime)))
 	}
 	errs = append(errs, prefixed("http.", c.HTTP.Validate())...)
 	if _, err := ParseLevel(c.Log.Level); err != nil {

@@ -23,6 +23,7 @@ func TestConfigFixtures(t *testing.T) {
 		{"testdata/bad-http.bad.yml", "http.tls_cert_file: tls_cert_file and tls_key_file must be set together"},
 		{"testdata/bad-http.bad.yml", "http.auth.algorithm"},
 		{"testdata/bad-level.bad.yml", `log.level: "loud" is not debug, info, warn or error`},
+		{"testdata/bad-cert-lifetime.bad.yml", "ingest.agent_cert_lifetime: -1h0m0s is not positive"},
 		{"testdata/wrong-type.bad.yml", "testdata/wrong-type.bad.yml: line 1: cannot unmarshal !!seq"},
 		{"testdata/missing-db.bad.yml", "database_url: required"},
 		{"testdata/no-such-file.yml", "no such file"},
@@ -40,8 +41,12 @@ func TestConfigFixtures(t *testing.T) {
 		}
 	}
 	cfg, _ := LoadConfig("testdata/good.yml")
-	if cfg.Ingest.HeartbeatInterval != Duration(15*time.Second) || cfg.Retention.Raw != Duration(336*time.Hour) || cfg.Ingest.MaxInFlight != 8 {
+	if cfg.Ingest.HeartbeatInterval != Duration(15*time.Second) || cfg.Retention.Raw != Duration(336*time.Hour) || cfg.Ingest.MaxInFlight != 8 ||
+		cfg.Ingest.AgentCertLifetime != Duration(2160*time.Hour) {
 		t.Errorf("good.yml decoded as %+v", cfg)
+	}
+	if d := DefaultConfig(); d.Ingest.AgentCertLifetime != Duration(365*24*time.Hour) {
+		t.Errorf("default agent_cert_lifetime %s, want 8760h", time.Duration(d.Ingest.AgentCertLifetime))
 	}
 }
 
@@ -82,7 +87,8 @@ func TestDeployExampleShowsTheDefaults(t *testing.T) {
 		t.Errorf("database_url_file not read")
 	}
 	if !reflect.DeepEqual(cfg.HTTP, d.HTTP) || cfg.Retention != d.Retention || cfg.Database != d.Database || cfg.Log != d.Log ||
-		cfg.Ingest.Listen != d.Ingest.Listen || cfg.Ingest.HeartbeatInterval != d.Ingest.HeartbeatInterval || cfg.Ingest.MaxInFlight != d.Ingest.MaxInFlight {
+		cfg.Ingest.Listen != d.Ingest.Listen || cfg.Ingest.HeartbeatInterval != d.Ingest.HeartbeatInterval || cfg.Ingest.MaxInFlight != d.Ingest.MaxInFlight ||
+		cfg.Ingest.AgentCertLifetime != d.Ingest.AgentCertLifetime {
 		t.Errorf("the example's values differ from the defaults:\nexample  %+v\ndefaults %+v", cfg, d)
 	}
 }

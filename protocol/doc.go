@@ -51,6 +51,31 @@
 // Welcome.Version is NegotiateVersion of the Hello: the highest version both
 // sides speak. No data stream is opened before Welcome arrives.
 //
+// # Certificate renewal
+//
+// Agent certificates expire (the aggregator's agent_cert_lifetime). Before
+// its certificate does, an enrolled agent renews it over its authenticated
+// connection: it generates a new key pair, opens a bidirectional stream of
+// its own and sends
+//
+//	agent → RenewRequest{CSR}
+//	aggregator → RenewResponse{Cert, CACert}  or  Error
+//
+// then both sides close the stream. The aggregator signs the CSR for the
+// agent ID and site of the certificate the connection was opened with (the
+// CSR's own subject is ignored, as at enrollment); it refuses a revoked
+// agent (ErrCodeUnauthenticated), a connection whose certificate has been
+// superseded meanwhile (ErrCodeUnauthenticated) and a CSR that does not
+// parse or whose signature is wrong (ErrCodeMalformed). The certificate the
+// request came with stays valid, beside the new one, until the agent's
+// next hello made with the new certificate, so that an agent that stops
+// before saving the new certificate is not locked out: it reconnects with
+// the old one and renews again. Having saved the new certificate, the agent
+// closes the connection and reconnects with it. An agent whose certificate
+// expired before it could renew must be enrolled again with a new token.
+// Renewal may happen any time after the handshake; it does not wait for
+// the control stream.
+//
 // # Data streams
 //
 // The agent opens one or more bidirectional data streams, typically "live"
@@ -82,6 +107,10 @@
 // Version is the protocol version this package speaks. History:
 //
 //	1  initial: the frames, batch layout and samples format 1 described here.
+//	   Later, without a new version (an aggregator that predates them refuses
+//	   the stream with ErrCodeUnsupported, and the agent keeps its current
+//	   certificate): MsgRenewRequest (10) and MsgRenewResponse (11), see
+//	   Certificate renewal.
 //
 // A change that an older peer would misread needs a new Version; message
 // types, batch kinds, codecs, column encodings and ErrorCode values are

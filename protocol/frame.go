@@ -13,15 +13,17 @@ type MsgType uint8
 
 // Message types. Values are stable: never renumber.
 const (
-	MsgHello          MsgType = 1 // agent → aggregator, control stream, JSON Hello
-	MsgWelcome        MsgType = 2 // aggregator → agent, control stream, JSON Welcome
-	MsgHeartbeat      MsgType = 3 // agent → aggregator, control stream, JSON Heartbeat
-	MsgCommand        MsgType = 4 // aggregator → agent, control stream, JSON Command
-	MsgBatch          MsgType = 5 // agent → aggregator, data stream, binary Batch
-	MsgAck            MsgType = 6 // aggregator → agent, data stream, binary Ack
-	MsgError          MsgType = 7 // either way, any stream, JSON Error
-	MsgEnrollRequest  MsgType = 8 // agent → aggregator, enrollment stream, JSON EnrollRequest
-	MsgEnrollResponse MsgType = 9 // aggregator → agent, enrollment stream, JSON EnrollResponse
+	MsgHello          MsgType = 1  // agent → aggregator, control stream, JSON Hello
+	MsgWelcome        MsgType = 2  // aggregator → agent, control stream, JSON Welcome
+	MsgHeartbeat      MsgType = 3  // agent → aggregator, control stream, JSON Heartbeat
+	MsgCommand        MsgType = 4  // aggregator → agent, control stream, JSON Command
+	MsgBatch          MsgType = 5  // agent → aggregator, data stream, binary Batch
+	MsgAck            MsgType = 6  // aggregator → agent, data stream, binary Ack
+	MsgError          MsgType = 7  // either way, any stream, JSON Error
+	MsgEnrollRequest  MsgType = 8  // agent → aggregator, enrollment stream, JSON EnrollRequest
+	MsgEnrollResponse MsgType = 9  // aggregator → agent, enrollment stream, JSON EnrollResponse
+	MsgRenewRequest   MsgType = 10 // agent → aggregator, renewal stream, JSON RenewRequest
+	MsgRenewResponse  MsgType = 11 // aggregator → agent, renewal stream, JSON RenewResponse
 )
 
 // String returns the message type's name, e.g. "batch".
@@ -45,6 +47,10 @@ func (t MsgType) String() string {
 		return "enroll_request"
 	case MsgEnrollResponse:
 		return "enroll_response"
+	case MsgRenewRequest:
+		return "renew_request"
+	case MsgRenewResponse:
+		return "renew_response"
 	}
 	return fmt.Sprintf("msg_%d", uint8(t))
 }

@@ -108,6 +108,8 @@ func allMessages() []any {
 		&Error{Code: ErrCodeUnsupported, Message: "no common version"},
 		&EnrollRequest{Token: "tok", CSR: []byte{0x30, 0x82}, Name: "fra1-agent", Version: "1.2.3"},
 		&EnrollResponse{AgentID: "agent-1", Site: "fra1", Cert: []byte{1}, CACert: []byte{2}},
+		&RenewRequest{CSR: []byte{0x30, 0x82, 0x01}},
+		&RenewResponse{Cert: []byte{3, 4}, CACert: []byte{5}},
 	}
 }
 
@@ -168,6 +170,8 @@ func TestWriteMessageRejects(t *testing.T) {
 		{&Command{}, ErrCodeMalformed, "command: missing name"},
 		{&EnrollRequest{Token: "t"}, ErrCodeMalformed, "missing csr"},
 		{&EnrollResponse{AgentID: "a"}, ErrCodeMalformed, "missing cert"},
+		{&RenewRequest{}, ErrCodeMalformed, "renew request: missing csr"},
+		{&RenewResponse{Cert: []byte{1}}, ErrCodeMalformed, "renew response: missing cert or ca_cert"},
 		{&Batch{Kind: KindSamples}, ErrCodeMalformed, "seq 0"},
 		{&Ack{Seq: 1, Status: 3}, ErrCodeUnsupported, "unknown status 3"},
 	}
@@ -201,6 +205,10 @@ func TestReadMessageRejects(t *testing.T) {
 		{"JSON wrong type", frame(MsgHello, []byte(`{"agent_id":5}`)), ErrCodeMalformed, "hello: json"},
 		{"invalid hello", frame(MsgHello, []byte(`{"agent_id":"a"}`)), ErrCodeMalformed, "bad version range [0, 0]"},
 		{"bad batch", frame(MsgBatch, []byte{9, 0, 0, 1, 0, 0}), ErrCodeUnsupported, "batch: unknown kind 9"},
+		{"renew request without csr", frame(MsgRenewRequest, []byte(`{"csr":null}`)), ErrCodeMalformed, "renew request: missing csr"},
+		{"renew request csr not base64", frame(MsgRenewRequest, []byte(`{"csr":"%%"}`)), ErrCodeMalformed, "renew_request: illegal base64"},
+		{"renew response without ca", frame(MsgRenewResponse, []byte(`{"cert":"AQ=="}`)), ErrCodeMalformed, "missing cert or ca_cert"},
+		{"renew request too large", binary.BigEndian.AppendUint32([]byte{byte(MsgRenewRequest)}, MaxControlSize+1), ErrCodeTooLarge, "renew_request payload length"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -288,6 +296,8 @@ func FuzzReadMessage(f *testing.F) {
 	}
 	f.Add([]byte{byte(MsgBatch), 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{byte(MsgHello), 0, 0, 0, 2, '{', '}'})
+	f.Add([]byte{byte(MsgRenewRequest), 0, 0, 0, 2, '{', '}'})
+	f.Add([]byte{byte(MsgRenewResponse), 0, 0, 0, 12, '{', '"', 'c', 'e', 'r', 't', '"', ':', '"', '"', '}', ' '})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
 		for {
@@ -345,4 +355,20 @@ func FuzzReadFrame(f *testing.F) {
 			t.Fatal("ReadFrame returned something other than the input's first frame")
 		}
 	})
+}
+
+func TestMsgTypeNames(t *testing.T) {
+	want := map[MsgType]string{
+		MsgEnrollRequest: "enroll_request", MsgEnrollResponse: "enroll_response",
+		MsgRenewRequest: "renew_request", MsgRenewResponse: "renew_response", 12: "msg_12",
+	}
+	for typ, name := range want {
+		if got := typ.String(); got != name {
+			t.Errorf("MsgType(%d).String() = %q, want %q", uint8(typ), got, name)
+		}
+	}
+	// Wire values are stable.
+	if MsgRenewRequest != 10 || MsgRenewResponse != 11 {
+		t.Fatalf("renew message types are %d and %d, want 10 and 11", MsgRenewRequest, MsgRenewResponse)
+	}
 }

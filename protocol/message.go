@@ -7,8 +7,8 @@ import (
 )
 
 // WriteMessage writes m as one frame. m is one of *Hello, *Welcome,
-// *Heartbeat, *Command, *Batch, *Ack, *Error, *EnrollRequest or
-// *EnrollResponse. Batch and Ack are binary; the rest, rare and small, are
+// *Heartbeat, *Command, *Batch, *Ack, *Error, *EnrollRequest,
+// *EnrollResponse, *RenewRequest or *RenewResponse. Batch and Ack are binary; the rest, rare and small, are
 // JSON. The message is validated as ReadMessage would validate it.
 func WriteMessage(w io.Writer, m any) error {
 	t, err := msgType(m)
@@ -70,6 +70,10 @@ func msgType(m any) (MsgType, error) {
 		return MsgEnrollRequest, nil
 	case *EnrollResponse:
 		return MsgEnrollResponse, nil
+	case *RenewRequest:
+		return MsgRenewRequest, nil
+	case *RenewResponse:
+		return MsgRenewResponse, nil
 	}
 	return 0, fmt.Errorf("protocol: write: %T is not a message", m)
 }
@@ -110,6 +114,10 @@ func ReadMessage(r io.Reader) (any, error) {
 		m = new(EnrollRequest)
 	case MsgEnrollResponse:
 		m = new(EnrollResponse)
+	case MsgRenewRequest:
+		m = new(RenewRequest)
+	case MsgRenewResponse:
+		m = new(RenewResponse)
 	default:
 		return nil, errorf(ErrCodeUnsupported, "frame: unknown message type %d", uint8(t))
 	}
@@ -190,6 +198,14 @@ func validateControl(m any) error {
 		}
 		if len(x.Cert) == 0 || len(x.CACert) == 0 {
 			return malformedf("enroll response: missing cert or ca_cert")
+		}
+	case *RenewRequest:
+		if len(x.CSR) == 0 {
+			return malformedf("renew request: missing csr")
+		}
+	case *RenewResponse:
+		if len(x.Cert) == 0 || len(x.CACert) == 0 {
+			return malformedf("renew response: missing cert or ca_cert")
 		}
 	}
 	return nil

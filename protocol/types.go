@@ -220,6 +220,22 @@ type EnrollResponse struct {
 	CACert  []byte `json:"ca_cert"`
 }
 
+// RenewRequest asks, on a stream of its own over an authenticated
+// connection, for a new client certificate before the current one expires.
+// The aggregator signs CSR for the agent and site of the connection's
+// certificate; the CSR's own subject is ignored.
+type RenewRequest struct {
+	CSR []byte `json:"csr"` // DER PKCS#10, for a new key pair
+}
+
+// RenewResponse returns the renewed client certificate. The certificate
+// the connection was opened with stays valid until the agent connects with
+// the new one.
+type RenewResponse struct {
+	Cert   []byte `json:"cert"` // DER client certificate
+	CACert []byte `json:"ca_cert"`
+}
+
 // ErrorCode is a numeric error code, used both in Error messages and as the
 // QUIC stream/application error code when a stream is closed.
 type ErrorCode uint32

@@ -52,7 +52,9 @@ type aggregator struct {
 	exited chan struct{}
 }
 
-func newAggregator(t testing.TB) *aggregator {
+// newAggregator starts an aggregator; ingest are extra lines for its
+// ingest section, e.g. "agent_cert_lifetime: 9s".
+func newAggregator(t testing.TB, ingest ...string) *aggregator {
 	t.Helper()
 	base := os.Getenv("VMPULSE_TEST_DATABASE_URL")
 	if base == "" {
@@ -79,8 +81,12 @@ func newAggregator(t testing.TB) *aggregator {
 	a.addr, a.http = udp.LocalAddr().String(), "http://"+tcp.Addr().String()
 	udp.Close()
 	tcp.Close()
-	cfg := fmt.Sprintf("database_url: %s\ndata_dir: %s\ningest:\n  listen: %s\n  heartbeat_interval: 1s\nhttp:\n  listen: %s\n",
-		a.dbURL, filepath.Join(dir, "data"), a.addr, strings.TrimPrefix(a.http, "http://"))
+	var extra strings.Builder
+	for _, l := range ingest {
+		extra.WriteString("  " + l + "\n")
+	}
+	cfg := fmt.Sprintf("database_url: %s\ndata_dir: %s\ningest:\n  listen: %s\n  heartbeat_interval: 1s\n%shttp:\n  listen: %s\n",
+		a.dbURL, filepath.Join(dir, "data"), a.addr, extra.String(), strings.TrimPrefix(a.http, "http://"))
 	if err := os.WriteFile(a.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

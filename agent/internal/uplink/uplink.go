@@ -15,6 +15,13 @@
 // Any error tears the connection down; unacknowledged batches are still in
 // the spool and are sent again after reconnecting (with jittered exponential
 // backoff). The aggregator's ledger makes the resend harmless.
+//
+// While connected, the client renews its certificate at two thirds of the
+// certificate's validity (see Identity.RenewAt), over the connection, on a
+// stream of its own. Once the new identity is saved, the session ends and
+// the client reconnects with it at once; batches whose acks were pending
+// are sent again. A failed renewal is retried with backoff (from
+// renewRetryMin up to renewRetryMax, jittered) and never ends the session.
 package uplink
 
 import (
@@ -78,6 +85,7 @@ type Config struct {
 type Stats struct {
 	Connected                   atomic.Bool
 	Connects, Failures          atomic.Int64
+	Renewals, RenewalFailures   atomic.Int64
 	LiveSent, LiveAcked         atomic.Int64
 	BackfillSent, BackfillAcked atomic.Int64
 	Rejected                    atomic.Int64
@@ -87,11 +95,13 @@ type Stats struct {
 // Client is the uplink of one agent.
 type Client struct {
 	cfg    Config
-	id     *Identity
+	id     atomic.Pointer[Identity] // replaced on renewal
 	spool  Spool
 	log    *slog.Logger
 	notify chan struct{}
 	Stats  Stats
+
+	lastRenewal atomic.Int64 // Unix ns of the last successful renewal
 }
 
 // New makes a client; Run connects.
@@ -113,8 +123,25 @@ func New(cfg Config, id *Identity, sp Spool) *Client {
 			cfg.ServerName = host
 		}
 	}
-	return &Client{cfg: cfg, id: id, spool: sp, log: cfg.Logger, notify: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, spool: sp, log: cfg.Logger, notify: make(chan struct{}, 1)}
+	c.id.Store(id)
+	return c
 }
+
+// Identity is the identity the client connects with: the one it was made
+// with, or the latest renewal of it.
+func (c *Client) Identity() *Identity { return c.id.Load() }
+
+// Renewal retry backoff bounds, and the time one renewal exchange may take.
+const (
+	renewRetryMin = time.Minute
+	renewRetryMax = time.Hour
+	renewTimeout  = 30 * time.Second
+)
+
+// errRenewed ends a session after the certificate was renewed, so that the
+// next one presents the new certificate.
+var errRenewed = errors.New("certificate renewed; reconnecting with the new one")
 
 // Notify tells the live lane that a batch was appended. It never blocks.
 func (c *Client) Notify() {
@@ -135,6 +162,12 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, errRenewed) {
+			// Not a failure: reconnect at once with the new certificate.
+			c.log.Info("reconnecting with the renewed certificate")
+			backoff = 500 * time.Millisecond
+			continue
+		}
 		c.Stats.Failures.Add(1)
 		if time.Since(started) > 30*time.Second {
 			backoff = 500 * time.Millisecond
@@ -152,33 +185,37 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 func (c *Client) session(ctx context.Context) error {
+	id := c.id.Load()
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	conn, err := quic.DialAddr(dctx, c.cfg.Addr, &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		NextProtos:   []string{protocol.ALPN},
-		Certificates: []tls.Certificate{c.id.Cert},
-		RootCAs:      c.id.CAs,
+		Certificates: []tls.Certificate{id.Cert},
+		RootCAs:      id.CAs,
 		ServerName:   c.cfg.ServerName,
 	}, quicConfig())
 	cancel()
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", c.cfg.Addr, err)
+		return expiredError(id, fmt.Errorf("dial %s: %w", c.cfg.Addr, err))
 	}
 	defer conn.CloseWithError(0, "")
+	// In TLS 1.3 the aggregator judges our certificate after our side of
+	// the handshake is done: a refusal shows up on the first stream.
 	ctl, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		return fmt.Errorf("control stream: %w", err)
+		return expiredError(id, fmt.Errorf("control stream: %w", err))
 	}
 	st := c.spool.Stats()
-	if err := protocol.WriteMessage(ctl, &protocol.Hello{AgentID: c.id.AgentID, AgentVersion: c.cfg.Version,
+	if err := protocol.WriteMessage(ctl, &protocol.Hello{AgentID: id.AgentID, AgentVersion: c.cfg.Version,
 		MinVersion: 1, MaxVersion: protocol.Version, Epoch: st.Epoch}); err != nil {
-		return fmt.Errorf("hello: %w", err)
+		return expiredError(id, fmt.Errorf("hello: %w", err))
 	}
 	ctlR := bufio.NewReader(ctl)
 	m, err := protocol.ReadMessage(ctlR)
 	if err != nil {
-		return fmt.Errorf("hello: %w", err)
+		return expiredError(id, fmt.Errorf("hello: %w", err))
 	}
+	welcomed := time.Now()
 	w, ok := m.(*protocol.Welcome)
 	if !ok {
 		if e, ok := m.(*protocol.Error); ok {
@@ -200,6 +237,14 @@ func (c *Client) session(ctx context.Context) error {
 		conn.CloseWithError(0, "")
 	}()
 	g.Go(func() error { return c.heartbeats(ctx, ctl, w.HeartbeatInterval) })
+	// The certificate's validity is in the aggregator's clock; schedule its
+	// renewal by that clock, so that an agent whose clock is off neither
+	// misses it nor renews over and over.
+	var skew time.Duration
+	if w.ServerTime > 0 {
+		skew = time.UnixMilli(w.ServerTime).Sub(welcomed)
+	}
+	g.Go(func() error { return c.renewals(ctx, conn, id, skew) })
 	g.Go(func() error { return c.commands(ctlR) })
 	live := &lane{c: c, name: Live, after: liveFloor, upTo: ^uint64(0), window: window}
 	g.Go(func() error { return live.run(ctx, conn, nil) })
@@ -419,6 +464,123 @@ func (l *lane) ack(ctx context.Context, r *bufio.Reader, inflight <-chan sent) e
 		}
 	}
 	return nil
+}
+
+// renewals renews id's certificate over conn when it is due (at once if it
+// is overdue), retrying failures with jittered backoff. skew is how far the
+// aggregator's clock, which the certificate's validity is in, is ahead of
+// ours. It returns errRenewed, which ends the session, once the new
+// identity is saved and in use for the next connection; nil when ctx ends.
+func (c *Client) renewals(ctx context.Context, conn *quic.Conn, id *Identity, skew time.Duration) error {
+	at := id.RenewAt().Add(-skew)
+	// Whatever the clocks say, renewals are at least a tenth of the
+	// validity (at most renewRetryMin) apart: never a renew-reconnect loop.
+	if last := c.lastRenewal.Load(); last != 0 {
+		l := id.Cert.Leaf
+		gap := min(renewRetryMin, l.NotAfter.Sub(l.NotBefore)/10)
+		at = later(at, time.Unix(0, last).Add(gap))
+	}
+	backoff := renewRetryMin
+	for {
+		if wait := time.Until(at); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+		nid, err := c.renew(ctx, conn, id)
+		if err == nil {
+			c.id.Store(nid)
+			c.lastRenewal.Store(time.Now().UnixNano())
+			c.Stats.Renewals.Add(1)
+			c.log.Info("certificate renewed", "not_after", nid.Cert.Leaf.NotAfter.Format(time.RFC3339),
+				"serial", nid.Cert.Leaf.SerialNumber.Text(16), "renew_at", nid.RenewAt().Format(time.RFC3339))
+			return errRenewed
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.Stats.RenewalFailures.Add(1)
+		wait := backoff/2 + rand.N(backoff)
+		c.log.Warn("certificate renewal failed; keeping the current certificate and retrying", "err", err,
+			"in", wait.Round(time.Second), "not_after", id.Cert.Leaf.NotAfter.Format(time.RFC3339))
+		at = time.Now().Add(wait)
+		backoff = min(backoff*2, renewRetryMax)
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// renew asks the aggregator for a certificate for a new key, on a stream of
+// its own, then checks and saves the result (Identity.renewed).
+func (c *Client) renew(ctx context.Context, conn *quic.Conn, id *Identity) (*Identity, error) {
+	key, csr, err := newKeyAndCSR()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, renewTimeout)
+	defer cancel()
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("renew: open stream: %w", err)
+	}
+	defer st.CancelRead(0)
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	}
+	if err := protocol.WriteMessage(st, &protocol.RenewRequest{CSR: csr}); err != nil {
+		st.CancelWrite(0)
+		return nil, fmt.Errorf("renew: %w", err)
+	}
+	st.Close() // the request is all we send
+	m, err := protocol.ReadMessage(st)
+	if err != nil {
+		return nil, fmt.Errorf("renew: read answer: %w", err)
+	}
+	switch r := m.(type) {
+	case *protocol.Error:
+		return nil, fmt.Errorf("renew: refused: %w", r)
+	case *protocol.RenewResponse:
+		nid, err := id.renewed(key, r.Cert)
+		if err != nil {
+			return nil, fmt.Errorf("renew: %w", err)
+		}
+		return nid, nil
+	default:
+		return nil, fmt.Errorf("renew: unexpected %T", m)
+	}
+}
+
+// alertCertificateExpired is the QUIC transport error carrying TLS alert 45,
+// which the aggregator sends for an expired client certificate.
+const alertCertificateExpired = quic.TransportErrorCode(0x100 + 45)
+
+// expiredError explains a failure to connect when the cause is the
+// certificate's expiry: renewal needs a connection, so only a new
+// enrollment helps. The aggregator's alert is authoritative; our own clock
+// only adds a hint to other errors (the network may be down too).
+func expiredError(id *Identity, err error) error {
+	notAfter := id.Cert.Leaf.NotAfter.Format(time.RFC3339)
+	var te *quic.TransportError
+	switch {
+	case errors.As(err, &te) && te.ErrorCode == alertCertificateExpired:
+		return fmt.Errorf("the agent certificate expired at %s and can no longer connect or be renewed: "+
+			"the agent must be re-enrolled with a new enrollment token (remove the identity directory %s and start the agent with the token): %w",
+			notAfter, id.dir, err)
+	case time.Now().After(id.Cert.Leaf.NotAfter):
+		return fmt.Errorf("%w (by this host's clock the agent certificate expired at %s: if so, "+
+			"the agent must be re-enrolled with a new enrollment token; remove the identity directory %s and start the agent with the token)",
+			err, notAfter, id.dir)
+	}
+	return err
 }
 
 // IsRefused reports whether err means the aggregator refused this agent

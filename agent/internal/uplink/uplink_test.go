@@ -44,6 +44,7 @@ func samplesBatch(t testing.TB, vms int, at time.Time, seed uint64) *protocol.Ba
 }
 
 type agentUnderTest struct {
+	idDir  string
 	sp     *spool.Queue
 	client *uplink.Client
 	cancel context.CancelFunc
@@ -67,7 +68,7 @@ func newAgent(t testing.TB, agg *aggregator, opts spool.Options, cfg uplink.Conf
 		t.Fatal(err)
 	}
 	cfg.Addr, cfg.ServerName = agg.addr, "localhost"
-	a := &agentUnderTest{sp: sp, client: uplink.New(cfg, id, sp)}
+	a := &agentUnderTest{idDir: filepath.Join(dir, "identity"), sp: sp, client: uplink.New(cfg, id, sp)}
 	t.Cleanup(func() {
 		a.stop()
 		sp.Close()

@@ -223,7 +223,7 @@ func TestAlgorithmIsPinned(t *testing.T) {
 	ctx := context.Background()
 	e.user(t, "alice", RoleAdmin)
 	tok := e.login(t, "alice")
-	es, err := New(e.pool, func() Config { c := Defaults(); c.Algorithm = "ES256"; return c }(), Options{Now: e.clock.Now})
+	es, err := New(e.pool, func() Config { c := Defaults(); c.Algorithm = "ES256"; return c }(), Options{Now: e.clock.Now, KeyEncryptionKey: testKEK})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestKeyRotation(t *testing.T) {
 		}
 	}
 	// A second replica sharing the database verifies both.
-	other, _ := New(e.pool, e.svc.Config(), Options{Now: e.clock.Now})
+	other, _ := New(e.pool, e.svc.Config(), Options{Now: e.clock.Now, KeyEncryptionKey: testKEK})
 	if _, err := other.Authenticate(ctx, old.AccessToken); err != nil {
 		t.Errorf("other replica refused a token: %v", err)
 	}

@@ -54,6 +54,10 @@ type env struct {
 
 const goodPassword = "Corr3ct-Horse-Battery"
 
+// testKEK seals the JWT keys the tests make (the aggregator derives its
+// own from the CA key).
+var testKEK = []byte("0123456789abcdef0123456789abcdef")
+
 func newEnv(t *testing.T, mutate func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
@@ -71,7 +75,7 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 		mutate(&cfg)
 	}
 	c := newClock()
-	svc, err := New(st.Pool(), cfg, Options{Logger: testLogger(t), Now: c.Now})
+	svc, err := New(st.Pool(), cfg, Options{Logger: testLogger(t), Now: c.Now, KeyEncryptionKey: testKEK})
 	if err != nil {
 		t.Fatalf("auth.New: %v", err)
 	}

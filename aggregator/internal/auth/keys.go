@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -18,8 +19,9 @@ import (
 )
 
 // signingKey is one JWT key. Private keys are stored in the database as
-// PKCS #8 so every aggregator replica signs and verifies with the same set;
-// access to the database therefore implies the ability to mint tokens.
+// PKCS #8, sealed with the key-encryption key (see keySealer), so every
+// aggregator replica signs and verifies with the same set while a copy of
+// the database alone cannot mint tokens.
 type signingKey struct {
 	kid     string
 	alg     string
@@ -35,6 +37,8 @@ func (k *signingKey) public() crypto.PublicKey { return k.priv.Public() }
 // made by another replica is picked up at once.
 type keyRing struct {
 	pool     *pgxpool.Pool
+	sealer   *keySealer
+	log      *slog.Logger
 	alg      string
 	rotation time.Duration
 	keep     time.Duration // how long after its signing period a key still verifies
@@ -46,9 +50,11 @@ type keyRing struct {
 	lastLoad time.Time
 }
 
-func newKeyRing(pool *pgxpool.Pool, cfg Config, now func() time.Time) *keyRing {
+func newKeyRing(pool *pgxpool.Pool, sealer *keySealer, cfg Config, now func() time.Time, log *slog.Logger) *keyRing {
 	return &keyRing{
 		pool:     pool,
+		sealer:   sealer,
+		log:      log,
 		alg:      cfg.Algorithm,
 		rotation: cfg.KeyRotation,
 		keep:     cfg.AccessTTL + time.Minute,
@@ -66,12 +72,19 @@ func (kr *keyRing) load(ctx context.Context) error {
 	}
 	keys := make(map[string]*signingKey)
 	var current *signingKey
+	var legacy []*signingKey // stored unencrypted: sealed below
+	legacyDER := map[string][]byte{}
 	for rows.Next() {
 		var k signingKey
-		var der []byte
-		if err := rows.Scan(&k.kid, &k.alg, &der, &k.created, &k.retire); err != nil {
+		var stored []byte
+		if err := rows.Scan(&k.kid, &k.alg, &stored, &k.created, &k.retire); err != nil {
 			rows.Close()
 			return fmt.Errorf("auth: load jwt keys: %w", err)
+		}
+		der, plain, err := kr.sealer.open(k.kid, k.alg, stored)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("auth: load jwt key %s: %w", k.kid, err)
 		}
 		priv, err := x509.ParsePKCS8PrivateKey(der)
 		if err != nil {
@@ -85,12 +98,27 @@ func (kr *keyRing) load(ctx context.Context) error {
 		}
 		k.priv = signer
 		keys[k.kid] = &k
+		if plain {
+			legacy = append(legacy, &k)
+			legacyDER[k.kid] = der
+		}
 		if k.alg == kr.alg && !k.created.After(now) && k.created.Add(kr.rotation).After(now) {
 			current = &k
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("auth: load jwt keys: %w", err)
+	}
+	for _, k := range legacy {
+		// Keys written before encryption at rest: seal them in place.
+		sealed, err := kr.sealer.seal(k.kid, k.alg, legacyDER[k.kid])
+		if err == nil {
+			_, err = kr.pool.Exec(ctx, `UPDATE jwt_keys SET private_key = $2 WHERE kid = $1 AND private_key = $3`, k.kid, sealed, legacyDER[k.kid])
+		}
+		if err != nil {
+			return fmt.Errorf("auth: encrypt stored jwt key %s: %w", k.kid, err)
+		}
+		kr.log.Info("auth: encrypted a JWT signing key stored in the clear", "kid", k.kid)
 	}
 	kr.mu.Lock()
 	kr.keys, kr.current, kr.lastLoad = keys, current, time.Now()
@@ -140,8 +168,12 @@ func (kr *keyRing) rotate(ctx context.Context) (*signingKey, error) {
 			return err
 		}
 		retire := now.Add(kr.rotation + kr.keep)
+		sealed, err := kr.sealer.seal(k.kid, k.alg, der)
+		if err != nil {
+			return err
+		}
 		_, err = tx.Exec(ctx, `INSERT INTO jwt_keys (kid, alg, private_key, created_at, retire_at) VALUES ($1, $2, $3, $4, $5)`,
-			k.kid, k.alg, der, now, retire)
+			k.kid, k.alg, sealed, now, retire)
 		return err
 	})
 	if err != nil {

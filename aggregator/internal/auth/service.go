@@ -55,6 +55,10 @@ type Options struct {
 	// Now is the clock; nil means time.Now. Tests inject one to move through
 	// lockout windows and token lifetimes.
 	Now func() time.Time
+	// KeyEncryptionKey (KeyEncryptionKeySize bytes, required) seals the JWT
+	// signing keys stored in the database. Every replica must use the
+	// same one; the aggregator derives it from its CA key.
+	KeyEncryptionKey []byte
 }
 
 // New returns a Service using cfg (defaults filled in), after validating it.
@@ -71,12 +75,16 @@ func New(pool *pgxpool.Pool, cfg Config, opts Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	sealer, err := newKeySealer(opts.KeyEncryptionKey)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
 		pool:    pool,
 		cfg:     cfg,
 		log:     log,
 		now:     now,
-		keys:    newKeyRing(pool, cfg, now),
+		keys:    newKeyRing(pool, sealer, cfg, now, log),
 		limiter: newIPLimiter(cfg.LoginRate, cfg.LoginBurst, now),
 	}
 	s.parser = jwt.NewParser(

@@ -34,6 +34,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock for authentication; nil means time.Now.
 	Now func() time.Time
+	// KeyEncryptionKey seals the JWT signing keys in the database (see
+	// auth.Options.KeyEncryptionKey).
+	KeyEncryptionKey []byte
 }
 
 // API is the REST API.
@@ -64,7 +67,7 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	svc, err := auth.New(deps.Pool, cfg.Auth, auth.Options{Logger: log, Now: deps.Now})
+	svc, err := auth.New(deps.Pool, cfg.Auth, auth.Options{Logger: log, Now: deps.Now, KeyEncryptionKey: deps.KeyEncryptionKey})
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}

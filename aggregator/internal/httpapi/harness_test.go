@@ -22,6 +22,10 @@ import (
 
 const goodPassword = "Corr3ct-Horse-Battery"
 
+// testKEK seals the JWT keys the tests make (the aggregator derives its
+// own from the CA key).
+var testKEK = []byte("0123456789abcdef0123456789abcdef")
+
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -78,7 +82,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 		mutate(&cfg)
 	}
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
-	api, err := New(cfg, Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log, Now: c.Now})
+	api, err := New(cfg, Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log, Now: c.Now, KeyEncryptionKey: testKEK})
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}

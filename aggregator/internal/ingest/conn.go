@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/vmpulse/vmpulse/aggregator/internal/pki"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 	"github.com/vmpulse/vmpulse/protocol"
 )
@@ -23,6 +24,7 @@ type agentConn struct {
 	conn     *quic.Conn
 	agentID  string
 	site     string
+	serial   string // of the certificate the connection was opened with
 	log      *slog.Logger
 	hello    chan struct{} // closed once the hello was accepted
 	claimed  atomic.Bool   // a control stream has claimed the hello
@@ -54,6 +56,7 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 		conn:     conn,
 		agentID:  a.ID,
 		site:     site,
+		serial:   certs[0].SerialNumber.Text(16),
 		log:      s.log.With("agent", a.ID, "site", site),
 		hello:    make(chan struct{}),
 		commands: make(chan protocol.Command, 16),
@@ -104,7 +107,7 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 }
 
 // serveStream dispatches on the stream's first message: a Hello makes it the
-// control stream, a Batch a data stream.
+// control stream, a Batch a data stream, a RenewRequest a renewal.
 func (s *Server) serveStream(ctx context.Context, ac *agentConn, st *quic.Stream) {
 	r := bufio.NewReaderSize(st, 64<<10)
 	m, err := protocol.ReadMessage(r)
@@ -125,6 +128,8 @@ func (s *Server) serveStream(ctx context.Context, ac *agentConn, st *quic.Stream
 			return
 		}
 		s.serveData(ctx, ac, st, r, msg)
+	case *protocol.RenewRequest:
+		s.serveRenew(ctx, ac, st, msg)
 	default:
 		s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: fmt.Sprintf("unexpected first message %T", m)})
 	}
@@ -158,7 +163,9 @@ func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Strea
 		s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeUnsupported, Msg: fmt.Sprintf("agent speaks versions %d..%d, aggregator speaks %d", h.MinVersion, h.MaxVersion, protocol.Version)})
 		return
 	}
-	if err := s.store.AgentConnected(ctx, ac.agentID, h.AgentVersion, ac.conn.RemoteAddr().String(), h.Epoch); err != nil {
+	// A hello made with the current certificate retires the one the agent
+	// renewed with, if any: from now on it is refused as superseded.
+	if err := s.store.AgentConnected(ctx, ac.agentID, h.AgentVersion, ac.conn.RemoteAddr().String(), h.Epoch, ac.serial); err != nil {
 		ac.log.Warn("registry update failed", "err", err)
 	}
 	w := &protocol.Welcome{
@@ -418,15 +425,19 @@ func (s *Server) serveEnrollment(ctx context.Context, conn *quic.Conn) {
 	}
 	var certDER []byte
 	a, err := s.store.Enroll(actx, secret, req.Name, req.Version, func(id, site string) (string, time.Time, error) {
-		der, serial, notAfter, err := s.ca.SignAgent(req.CSR, id, site)
+		der, serial, notAfter, err := s.ca.SignAgent(req.CSR, id, site, s.cfg.AgentCertLifetime)
 		certDER = der
 		return serial, notAfter, err
 	})
 	if err != nil {
 		var rej *store.RejectError
-		if errors.As(err, &rej) {
+		var csrErr *pki.CSRError
+		switch {
+		case errors.As(err, &rej):
 			s.failStream(log, st, &protocol.DecodeError{Code: rej.Code, Msg: rej.Msg})
-		} else {
+		case errors.As(err, &csrErr):
+			s.failStream(log, st, &protocol.DecodeError{Code: protocol.ErrCodeMalformed, Msg: "enroll request: " + csrErr.Error()})
+		default:
 			// The cause goes to our log, not to a peer without a certificate.
 			log.Error("enrollment failed", "err", err)
 			s.failStream(log, st, &protocol.DecodeError{Code: protocol.ErrCodeInternal, Msg: "enrollment failed; see the aggregator's log"})
@@ -436,6 +447,51 @@ func (s *Server) serveEnrollment(ctx context.Context, conn *quic.Conn) {
 	log.Info("agent enrolled", "agent", a.ID, "site", a.Site, "name", req.Name)
 	if err := protocol.WriteMessage(st, &protocol.EnrollResponse{AgentID: a.ID, Site: a.Site, Cert: certDER, CACert: s.ca.Cert.Raw}); err != nil {
 		log.Warn("write enroll response", "err", err)
+	}
+	st.Close()
+}
+
+// serveRenew answers a RenewRequest on an authenticated connection: it
+// signs the CSR for the agent and site of the connection's certificate (the
+// CSR's subject is ignored) and returns the new certificate. The
+// certificate the connection was opened with stays valid beside the new one
+// until the agent says hello with the new one (store.RenewAgentCert).
+func (s *Server) serveRenew(ctx context.Context, ac *agentConn, st *quic.Stream, req *protocol.RenewRequest) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	}
+	var certDER []byte
+	a, err := s.store.RenewAgentCert(ctx, ac.agentID, ac.serial, func(id, site string) (string, time.Time, error) {
+		der, serial, notAfter, err := s.ca.SignAgent(req.CSR, id, site, s.cfg.AgentCertLifetime)
+		certDER = der
+		return serial, notAfter, err
+	})
+	if err != nil {
+		var rej *store.RejectError
+		var csrErr *pki.CSRError
+		switch {
+		case errors.As(err, &rej):
+			err = &protocol.DecodeError{Code: rej.Code, Msg: "renew request: " + rej.Msg}
+		case errors.As(err, &csrErr):
+			err = &protocol.DecodeError{Code: protocol.ErrCodeMalformed, Msg: "renew request: " + csrErr.Error()}
+		case store.IsTransient(err):
+			ac.log.Warn("certificate renewal failed", "err", err)
+			err = &protocol.DecodeError{Code: protocol.ErrCodeUnavailable, Msg: "renew request: the aggregator cannot renew certificates now; retry later"}
+		default:
+			ac.log.Error("certificate renewal failed", "err", err)
+			err = &protocol.DecodeError{Code: protocol.ErrCodeInternal, Msg: "renew request: renewal failed; see the aggregator's log"}
+		}
+		s.failStream(ac.log, st, err)
+		return
+	}
+	ac.log.Info("agent certificate renewed", "old_serial", ac.serial, "new_serial", a.CertSerial, "not_after", a.CertNotAfter.Format(time.RFC3339))
+	if err := protocol.WriteMessage(st, &protocol.RenewResponse{Cert: certDER, CACert: s.ca.Cert.Raw}); err != nil {
+		// The agent keeps using the certificate it has, still accepted, and
+		// asks again.
+		ac.log.Warn("write renew response", "err", err)
+		st.CancelRead(quic.StreamErrorCode(protocol.ErrCodeShutdown))
 	}
 	st.Close()
 }

@@ -24,6 +24,7 @@ type harness struct {
 	dir    string
 	st     *store.Store
 	ca     *pki.CA
+	cfg    ingest.Config // for the next start; Addr and Logger are set there
 	srv    *ingest.Server
 	addr   string
 	cancel context.CancelFunc
@@ -57,7 +58,9 @@ func (h *harness) start(wrap func(ingest.Store) ingest.Store) {
 	if wrap != nil {
 		s = wrap(s)
 	}
-	h.srv = ingest.New(ingest.Config{Addr: "127.0.0.1:0", Logger: testLogger(h.t)}, s, h.ca)
+	cfg := h.cfg
+	cfg.Addr, cfg.Logger = "127.0.0.1:0", testLogger(h.t)
+	h.srv = ingest.New(cfg, s, h.ca)
 	if err := h.srv.Listen(); err != nil {
 		h.t.Fatalf("listen: %v", err)
 	}

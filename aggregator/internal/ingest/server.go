@@ -1,7 +1,8 @@
 // Package ingest is the aggregator's QUIC endpoint: it enrolls agents,
-// authenticates them by client certificate, keeps the agent registry current
-// from hellos and heartbeats, and turns data streams of batches into durable
-// rows, acknowledging each batch only after it is committed.
+// authenticates them by client certificate and renews those certificates,
+// keeps the agent registry current from hellos and heartbeats, and turns
+// data streams of batches into durable rows, acknowledging each batch only
+// after it is committed.
 //
 // Backpressure: each data stream is served by one reader and one writer
 // goroutine joined by a one-slot queue. While the store cannot commit
@@ -40,8 +41,9 @@ type Store interface {
 	WriteGap(ctx context.Context, m store.BatchMeta, g *protocol.Gap) (store.Result, error)
 	RecordRejected(ctx context.Context, m store.BatchMeta, first, last int64, code protocol.ErrorCode, reason string) error
 	Enroll(ctx context.Context, secret, name, version string, sign store.Signer) (store.Agent, error)
+	RenewAgentCert(ctx context.Context, agentID, presentedSerial string, sign store.Signer) (store.Agent, error)
 	AgentByID(ctx context.Context, id string) (store.Agent, error)
-	AgentConnected(ctx context.Context, id, version, remote string, epoch uint64) error
+	AgentConnected(ctx context.Context, id, version, remote string, epoch uint64, certSerial string) error
 	AgentHeartbeat(ctx context.Context, id string, hb *protocol.Heartbeat) error
 	AgentDisconnected(ctx context.Context, id string) error
 }
@@ -52,6 +54,9 @@ type Config struct {
 	HeartbeatInterval time.Duration // pushed to agents; default 10s
 	MaxInFlight       int           // unacked batches per data stream the agent may send; default 8
 	MaxStreams        int64         // concurrent streams per connection; default 4 (control, live, backfill, one spare)
+	// AgentCertLifetime is the validity of the client certificates issued
+	// at enrollment and renewal; default pki.AgentCertLifetime.
+	AgentCertLifetime time.Duration
 	Logger            *slog.Logger
 }
 
@@ -88,6 +93,9 @@ func New(cfg Config, st Store, ca *pki.CA) *Server {
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = 4
 	}
+	if cfg.AgentCertLifetime <= 0 {
+		cfg.AgentCertLifetime = pki.AgentCertLifetime
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,7 +105,8 @@ func New(cfg Config, st Store, ca *pki.CA) *Server {
 // TLSConfig is the server side of mutual TLS: a client certificate is
 // optional at the TLS layer only so that a new agent can enroll; every other
 // stream requires one, and a certificate that is presented must chain to our
-// CA and belong to a registered, unrevoked agent, or the handshake fails.
+// CA and be the current (or, during a renewal, the previous) certificate of
+// a registered, unrevoked agent, or the handshake fails.
 func (s *Server) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -118,6 +127,9 @@ func (s *Server) TLSConfig() *tls.Config {
 	}
 }
 
+// checkAgent finds the registered agent a verified client certificate
+// belongs to. The certificate must be the agent's current one or, until the
+// agent connects with the current one, the one it renewed with.
 func (s *Server) checkAgent(ctx context.Context, cert *x509.Certificate) (store.Agent, string, error) {
 	id, site, err := pki.Identity(cert)
 	if err != nil {
@@ -135,7 +147,8 @@ func (s *Server) checkAgent(ctx context.Context, cert *x509.Certificate) (store.
 		return a, "", fmt.Errorf("ingest: agent %s was revoked at %s", id, a.RevokedAt.UTC().Format(time.RFC3339))
 	case a.Site != site:
 		return a, "", fmt.Errorf("ingest: agent %s certificate names site %q, registry says %q", id, site, a.Site)
-	case a.CertSerial != cert.SerialNumber.Text(16):
+	}
+	if serial := cert.SerialNumber.Text(16); serial != a.CertSerial && serial != a.PrevCertSerial {
 		return a, "", fmt.Errorf("ingest: agent %s presented a superseded certificate", id)
 	}
 	return a, site, nil

@@ -24,8 +24,27 @@ import (
 	"time"
 )
 
-// AgentCertLifetime is how long an agent certificate is valid.
+// AgentCertLifetime is how long an agent certificate is valid by default
+// (ingest.Config.AgentCertLifetime, the agent_cert_lifetime option). Agents
+// renew theirs at two thirds of it.
 const AgentCertLifetime = 365 * 24 * time.Hour
+
+// maxBackdate is how far before its issuance an agent certificate's
+// validity starts, for aggregators sharing the CA whose clocks differ. It is
+// at most a tenth of the lifetime: agents renew at two thirds of the
+// validity period, counted from NotBefore, so a backdate comparable to a
+// short lifetime would have them renew at once, again and again.
+const maxBackdate = 5 * time.Minute
+
+// CSRError reports a certificate request that does not parse or is not
+// signed by the key it carries: the requester's fault, not the CA's.
+type CSRError struct{ Err error }
+
+// Error implements error.
+func (e *CSRError) Error() string { return "pki: bad certificate request: " + e.Err.Error() }
+
+// Unwrap returns the parse or signature error.
+func (e *CSRError) Unwrap() error { return e.Err }
 
 // CA is a loaded certificate authority plus the aggregator's server
 // certificate.
@@ -135,8 +154,15 @@ func covers(cert tls.Certificate, hosts []string) bool {
 // restarted aggregator resets its predecessor's connections at once instead
 // of leaving agents to wait for an idle timeout.
 func (ca *CA) StatelessResetKey() [32]byte {
+	return ca.DeriveKey("vmpulse quic stateless reset key v1")
+}
+
+// DeriveKey returns a 32-byte secret for purpose, derived from the CA's
+// private key (HMAC-SHA256 keyed with it). Every aggregator sharing the CA
+// derives the same one; the database does not hold it.
+func (ca *CA) DeriveKey(purpose string) [32]byte {
 	mac := hmac.New(sha256.New, ca.key.D.Bytes())
-	mac.Write([]byte("vmpulse quic stateless reset key v1"))
+	mac.Write([]byte(purpose))
 	var k [32]byte
 	copy(k[:], mac.Sum(nil))
 	return k
@@ -150,21 +176,28 @@ func (ca *CA) Pool() *x509.CertPool {
 }
 
 // SignAgent signs a PKCS#10 CSR (DER) into a client certificate for agentID
-// of site. The CSR's own subject is ignored: identity comes from enrollment.
-func (ca *CA) SignAgent(csrDER []byte, agentID, site string) (der []byte, serial string, notAfter time.Time, err error) {
+// of site, valid for lifetime (AgentCertLifetime if lifetime ≤ 0). The
+// CSR's own subject is ignored: identity comes from enrollment, or from the
+// certificate of the connection a renewal arrives on. A CSR that does not
+// parse or whose signature is wrong yields a *CSRError.
+func (ca *CA) SignAgent(csrDER []byte, agentID, site string, lifetime time.Duration) (der []byte, serial string, notAfter time.Time, err error) {
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
-		return nil, "", time.Time{}, fmt.Errorf("pki: csr: %w", err)
+		return nil, "", time.Time{}, &CSRError{Err: err}
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, "", time.Time{}, fmt.Errorf("pki: csr signature: %w", err)
+		return nil, "", time.Time{}, &CSRError{Err: fmt.Errorf("signature: %w", err)}
 	}
+	if lifetime <= 0 {
+		lifetime = AgentCertLifetime
+	}
+	now := time.Now()
 	sn := randSerial()
-	notAfter = time.Now().Add(AgentCertLifetime).UTC().Truncate(time.Second)
+	notAfter = now.Add(lifetime).UTC().Truncate(time.Second)
 	tmpl := &x509.Certificate{
 		SerialNumber: sn,
 		Subject:      pkix.Name{CommonName: agentID, OrganizationalUnit: []string{site}},
-		NotBefore:    time.Now().Add(-5 * time.Minute),
+		NotBefore:    now.Add(-min(maxBackdate, lifetime/10)),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

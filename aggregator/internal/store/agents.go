@@ -45,11 +45,14 @@ func (s *Store) CreateEnrollmentToken(ctx context.Context, site string, ttl time
 	return secret, expires, nil
 }
 
-// Agent is a registry entry.
+// Agent is a registry entry. PrevCertSerial is the certificate the agent
+// last renewed with, accepted beside CertSerial until the agent connects
+// with CertSerial ("" when no renewal is in progress).
 type Agent struct {
 	ID, Site, Name, Version string
 	CertSerial              string
 	CertNotAfter            time.Time
+	PrevCertSerial          string
 	EnrolledAt              time.Time
 	FirstSeen, LastSeen     *time.Time
 	Connected               bool
@@ -60,7 +63,8 @@ type Agent struct {
 	RevokedAt               *time.Time
 }
 
-// Signer issues the client certificate of a newly enrolled agent.
+// Signer issues a client certificate for an agent: at enrollment, or when
+// it renews.
 type Signer func(agentID, site string) (serial string, notAfter time.Time, err error)
 
 // Enroll redeems a single-use enrollment token and registers a new agent in
@@ -108,14 +112,64 @@ func (s *Store) Enroll(ctx context.Context, secret, name, version string, sign S
 	return a, nil
 }
 
-const agentCols = `id::text, site, name, version, cert_serial, cert_not_after, enrolled_at, first_seen, last_seen, connected,
-	remote_addr, spool_depth, spool_bytes, oldest_unsent_ms, collection_lag_ms, dropped_batches, revoked_at`
+const agentCols = `id::text, site, name, version, cert_serial, cert_not_after, coalesce(prev_cert_serial, ''), enrolled_at,
+	first_seen, last_seen, connected, remote_addr, spool_depth, spool_bytes, oldest_unsent_ms, collection_lag_ms, dropped_batches,
+	revoked_at`
 
 func scanAgent(row pgx.Row) (Agent, error) {
 	var a Agent
-	err := row.Scan(&a.ID, &a.Site, &a.Name, &a.Version, &a.CertSerial, &a.CertNotAfter, &a.EnrolledAt, &a.FirstSeen, &a.LastSeen,
-		&a.Connected, &a.RemoteAddr, &a.SpoolDepth, &a.SpoolBytes, &a.OldestUnsentMS, &a.LagMS, &a.Dropped, &a.RevokedAt)
+	err := row.Scan(&a.ID, &a.Site, &a.Name, &a.Version, &a.CertSerial, &a.CertNotAfter, &a.PrevCertSerial, &a.EnrolledAt,
+		&a.FirstSeen, &a.LastSeen, &a.Connected, &a.RemoteAddr, &a.SpoolDepth, &a.SpoolBytes, &a.OldestUnsentMS, &a.LagMS, &a.Dropped,
+		&a.RevokedAt)
 	return a, err
+}
+
+// RenewAgentCert issues a new certificate to a connected agent, in one
+// transaction with the agent's row locked. presentedSerial is the serial of
+// the certificate the agent's connection was opened with; it must be the
+// agent's current or previous certificate. sign is called for the agent's
+// ID and site, then the new certificate becomes current and the presented
+// one previous: both are accepted until the agent connects with the new one
+// (see AgentConnected). Keeping the presented certificate, not the stored
+// current one, means an agent that stopped before saving an earlier renewal
+// (it still holds the previous certificate) is never locked out.
+//
+// An unknown or revoked agent, or a presented certificate that is neither
+// current nor previous (superseded), yields a *RejectError with
+// ErrCodeUnauthenticated; nothing changes then, nor when sign fails.
+func (s *Store) RenewAgentCert(ctx context.Context, agentID, presentedSerial string, sign Signer) (Agent, error) {
+	if _, err := uuid.Parse(agentID); err != nil {
+		return Agent{}, reject(protocol.ErrCodeUnauthenticated, "agent %q is not registered", agentID)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return Agent{}, fmt.Errorf("store: renew certificate of agent %s: %w", agentID, err)
+	}
+	defer tx.Rollback(ctx)
+	a, err := scanAgent(tx.QueryRow(ctx, `SELECT `+agentCols+` FROM agents WHERE id = $1 FOR UPDATE`, agentID))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Agent{}, reject(protocol.ErrCodeUnauthenticated, "agent %s is not registered", agentID)
+	case err != nil:
+		return Agent{}, fmt.Errorf("store: renew certificate of agent %s: %w", agentID, err)
+	case a.RevokedAt != nil:
+		return Agent{}, reject(protocol.ErrCodeUnauthenticated, "agent %s was revoked at %s", agentID, a.RevokedAt.UTC().Format(time.RFC3339))
+	case presentedSerial == "" || (presentedSerial != a.CertSerial && presentedSerial != a.PrevCertSerial):
+		return Agent{}, reject(protocol.ErrCodeUnauthenticated, "agent %s: the certificate of this connection (serial %s) was superseded; reconnect with the current one", agentID, presentedSerial)
+	}
+	serial, notAfter, err := sign(a.ID, a.Site)
+	if err != nil {
+		return Agent{}, fmt.Errorf("store: renew certificate of agent %s: sign: %w", agentID, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE agents SET prev_cert_serial = $2, cert_serial = $3, cert_not_after = $4 WHERE id = $1`,
+		a.ID, presentedSerial, serial, notAfter); err != nil {
+		return Agent{}, fmt.Errorf("store: renew certificate of agent %s: %w", agentID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Agent{}, fmt.Errorf("store: renew certificate of agent %s: commit: %w", agentID, err)
+	}
+	a.PrevCertSerial, a.CertSerial, a.CertNotAfter = presentedSerial, serial, notAfter
+	return a, nil
 }
 
 // AgentByID returns one agent, or ErrNotFound.
@@ -163,10 +217,15 @@ func (s *Store) RevokeAgent(ctx context.Context, id string) error {
 	return nil
 }
 
-// AgentConnected records a hello.
-func (s *Store) AgentConnected(ctx context.Context, id, version, remote string, epoch uint64) error {
+// AgentConnected records a hello. certSerial is the serial of the
+// certificate the connection was opened with: when it is the agent's
+// current certificate, the previous one (kept valid across a renewal, see
+// RenewAgentCert) is retired and refused from then on.
+func (s *Store) AgentConnected(ctx context.Context, id, version, remote string, epoch uint64, certSerial string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE agents SET version = $2, remote_addr = $3, epoch = $4, connected = true,
-		first_seen = coalesce(first_seen, now()), last_seen = now() WHERE id = $1`, id, version, remote, int64(epoch))
+		first_seen = coalesce(first_seen, now()), last_seen = now(),
+		prev_cert_serial = CASE WHEN cert_serial = $5 THEN NULL ELSE prev_cert_serial END
+		WHERE id = $1`, id, version, remote, int64(epoch), certSerial)
 	if err != nil {
 		return fmt.Errorf("store: agent %s connected: %w", id, err)
 	}

@@ -184,3 +184,51 @@ func (s *Stream) Recv() (protocol.Ack, error) {
 
 // Close closes the sending side.
 func (s *Stream) Close() error { return s.st.Close() }
+
+// RenewCSR sends a RenewRequest carrying csr on a new stream of conn and
+// returns the answer. A refusal is returned as a *protocol.Error.
+func RenewCSR(ctx context.Context, conn *quic.Conn, csr []byte) (*protocol.RenewResponse, error) {
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer st.CancelRead(0)
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	}
+	if err := protocol.WriteMessage(st, &protocol.RenewRequest{CSR: csr}); err != nil {
+		return nil, err
+	}
+	st.Close()
+	m, err := protocol.ReadMessage(st)
+	if err != nil {
+		return nil, fmt.Errorf("renew: read answer: %w", err)
+	}
+	switch r := m.(type) {
+	case *protocol.Error:
+		return nil, r
+	case *protocol.RenewResponse:
+		return r, nil
+	default:
+		return nil, fmt.Errorf("renew: unexpected %T", m)
+	}
+}
+
+// Renew renews id's certificate over conn for a new key and returns the
+// new identity; id is unchanged.
+func Renew(ctx context.Context, conn *quic.Conn, id *Identity) (*Identity, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, err
+	}
+	r, err := RenewCSR(ctx, conn, csr)
+	if err != nil {
+		return nil, err
+	}
+	return &Identity{AgentID: id.AgentID, Site: id.Site, CAs: id.CAs,
+		Cert: tls.Certificate{Certificate: [][]byte{r.Cert}, PrivateKey: key}}, nil
+}
