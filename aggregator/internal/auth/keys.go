@@ -44,6 +44,8 @@ type keyRing struct {
 	keep     time.Duration // how long after its signing period a key still verifies
 	now      func() time.Time
 
+	warned sync.Map // kid → true: keys that do not open, logged once
+
 	mu       sync.RWMutex
 	keys     map[string]*signingKey
 	current  *signingKey
@@ -83,8 +85,11 @@ func (kr *keyRing) load(ctx context.Context) error {
 		}
 		der, plain, err := kr.sealer.open(k.kid, k.alg, stored)
 		if err != nil {
-			rows.Close()
-			return fmt.Errorf("auth: load jwt key %s: %w", k.kid, err)
+			// Sealed under another key-encryption key (another CA) or
+			// altered: unusable here. Its tokens fail verification and a
+			// key this aggregator can open is made (see rotate).
+			kr.warnOnce(k.kid, err)
+			continue
 		}
 		priv, err := x509.ParsePKCS8PrivateKey(der)
 		if err != nil {
@@ -126,6 +131,12 @@ func (kr *keyRing) load(ctx context.Context) error {
 	return nil
 }
 
+func (kr *keyRing) warnOnce(kid string, err error) {
+	if _, seen := kr.warned.LoadOrStore(kid, true); !seen {
+		kr.log.Warn("auth: a JWT signing key in the database cannot be used; its tokens are refused", "kid", kid, "err", err)
+	}
+}
+
 // signer returns the key to sign with, creating one if the newest is due
 // for rotation.
 func (kr *keyRing) signer(ctx context.Context) (*signingKey, error) {
@@ -155,9 +166,27 @@ func (kr *keyRing) rotate(ctx context.Context) (*signingKey, error) {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('vmpulse.auth.jwt_keys'))`); err != nil {
 			return err
 		}
-		var fresh bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM jwt_keys WHERE alg = $1 AND created_at <= $2 AND created_at > $3)`,
-			kr.alg, now, now.Add(-kr.rotation)).Scan(&fresh); err != nil {
+		// Another replica may have just made a key; only one this
+		// aggregator can open counts.
+		rows, err := tx.Query(ctx, `SELECT kid, private_key FROM jwt_keys WHERE alg = $1 AND created_at <= $2 AND created_at > $3`,
+			kr.alg, now, now.Add(-kr.rotation))
+		if err != nil {
+			return err
+		}
+		fresh := false
+		for rows.Next() {
+			var kid string
+			var stored []byte
+			if err := rows.Scan(&kid, &stored); err != nil {
+				rows.Close()
+				return err
+			}
+			if _, _, err := kr.sealer.open(kid, kr.alg, stored); err == nil {
+				fresh = true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return err
 		}
 		if fresh {
