@@ -46,7 +46,11 @@ func (q *Queue) SetMeta(key string, val []byte) error {
 }
 
 // SetMetaBatch stores several metadata values atomically; nil values delete
-// their keys. Use it to advance related high-water marks together.
+// their keys. Use it to advance related high-water marks together. One
+// batch must fit one Badger transaction: with the spool's 64 KB memtables
+// that is about 100 keys and 9 KB of values under 1 KB (larger values go to
+// the value log and count as a pointer); beyond that it fails with an error
+// wrapping badger.ErrTxnTooBig and stores nothing.
 func (q *Queue) SetMetaBatch(kv map[string][]byte) error {
 	q.life.RLock()
 	defer q.life.RUnlock()

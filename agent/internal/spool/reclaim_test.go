@@ -66,3 +66,51 @@ func TestAckedSpaceIsReclaimed(t *testing.T) {
 		t.Fatalf("%d batches left after acking all", st.Depth)
 	}
 }
+
+// One Append that drops thousands of small batches commits in many parts
+// and flushes many memtables at once. With Badger's default level-0 stall
+// (15 tables) and no background compactors, the flush blocked inside the
+// commit while maintenance waited for the writer: the spool hung for good
+// at about 12,000 dropped batches.
+func TestLargeDropDoesNotStall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("appends 20,000 batches; skipped with -short")
+	}
+	dir := t.TempDir()
+	q, err := Open(dir, Options{MaxBytes: 1 << 30, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	for i := range n {
+		mustAppend(t, q, batch(i, 1100))
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened with a quota a tenth of what is stored: the next append
+	// drops nearly everything in one go.
+	q, err = Open(dir, Options{MaxBytes: int64(n) * 1100 / 10, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	done := make(chan error, 1)
+	go func() { done <- q.Append(batch(n, 1100)) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("an append dropping ~%d batches did not return in a minute; levels %s", n*9/10, q.db.LevelsToString())
+	}
+	st := q.Stats()
+	if st.Dropped < n/2 || st.Depth == 0 {
+		t.Fatalf("after the drop: %+v", st)
+	}
+	// And the spool still works.
+	if err := q.Ack(mustAppend(t, q, batch(n+1, 1100))); err != nil {
+		t.Fatal(err)
+	}
+}

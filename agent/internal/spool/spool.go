@@ -243,13 +243,14 @@ func Open(dir string, opts Options) (*Queue, error) {
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false). // the Queue serializes its writers
 		WithMetricsEnabled(false).
-		// Small memtables: the LSM holds keys, value pointers and index
-		// records only, so a 16 MB memtable took days to fill at a
-		// realtime cycle's pace, and until it was flushed and compacted
-		// Badger had no discard statistics and value-log GC reclaimed
-		// nothing: acknowledged batches stayed on disk. 256 KB fills in
-		// about an hour of 5,000-VM collection, or within seconds while a
-		// backlog drains.
+		// Small memtables: payloads of 1 KB or more are in the value log,
+		// so the LSM holds keys, value pointers, index records and small
+		// batches (gaps, small events or inventory deltas). A 16 MB
+		// memtable took days to fill at a realtime cycle's pace, and until
+		// it was flushed and compacted Badger had no discard statistics
+		// and value-log GC reclaimed nothing: acknowledged batches stayed
+		// on disk. 64 KB fills in minutes of 5,000-VM collection, or
+		// within seconds while a backlog drains.
 		WithMemTableSize(memTableSize).
 		WithNumMemtables(2).
 		WithBaseTableSize(4 << 20).
@@ -258,6 +259,13 @@ func Open(dir string, opts Options) (*Queue, error) {
 		// most of an idle agent's CPU. maintainLoop compacts instead,
 		// when level 0 has l0CompactAt tables (see compactIfNeeded).
 		WithNumCompactors(0).
+		// Badger blocks memtable flushes (and then every write) at this
+		// many level-0 tables until a compactor makes room; there are
+		// none, and one Append dropping 12,000 small batches or a
+		// value-log rewrite flushes more than the default 15 before
+		// maintainLoop runs: the spool hung for good. Level 0 may grow
+		// instead; maintainLoop brings it down.
+		WithNumLevelZeroTablesStall(1 << 20).
 		WithValueLogFileSize(32 << 20).
 		WithValueThreshold(1 << 10). // payloads go to the value log, keys stay small
 		WithBlockCacheSize(8 << 20).
@@ -939,21 +947,20 @@ func (q *Queue) maintainLoop() {
 		}
 		q.compactIfNeeded()
 		q.valueLogGC()
+		q.compactIfNeeded() // the rewrite wrote to the LSM too
 		q.unsynced.Store(true)
 	}
 }
 
 // compactIfNeeded compacts the LSM into one level when level 0 holds
-// l0CompactAt tables or more, and reports whether it did. Flatten does
-// not block writers; Badger stalls them only at NumLevelZeroTablesStall
-// (15) level-0 tables, far above l0CompactAt.
+// l0CompactAt tables or more, and reports whether it did. Flatten runs
+// alongside writers (as Badger's own compactors do), so it does not take
+// mu: a writer blocked inside Badger must never wait for it.
 func (q *Queue) compactIfNeeded() bool {
 	levels := q.db.Levels()
 	if len(levels) == 0 || levels[0].NumTables < l0CompactAt {
 		return false
 	}
-	q.mu.Lock() // as valueLogGC: no Queue write meanwhile; the LSM holds keys only, so this is quick
-	defer q.mu.Unlock()
 	if err := q.db.Flatten(1); err != nil {
 		q.log.Warn("spool: compaction", "err", err)
 		return false

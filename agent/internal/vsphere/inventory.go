@@ -331,7 +331,7 @@ func (w *Inventory) apply(updates []types.ObjectUpdate) {
 		if o.kind == "host" && hasChange(u.ChangeSet, "parent") {
 			w.markVMsOnHost(id) // their cluster_id follows the host
 		}
-		if u.Kind == types.ObjectUpdateKindModify && o.kind != "vm" &&
+		if u.Kind == types.ObjectUpdateKindModify && isContainer(o.kind) &&
 			(hasChange(u.ChangeSet, "name") || hasChange(u.ChangeSet, "parent") || hasChange(u.ChangeSet, "parentVApp")) {
 			w.markDescendants(id) // a renamed or moved container changes their paths
 		}
@@ -354,6 +354,16 @@ func (w *Inventory) markDirty(id string) {
 	if id != "" {
 		w.dirty[id] = true
 	}
+}
+
+// isContainer reports whether objects of kind can have others below them
+// in the inventory path.
+func isContainer(kind string) bool {
+	switch kind {
+	case "folder", "datacenter", "cluster", "computeresource", "resourcepool":
+		return true
+	}
+	return false
 }
 
 // markDescendants marks every object below id (by parent chain) dirty.

@@ -113,7 +113,10 @@ func postQueryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf, 
 
 // postSOAP posts the request document doc returns for the session's
 // header (cookie, operation ID) with the Content-Type and SOAPAction
-// soap.Client.RoundTrip would send, and hands the response to f.
+// soap.Client.RoundTrip would send, and hands the response to f. It does
+// not honour headers set with soap.WithHeader (a SOAPAction override or a
+// WS-Security signer, used for token-signed sessions) nor JSON transport:
+// the agent uses neither; a caller that does must use govmomi's methods.
 func postSOAP(ctx context.Context, vc *vim25.Client, doc func(soap.Header) ([]byte, error), f func(*http.Response) error) error {
 	sc := vc.Client
 	var h soap.Header
@@ -382,8 +385,10 @@ func (s *pqScanner) next() (pqToken, error) {
 func isXMLSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 // localName strips a namespace prefix.
+// A name with a colon first or last has no prefix (":x" is the local name
+// ":x"), as in govmomi's decoder; names with two colons it refuses.
 func localName(q []byte) []byte {
-	if i := bytes.LastIndexByte(q, ':'); i >= 0 {
+	if i := bytes.IndexByte(q, ':'); i > 0 && i < len(q)-1 {
 		return q[i+1:]
 	}
 	return q
@@ -454,6 +459,9 @@ func (p *pqParser) attrs(t pqToken) (xsiType, morType, guid []byte, err error) {
 // namespace in t's scope. An unbound prefix stands for itself, so "xsi"
 // unbound counts, as it does for govmomi's decoder.
 func (p *pqParser) isXSI(t pqToken, prefix []byte) bool {
+	if string(prefix) == "xmlns" || string(prefix) == "xml" {
+		return false // reserved: govmomi's decoder never looks them up
+	}
 	ns, _ := p.lookupNS(t, prefix)
 	return string(ns) == xsiNamespace || string(ns) == "xsi"
 }

@@ -167,6 +167,9 @@ func (p *upParser) envelope(body func(pqToken) error) error {
 			break
 		}
 		if !p.soapElement(t, "Body") {
+			if string(localName(t.name)) == "Body" {
+				return errPQ // govmomi decodes a Body in any namespace into the same struct
+			}
 			if err := p.skip(t); err != nil {
 				return err
 			}

@@ -119,7 +119,11 @@ func TestUpdatesResponseParity(t *testing.T) {
 		"timed out, no returnval":                      []byte(upHead + `<WaitForUpdatesExResponse xmlns="urn:vim25"></WaitForUpdatesExResponse>` + upTail),
 		"timed out, empty element":                     []byte(upHead + `<WaitForUpdatesExResponse xmlns="urn:vim25"/>` + upTail),
 		"header skipped":                               []byte(`<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Header><x>1</x></soapenv:Header><soapenv:Body><WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>2</version></returnval></WaitForUpdatesExResponse></soapenv:Body></soapenv:Envelope>`),
-		"'xsi' rebound to another name":                []byte(`<E:Envelope xmlns:E="http://schemas.xmlsoap.org/soap/envelope/" xmlns:i="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsi="urn:not-xsi"><E:Body><WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>2</version><filterSet><objectSet><kind>modify</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", `<val i:type="xsd:int">5</val>`) + change("b", `<val xsi:type="xsd:int">6</val>`) + `</objectSet></filterSet></returnval></WaitForUpdatesExResponse></E:Body></E:Envelope>`),
+		"colon-first names have no prefix":             []byte(upHead + `<WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><:version>9</:version><version>3</version><filterSet><objectSet><kind>enter</kind><obj :type="VirtualMachine" type="VirtualMachine">vm-1</obj></objectSet></filterSet></returnval></WaitForUpdatesExResponse>` + upTail),
+		"xmlns and xml prefixes are never xsi": upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` +
+			change("a", `<val xmlns:xmlns="http://www.w3.org/2001/XMLSchema-instance" xmlns:type="xsd:int">5</val>`) +
+			change("b", `<val xmlns:xml="http://www.w3.org/2001/XMLSchema-instance" xml:type="xsd:int">6</val>`) + `</objectSet>`),
+		"'xsi' rebound to another name": []byte(`<E:Envelope xmlns:E="http://schemas.xmlsoap.org/soap/envelope/" xmlns:i="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsi="urn:not-xsi"><E:Body><WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>2</version><filterSet><objectSet><kind>modify</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", `<val i:type="xsd:int">5</val>`) + change("b", `<val xsi:type="xsd:int">6</val>`) + `</objectSet></filterSet></returnval></WaitForUpdatesExResponse></E:Body></E:Envelope>`),
 	}
 	for name, body := range fast {
 		t.Run(name, func(t *testing.T) {
@@ -129,17 +133,18 @@ func TestUpdatesResponseParity(t *testing.T) {
 		})
 	}
 	fallback := map[string][]byte{
-		"fault":                     []byte(upHead + `<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>The session is not authenticated.</faultstring><detail><NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated"><object type="PropertyCollector">session[1]</object><privilegeId>System.View</privilegeId></NotAuthenticatedFault></detail></soapenv:Fault>` + upTail),
-		"two returnvals":            []byte(upHead + `<WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>1</version></returnval><returnval><version>2</version></returnval></WaitForUpdatesExResponse>` + upTail),
-		"two xsi:type attributes":   upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", `<val xsi:type="xsd:int" xmlns:i="http://www.w3.org/2001/XMLSchema-instance" i:type="xsd:string">5</val>`) + `</objectSet>`),
-		"bad int":                   upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", `<val xsi:type="xsd:int">5x</val>`) + `</objectSet>`),
-		"CDATA":                     upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", `<val xsi:type="xsd:string"><![CDATA[x]]></val>`) + `</objectSet>`),
-		"CR in text":                upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", "<val xsi:type=\"xsd:string\">a\r\nb</val>") + `</objectSet>`),
-		"unknown entity":            upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", `<val xsi:type="xsd:string">&nbsp;</val>`) + `</objectSet>`),
-		"truncated document":        upBody(`<objectSet><kind>enter</kind>`)[:200],
-		"Body in another namespace": []byte(`<E:Envelope xmlns:E="http://schemas.xmlsoap.org/soap/envelope/"><E:Body xmlns:E="urn:x"><WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>2</version></returnval></WaitForUpdatesExResponse></E:Body></E:Envelope>`),
-		"other response":            []byte(upHead + `<RetrievePropertiesExResponse xmlns="urn:vim25"/>` + upTail),
-		"empty":                     nil,
+		"fault":                             []byte(upHead + `<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>The session is not authenticated.</faultstring><detail><NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated"><object type="PropertyCollector">session[1]</object><privilegeId>System.View</privilegeId></NotAuthenticatedFault></detail></soapenv:Fault>` + upTail),
+		"two returnvals":                    []byte(upHead + `<WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>1</version></returnval><returnval><version>2</version></returnval></WaitForUpdatesExResponse>` + upTail),
+		"two xsi:type attributes":           upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", `<val xsi:type="xsd:int" xmlns:i="http://www.w3.org/2001/XMLSchema-instance" i:type="xsd:string">5</val>`) + `</objectSet>`),
+		"bad int":                           upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", `<val xsi:type="xsd:int">5x</val>`) + `</objectSet>`),
+		"CDATA":                             upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", `<val xsi:type="xsd:string"><![CDATA[x]]></val>`) + `</objectSet>`),
+		"CR in text":                        upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", "<val xsi:type=\"xsd:string\">a\r\nb</val>") + `</objectSet>`),
+		"unknown entity":                    upBody(`<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj>` + change("a", `<val xsi:type="xsd:string">&nbsp;</val>`) + `</objectSet>`),
+		"truncated document":                upBody(`<objectSet><kind>enter</kind>`)[:200],
+		"Body in another namespace":         []byte(`<E:Envelope xmlns:E="http://schemas.xmlsoap.org/soap/envelope/"><E:Body xmlns:E="urn:x"><WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>2</version></returnval></WaitForUpdatesExResponse></E:Body></E:Envelope>`),
+		"a Body in another namespace first": []byte(`<E:Envelope xmlns:E="http://schemas.xmlsoap.org/soap/envelope/"><x:Body xmlns:x="urn:x"><WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>3</version></returnval></WaitForUpdatesExResponse></x:Body><E:Body><WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>2</version></returnval></WaitForUpdatesExResponse></E:Body></E:Envelope>`),
+		"other response":                    []byte(upHead + `<RetrievePropertiesExResponse xmlns="urn:vim25"/>` + upTail),
+		"empty":                             nil,
 	}
 	fallback["repeated version"] = []byte(upHead + `<WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>1</version><version>2</version></returnval></WaitForUpdatesExResponse>` + upTail)
 	for name, body := range fallback {
