@@ -968,16 +968,16 @@ func (q *Queue) compactIfNeeded() bool {
 	return true
 }
 
-// valueLogGC rewrites value-log files until none is half garbage. It
-// holds mu, so no Queue write runs meanwhile: Badger's GC reads the
-// memtable's version without synchronisation (a race -race reports in
-// badger v4.9 when writes run concurrently); a rewrite takes well under a
-// second for a 32 MB file.
+// valueLogGC rewrites value-log files until none is half garbage. Each
+// rewrite (one 32 MB file, well under a second) holds mu, so no Queue
+// write runs meanwhile: Badger's GC reads the memtable's version without
+// synchronisation (a race -race reports in badger v4.9 when writes run
+// concurrently). Writers get the lock between files.
 func (q *Queue) valueLogGC() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	for {
+		q.mu.Lock()
 		err := q.db.RunValueLogGC(0.5)
+		q.mu.Unlock()
 		if err != nil {
 			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
 				q.log.Warn("spool: value log gc", "err", err)
