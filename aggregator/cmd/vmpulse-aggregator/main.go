@@ -4,15 +4,19 @@
 //	vmpulse-aggregator [serve] -config FILE
 //	vmpulse-aggregator enroll-token -config FILE -site NAME [-ttl 24h]
 //	vmpulse-aggregator user create-admin -config FILE -username NAME -email ADDR [-password-file F]
+//	vmpulse-aggregator agent list -config FILE
+//	vmpulse-aggregator agent revoke -config FILE [-reason TEXT] AGENT_ID
 //	vmpulse-aggregator migrations [-timescale] [-out DIR]
 //	vmpulse-aggregator version
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -21,9 +25,11 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/vmpulse/vmpulse/aggregator"
+	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
@@ -50,13 +56,15 @@ func run(args []string) error {
 		return enrollToken(args)
 	case "user":
 		return userCommand(args)
+	case "agent":
+		return agentCommand(args)
 	case "migrations":
 		return renderMigrations(args)
 	case "version":
 		fmt.Println(version)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (serve, enroll-token, user, migrations, version)", cmd)
+		return fmt.Errorf("unknown command %q (serve, enroll-token, user, agent, migrations, version)", cmd)
 	}
 }
 
@@ -214,4 +222,87 @@ func userCommand(args []string) error {
 	fmt.Fprintf(os.Stderr, "admin %q created; its password (shown once):\n", *username)
 	fmt.Println(pw)
 	return nil
+}
+
+// agentCommand lists and revokes agents from the command line.
+func agentCommand(args []string) error {
+	const usage = "usage: vmpulse-aggregator agent list -config FILE | agent revoke -config FILE [-reason TEXT] AGENT_ID"
+	if len(args) == 0 || args[0] != "list" && args[0] != "revoke" {
+		return errors.New(usage)
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("agent "+sub, flag.ContinueOnError)
+	reason := fs.String("reason", "", "why (kept in the audit log)")
+	cfg, err := loadConfig(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if cfg.DatabaseURL == "" {
+		return fmt.Errorf("config: database_url: required (or VMPULSE_DATABASE_URL)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, string(cfg.DatabaseURL), store.Options{MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if sub == "list" {
+		if fs.NArg() != 0 {
+			return errors.New(usage)
+		}
+		agents, err := st.Agents(ctx)
+		if err != nil {
+			return err
+		}
+		return printAgents(os.Stdout, agents, time.Now())
+	}
+	if fs.NArg() != 1 {
+		return errors.New(usage)
+	}
+	id := fs.Arg(0)
+	a, err := st.AgentByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("agent %q: no such agent (see: vmpulse-aggregator agent list)", id)
+	}
+	if err != nil {
+		return err
+	}
+	if err := st.RevokeAgent(ctx, a.ID); err != nil {
+		return err
+	}
+	w := audit.NewWriter(st.Pool(), audit.WriterOptions{})
+	summary, _ := json.Marshal(map[string]string{"name": a.Name, "site": a.Site, "reason": *reason})
+	aerr := w.Append(ctx, audit.Record{Source: "system", ActorType: "system", ActorName: "cli", Action: "agent.revoke",
+		ResourceType: "agent", ResourceID: a.ID, Summary: summary, Result: "success"})
+	if err := w.Close(ctx); aerr == nil {
+		aerr = err
+	}
+	if aerr != nil {
+		return fmt.Errorf("agent %s revoked, but the audit record was not written: %w", a.ID, aerr)
+	}
+	fmt.Fprintf(os.Stderr, "agent %s (%s, site %s) revoked: its certificate is refused from now on, and aggregators close its connection at its next heartbeat\n", a.ID, a.Name, a.Site)
+	return nil
+}
+
+// printAgents writes the registry as a table.
+func printAgents(out io.Writer, agents []store.Agent, now time.Time) error {
+	tw := tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSITE\tVERSION\tSTATE\tLAST SEEN\tSPOOL\tCERT EXPIRES")
+	for _, a := range agents {
+		state := "disconnected"
+		switch {
+		case a.RevokedAt != nil:
+			state = "revoked " + a.RevokedAt.UTC().Format(time.DateOnly)
+		case a.Connected:
+			state = "connected"
+		}
+		seen := "never"
+		if a.LastSeen != nil {
+			seen = now.Sub(*a.LastSeen).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d batches\t%s\n", a.ID, a.Name, a.Site, a.Version, state, seen,
+			a.SpoolDepth, a.CertNotAfter.UTC().Format(time.DateOnly))
+	}
+	return tw.Flush()
 }

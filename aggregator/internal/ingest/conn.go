@@ -209,8 +209,16 @@ func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Strea
 			s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: fmt.Sprintf("unexpected %T on the control stream", m)})
 			return
 		}
-		if err := s.store.AgentHeartbeat(ctx, ac.agentID, hb); err != nil {
+		revoked, err := s.store.AgentHeartbeat(ctx, ac.agentID, hb)
+		if err != nil {
 			ac.log.Debug("registry update failed", "err", err)
+		}
+		if revoked {
+			// Revoked elsewhere (the CLI, another replica): this
+			// connection ends within one heartbeat interval.
+			ac.log.Warn("agent revoked; closing its connection")
+			ac.conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeUnauthenticated), "agent revoked")
+			return
 		}
 	}
 }

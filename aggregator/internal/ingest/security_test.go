@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/vmpulse/vmpulse/aggregator/internal/ingest/ingesttest"
 	"github.com/vmpulse/vmpulse/protocol"
 )
@@ -162,4 +164,39 @@ func TestHelloForAnotherAgentIsRefused(t *testing.T) {
 	// The certificate is id's; the hello claims another agent.
 	_, err := ingesttest.Dial(dialCtx(t), h.addr, &other, 1)
 	wantCode(t, err, protocol.ErrCodeForbidden, "certificate is for")
+}
+
+// A revocation made elsewhere (the CLI, another replica: nothing calls
+// Disconnect on this server) ends the connection at the agent's next
+// heartbeat.
+func TestRevokedElsewhereIsDisconnectedAtHeartbeat(t *testing.T) {
+	h := newHarness(t, "", nil)
+	id := h.enroll("dc1")
+	c := h.dial(id, 1)
+	if err := protocol.WriteMessage(c.Control, &protocol.Heartbeat{SpoolDepth: 1}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if c.QUIC.Context().Err() != nil {
+		t.Fatal("connection closed before any revocation")
+	}
+	if err := h.st.RevokeAgent(context.Background(), id.AgentID); err != nil {
+		t.Fatal(err)
+	}
+	if err := protocol.WriteMessage(c.Control, &protocol.Heartbeat{SpoolDepth: 2}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.QUIC.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("revoked agent's connection still open after a heartbeat")
+	}
+	var appErr *quic.ApplicationError
+	if err := context.Cause(c.QUIC.Context()); !errors.As(err, &appErr) || appErr.ErrorCode != quic.ApplicationErrorCode(protocol.ErrCodeUnauthenticated) {
+		t.Fatalf("closed with %v, want the unauthenticated application error", err)
+	}
+	a, err := h.st.AgentByID(context.Background(), id.AgentID)
+	if err != nil || a.Connected {
+		t.Fatalf("registry after revocation: connected=%v err=%v", a.Connected, err)
+	}
 }

@@ -44,7 +44,7 @@ type Store interface {
 	RenewAgentCert(ctx context.Context, agentID, presentedSerial string, sign store.Signer) (store.Agent, error)
 	AgentByID(ctx context.Context, id string) (store.Agent, error)
 	AgentConnected(ctx context.Context, id, version, remote string, epoch uint64, certSerial string) error
-	AgentHeartbeat(ctx context.Context, id string, hb *protocol.Heartbeat) error
+	AgentHeartbeat(ctx context.Context, id string, hb *protocol.Heartbeat) (revoked bool, err error)
 	AgentDisconnected(ctx context.Context, id string) error
 }
 

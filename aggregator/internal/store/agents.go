@@ -207,6 +207,9 @@ func (s *Store) Agents(ctx context.Context) ([]Agent, error) {
 
 // RevokeAgent marks an agent revoked; its certificate is refused from then on.
 func (s *Store) RevokeAgent(ctx context.Context, id string) error {
+	if _, err := uuid.Parse(id); err != nil {
+		return ErrNotFound
+	}
 	tag, err := s.pool.Exec(ctx, `UPDATE agents SET revoked_at = coalesce(revoked_at, now()), connected = false WHERE id = $1`, id)
 	if err != nil {
 		return fmt.Errorf("store: revoke agent %s: %w", id, err)
@@ -232,15 +235,19 @@ func (s *Store) AgentConnected(ctx context.Context, id, version, remote string, 
 	return nil
 }
 
-// AgentHeartbeat records an agent's health report.
-func (s *Store) AgentHeartbeat(ctx context.Context, id string, hb *protocol.Heartbeat) error {
-	_, err := s.pool.Exec(ctx, `UPDATE agents SET last_seen = now(), connected = true, spool_depth = $2, spool_bytes = $3,
-		oldest_unsent_ms = $4, collection_lag_ms = $5, dropped_batches = $6 WHERE id = $1`,
-		id, int64(hb.SpoolDepth), int64(hb.SpoolBytes), hb.OldestUnsentAge, hb.CollectionLag, int64(hb.Dropped))
-	if err != nil {
-		return fmt.Errorf("store: agent %s heartbeat: %w", id, err)
+// AgentHeartbeat records an agent's health report and reports whether the
+// agent has been revoked (by any aggregator replica or the CLI) meanwhile.
+func (s *Store) AgentHeartbeat(ctx context.Context, id string, hb *protocol.Heartbeat) (revoked bool, err error) {
+	err = s.pool.QueryRow(ctx, `UPDATE agents SET last_seen = now(), connected = revoked_at IS NULL, spool_depth = $2, spool_bytes = $3,
+		oldest_unsent_ms = $4, collection_lag_ms = $5, dropped_batches = $6 WHERE id = $1 RETURNING revoked_at IS NOT NULL`,
+		id, int64(hb.SpoolDepth), int64(hb.SpoolBytes), hb.OldestUnsentAge, hb.CollectionLag, int64(hb.Dropped)).Scan(&revoked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return true, nil // deleted from the registry: as good as revoked
 	}
-	return nil
+	if err != nil {
+		return false, fmt.Errorf("store: agent %s heartbeat: %w", id, err)
+	}
+	return revoked, nil
 }
 
 // AgentDisconnected records that an agent's connection ended.
