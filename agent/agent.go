@@ -32,7 +32,6 @@ type Agent struct {
 	log     *slog.Logger
 	spool   *spool.Queue
 	up      *uplink.Client
-	id      *uplink.Identity
 
 	newestSample atomic.Int64 // Unix ms of the newest sample spooled
 	spoolErrors  atomic.Int64
@@ -63,7 +62,6 @@ func New(ctx context.Context, cfg Config, version string, log *slog.Logger) (*Ag
 	} else if err != nil {
 		return nil, err
 	}
-	a.id = id
 	a.spool, err = spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{
 		MaxBytes:     cfg.Spool.MaxBytes,
 		MinFreeBytes: cfg.Spool.MinFreeBytes,
@@ -85,8 +83,8 @@ func New(ctx context.Context, cfg Config, version string, log *slog.Logger) (*Ag
 	return a, nil
 }
 
-// Identity is the agent's enrolled identity.
-func (a *Agent) Identity() *uplink.Identity { return a.id }
+// Identity is the agent's identity: as enrolled, or as last renewed.
+func (a *Agent) Identity() *uplink.Identity { return a.up.Identity() }
 
 // Spool exposes spool statistics.
 func (a *Agent) Spool() spool.Stats { return a.spool.Stats() }
