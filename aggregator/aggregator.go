@@ -72,6 +72,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		// The JWT signing keys in the database are sealed with a key only
 		// holders of the CA key (data_dir/ca.key) can derive.
 		KeyEncryptionKey: kek[:],
+		Agents:           agentRegistry{Store: st, ingest: a.Ingest, caDER: ca.Cert.Raw},
 	})
 	if err != nil {
 		a.httpLn.Close()
@@ -168,6 +169,12 @@ func IssueEnrollToken(ctx context.Context, cfg Config, site string, ttl time.Dur
 	if err != nil {
 		return "", time.Time{}, err
 	}
+	return issueEnrollToken(ctx, st, ca.Cert.Raw, site, ttl, createdBy)
+}
+
+// issueEnrollToken creates site if new and issues a token for it that pins
+// the CA certificate caDER.
+func issueEnrollToken(ctx context.Context, st *store.Store, caDER []byte, site string, ttl time.Duration, createdBy string) (string, time.Time, error) {
 	if err := st.EnsureSite(ctx, site, ""); err != nil {
 		return "", time.Time{}, err
 	}
@@ -175,5 +182,25 @@ func IssueEnrollToken(ctx context.Context, cfg Config, site string, ttl time.Dur
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	return protocol.FormatEnrollToken(secret, ca.Cert.Raw), exp, nil
+	return protocol.FormatEnrollToken(secret, caDER), exp, nil
 }
+
+// agentRegistry is the API's view of the agents (httpapi.AgentRegistry):
+// the registry in the database (Agents, AgentByID, RevokeAgent come from
+// the embedded store), this aggregator's live agent connections, and the
+// CA certificate that enrollment tokens pin.
+type agentRegistry struct {
+	*store.Store
+	ingest *ingest.Server
+	caDER  []byte
+}
+
+var _ httpapi.AgentRegistry = agentRegistry{}
+
+// IssueEnrollToken issues a token for site (created if new), valid for ttl.
+func (r agentRegistry) IssueEnrollToken(ctx context.Context, site string, ttl time.Duration, createdBy string) (string, time.Time, error) {
+	return issueEnrollToken(ctx, r.Store, r.caDER, site, ttl, createdBy)
+}
+
+// Disconnect closes the agent's connection to this aggregator, if any.
+func (r agentRegistry) Disconnect(agentID string) { r.ingest.Disconnect(agentID) }

@@ -103,6 +103,7 @@ Log in and ask who you are (the API so far: auth, users, roles, audit and login 
         -d '{"username":"admin","password":"$adminpw"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')
   curl -s http://127.0.0.1:$hport/api/v1/auth/me -H "Authorization: Bearer \$tok"
 The agent registry:
+  curl -s http://127.0.0.1:$hport/api/v1/agents -H "Authorization: Bearer \$tok"
   psql '$db' -c "SELECT name, site, connected, spool_depth, collection_lag_ms, last_seen FROM agents"
 
 Press Ctrl-C to stop and clean up.

@@ -3,8 +3,8 @@
 // documentation), the response envelope and localized errors, the
 // middleware (request id, access log, panic recovery, CORS, body limit,
 // timeouts, real client address), the generated OpenAPI document, and the
-// handlers of the auth, users and RBAC, API token, operation log, login log
-// and online users modules.
+// handlers of the auth, users and RBAC, API token, operation log, login log,
+// online users and agents modules.
 package httpapi
 
 import (
@@ -37,6 +37,9 @@ type Deps struct {
 	// KeyEncryptionKey seals the JWT signing keys in the database (see
 	// auth.Options.KeyEncryptionKey).
 	KeyEncryptionKey []byte
+	// Agents serves the /agents routes. It is required: New refuses to
+	// build an API whose agent routes could not work.
+	Agents AgentRegistry
 }
 
 // API is the REST API.
@@ -44,6 +47,7 @@ type API struct {
 	cfg     Config
 	log     *slog.Logger
 	ready   func(ctx context.Context) error
+	agents  AgentRegistry
 	auth    *auth.Service
 	audit   *audit.Writer
 	logs    *audit.Store
@@ -60,8 +64,8 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("httpapi: config: %w", err)
 	}
-	if deps.Pool == nil || deps.Ready == nil {
-		return nil, errors.New("httpapi: Deps.Pool and Deps.Ready are required")
+	if deps.Pool == nil || deps.Ready == nil || deps.Agents == nil {
+		return nil, errors.New("httpapi: Deps.Pool, Deps.Ready and Deps.Agents are required")
 	}
 	log := deps.Logger
 	if log == nil {
@@ -81,6 +85,7 @@ func New(cfg Config, deps Deps) (*API, error) {
 		cfg:     cfg,
 		log:     log,
 		ready:   deps.Ready,
+		agents:  deps.Agents,
 		auth:    svc,
 		logs:    audit.NewStore(deps.Pool),
 		proxies: proxies,

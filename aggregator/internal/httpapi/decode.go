@@ -60,6 +60,9 @@ var (
 	usernameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$`)
 	emailRE    = regexp.MustCompile(`^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$`)
 	roleNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	// siteNameRE is the rule for site names: the CLI's, and the sites
+	// table's CHECK constraint.
+	siteNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 )
 
 func (v *fieldErrors) pattern(field, s string, re *regexp.Regexp, format string) {

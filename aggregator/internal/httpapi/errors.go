@@ -41,6 +41,7 @@ const (
 	CodeSessionNotFound    = "SESSION_NOT_FOUND"
 	CodeTokenNotFound      = "API_TOKEN_NOT_FOUND"
 	CodeAuditNotFound      = "AUDIT_RECORD_NOT_FOUND"
+	CodeAgentNotFound      = "AGENT_NOT_FOUND"
 	CodeRoleBuiltin        = "ROLE_BUILTIN"
 	CodeRoleCycle          = "ROLE_CYCLE"
 	CodeLastAdmin          = "LAST_ADMIN"
@@ -164,9 +165,10 @@ func errorFor(err error) *Error {
 	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Err: err}
 }
 
-// notFound maps auth.ErrNotFound to the resource's own code.
+// notFound maps auth.ErrNotFound and store.ErrNotFound to the resource's
+// own code.
 func notFound(err error, code string) error {
-	if errors.Is(err, auth.ErrNotFound) {
+	if errors.Is(err, auth.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
 		return newError(http.StatusNotFound, code)
 	}
 	return err

@@ -16,8 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+	"github.com/vmpulse/vmpulse/aggregator/internal/pki"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store/pgtest"
+	"github.com/vmpulse/vmpulse/protocol"
 )
 
 const goodPassword = "Corr3ct-Horse-Battery"
@@ -52,10 +54,46 @@ func (s *logSink) Write(p []byte) (int, error) {
 
 func (s *logSink) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
+// testAgents is the AgentRegistry of the tests: the real store and a real
+// CA, with Disconnect recording its calls instead of closing QUIC
+// connections (there are none here).
+type testAgents struct {
+	*store.Store
+	ca *pki.CA
+
+	mu           sync.Mutex
+	disconnected []string
+}
+
+func (r *testAgents) IssueEnrollToken(ctx context.Context, site string, ttl time.Duration, createdBy string) (string, time.Time, error) {
+	if err := r.EnsureSite(ctx, site, ""); err != nil {
+		return "", time.Time{}, err
+	}
+	secret, exp, err := r.CreateEnrollmentToken(ctx, site, ttl, createdBy)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return protocol.FormatEnrollToken(secret, r.ca.Cert.Raw), exp, nil
+}
+
+func (r *testAgents) Disconnect(agentID string) {
+	r.mu.Lock()
+	r.disconnected = append(r.disconnected, agentID)
+	r.mu.Unlock()
+}
+
+func (r *testAgents) disconnects() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.disconnected...)
+}
+
 type env struct {
 	t      testing.TB
 	api    *API
 	pool   *pgxpool.Pool
+	store  *store.Store
+	agents *testAgents
 	clock  *clock
 	logs   *logSink
 	tokens map[string]string // built-in role → access token of a user holding it
@@ -81,8 +119,13 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	ca, err := pki.LoadOrCreate(t.TempDir(), []string{"localhost"})
+	if err != nil {
+		t.Fatalf("pki.LoadOrCreate: %v", err)
+	}
+	agents := &testAgents{Store: st, ca: ca}
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
-	api, err := New(cfg, Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log, Now: c.Now, KeyEncryptionKey: testKEK})
+	api, err := New(cfg, Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log, Now: c.Now, KeyEncryptionKey: testKEK, Agents: agents})
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}
@@ -91,7 +134,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	e := &env{t: t, api: api, pool: st.Pool(), clock: c, logs: sink, tokens: map[string]string{}, users: map[string]string{}}
+	e := &env{t: t, api: api, pool: st.Pool(), store: st, agents: agents, clock: c, logs: sink, tokens: map[string]string{}, users: map[string]string{}}
 	for _, r := range auth.BuiltinRoles() {
 		u, err := api.auth.CreateUser(ctx, auth.UserInput{Username: r.Name, Email: r.Name + "@example.com"}, goodPassword, []string{r.Name})
 		if err != nil {

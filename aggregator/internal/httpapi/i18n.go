@@ -45,6 +45,7 @@ var messages = map[string]map[string]string{
 	CodeSessionNotFound:    {LangEN: "No such active session.", LangZH: "会话不存在或已结束。", LangJA: "有効なセッションが存在しません。"},
 	CodeTokenNotFound:      {LangEN: "No such active API token.", LangZH: "API 令牌不存在或已吊销。", LangJA: "有効な API トークンが存在しません。"},
 	CodeAuditNotFound:      {LangEN: "No such audit record.", LangZH: "审计记录不存在。", LangJA: "監査レコードが存在しません。"},
+	CodeAgentNotFound:      {LangEN: "No such agent.", LangZH: "采集代理不存在。", LangJA: "エージェントが存在しません。"},
 	CodeRoleBuiltin:        {LangEN: "Built-in roles cannot be changed or deleted.", LangZH: "内置角色不能修改或删除。", LangJA: "組み込みロールは変更または削除できません。"},
 	CodeRoleCycle:          {LangEN: "A role cannot inherit from itself.", LangZH: "角色不能继承自身。", LangJA: "ロールは自分自身を継承できません。"},
 	CodeLastAdmin:          {LangEN: "This would leave no administrator.", LangZH: "此操作将导致没有管理员。", LangJA: "この操作を行うと管理者がいなくなります。"},

@@ -82,6 +82,13 @@ var (
 	strList  = arrayOf(str)
 )
 
+// nullable is desc for a value that may be null.
+func nullable(s map[string]any, d string) map[string]any {
+	out := desc(s, d)
+	out["nullable"] = true
+	return out
+}
+
 func desc(s map[string]any, d string) map[string]any {
 	out := map[string]any{"description": d}
 	for k, v := range s {
@@ -141,6 +148,22 @@ func componentSchemas() map[string]any {
 			"ip": str, "user_agent": str, "request_id": str}),
 		"Session": objectSchema(map[string]any{"id": uuidStr, "user_id": uuidStr, "username": str, "created_at": dateTime, "last_seen_at": dateTime,
 			"expires_at": dateTime, "ip": str, "user_agent": str}),
+		"Agent": objectSchema(map[string]any{"id": uuidStr, "name": str, "site": str, "version": str,
+			"state":     map[string]any{"type": "string", "enum": []string{AgentConnected, AgentDisconnected, AgentRevoked}},
+			"connected": desc(boolean, "has a live connection to an aggregator"), "remote_addr": desc(str, "address of the last connection"),
+			"enrolled_at": dateTime, "first_seen": nullable(dateTime, "null until the agent first connects"),
+			"last_seen":   nullable(dateTime, "null until the agent first connects"),
+			"spool_depth": desc(integer, "batches in the agent's spool not yet acknowledged, at its last heartbeat"), "spool_bytes": integer,
+			"oldest_unsent_ms":  desc(integer, "age of the oldest unacknowledged batch"),
+			"collection_lag_ms": desc(integer, "now minus the newest collected sample, at the last heartbeat"),
+			"dropped_batches":   desc(integer, "batches the agent dropped for its spool quota since it started"),
+			"cert_not_after":    desc(dateTime, "when the agent's client certificate expires (it renews before)"),
+			"revoked_at":        nullable(dateTime, "null unless revoked")}),
+		"EnrollmentTokenCreate": objectSchema(map[string]any{
+			"site": desc(str, "site of the new agent, created if new: 1-63 lowercase letters, digits, . _ -"),
+			"ttl":  desc(str, "how long the token stays valid, a duration from 1m to 720h; default 24h")}, "site"),
+		"EnrollmentToken": objectSchema(map[string]any{"token": desc(str, "the single-use token to give the agent, shown once"),
+			"site": str, "expires_at": dateTime}),
 	}
 }
 

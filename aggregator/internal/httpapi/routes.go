@@ -227,6 +227,7 @@ func (a *API) routeTable() []Route {
 		&tokensResource{a},
 		&auditResource{a},
 		&sessionsResource{a},
+		&agentsResource{a},
 		&docsResource{a},
 	} {
 		out = append(out, res.Routes()...)
