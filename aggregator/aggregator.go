@@ -73,6 +73,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		// holders of the CA key (data_dir/ca.key) can derive.
 		KeyEncryptionKey: kek[:],
 		Agents:           agentRegistry{Store: st, ingest: a.Ingest, caDER: ca.Cert.Raw},
+		// The inventory routes query the store; site resync reaches the
+		// agents through this aggregator's QUIC connections.
+		Inventory: st,
+		Commander: a.Ingest,
 	})
 	if err != nil {
 		a.httpLn.Close()
@@ -195,7 +199,11 @@ type agentRegistry struct {
 	caDER  []byte
 }
 
-var _ httpapi.AgentRegistry = agentRegistry{}
+var (
+	_ httpapi.AgentRegistry = agentRegistry{}
+	_ httpapi.Inventory     = (*store.Store)(nil)
+	_ httpapi.Commander     = (*ingest.Server)(nil)
+)
 
 // IssueEnrollToken issues a token for site (created if new), valid for ttl.
 func (r agentRegistry) IssueEnrollToken(ctx context.Context, site string, ttl time.Duration, createdBy string) (string, time.Time, error) {

@@ -4,7 +4,8 @@
 // middleware (request id, access log, panic recovery, CORS, body limit,
 // timeouts, real client address), the generated OpenAPI document, and the
 // handlers of the auth, users and RBAC, API token, operation log, login log,
-// online users and agents modules.
+// online users and agents modules, and the read side of the VM module
+// (VMs, hosts, clusters, datastores, sites and the site resync command).
 package httpapi
 
 import (
@@ -40,21 +41,29 @@ type Deps struct {
 	// Agents serves the /agents routes. It is required: New refuses to
 	// build an API whose agent routes could not work.
 	Agents AgentRegistry
+	// Inventory serves the inventory read routes (/vms, /hosts, /clusters,
+	// /datastores, /sites); *store.Store implements it. Required.
+	Inventory Inventory
+	// Commander reaches the agents connected to this aggregator (site
+	// resync). Required.
+	Commander Commander
 }
 
 // API is the REST API.
 type API struct {
-	cfg     Config
-	log     *slog.Logger
-	ready   func(ctx context.Context) error
-	agents  AgentRegistry
-	auth    *auth.Service
-	audit   *audit.Writer
-	logs    *audit.Store
-	proxies []netip.Prefix
-	routes  []Route
-	handler http.Handler
-	openapi []byte
+	cfg       Config
+	log       *slog.Logger
+	ready     func(ctx context.Context) error
+	agents    AgentRegistry
+	inventory Inventory
+	commander Commander
+	auth      *auth.Service
+	audit     *audit.Writer
+	logs      *audit.Store
+	proxies   []netip.Prefix
+	routes    []Route
+	handler   http.Handler
+	openapi   []byte
 }
 
 // New builds the API: validates cfg (defaults filled in), syncs the
@@ -64,8 +73,8 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("httpapi: config: %w", err)
 	}
-	if deps.Pool == nil || deps.Ready == nil || deps.Agents == nil {
-		return nil, errors.New("httpapi: Deps.Pool, Deps.Ready and Deps.Agents are required")
+	if deps.Pool == nil || deps.Ready == nil || deps.Agents == nil || deps.Inventory == nil || deps.Commander == nil {
+		return nil, errors.New("httpapi: Deps.Pool, Deps.Ready, Deps.Agents, Deps.Inventory and Deps.Commander are required")
 	}
 	log := deps.Logger
 	if log == nil {
@@ -82,13 +91,15 @@ func New(cfg Config, deps Deps) (*API, error) {
 	}
 	proxies, _ := parsePrefixes(cfg.TrustedProxies) // validated above
 	a := &API{
-		cfg:     cfg,
-		log:     log,
-		ready:   deps.Ready,
-		agents:  deps.Agents,
-		auth:    svc,
-		logs:    audit.NewStore(deps.Pool),
-		proxies: proxies,
+		cfg:       cfg,
+		log:       log,
+		ready:     deps.Ready,
+		agents:    deps.Agents,
+		inventory: deps.Inventory,
+		commander: deps.Commander,
+		auth:      svc,
+		logs:      audit.NewStore(deps.Pool),
+		proxies:   proxies,
 	}
 	a.routes = a.routeTable()
 	if err := checkRoutes(a.routes); err != nil {

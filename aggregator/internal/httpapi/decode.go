@@ -178,8 +178,15 @@ type query struct {
 
 func newQuery(r *http.Request) *query { return &query{r: r} }
 
+// str reads a text parameter of at most max characters. Text PostgreSQL
+// cannot store (invalid UTF-8, NUL) is refused here rather than failing
+// in the database.
 func (q *query) str(name string, max int) string {
 	s := q.r.URL.Query().Get(name)
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		q.fe.add(name, FieldInvalidFormat, map[string]any{"format": "UTF-8 text without NUL"})
+		return ""
+	}
 	q.fe.maxLen(name, s, max)
 	return s
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -88,12 +89,51 @@ func (r *testAgents) disconnects() []string {
 	return append([]string(nil), r.disconnected...)
 }
 
+// fakeCommander stands in for the ingest server's live QUIC connections:
+// the agents listed in connected are connected; SendCommand records what it
+// sends and fails for the agents in refuse.
+type fakeCommander struct {
+	mu        sync.Mutex
+	connected []string
+	refuse    map[string]bool
+	sent      []string // "agentID name"
+}
+
+func (c *fakeCommander) Connected() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.connected...)
+}
+
+func (c *fakeCommander) SendCommand(agentID string, cmd protocol.Command) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refuse[agentID] || !slices.Contains(c.connected, agentID) {
+		return false
+	}
+	c.sent = append(c.sent, agentID+" "+cmd.Name)
+	return true
+}
+
+func (c *fakeCommander) set(connected ...string) {
+	c.mu.Lock()
+	c.connected, c.sent = connected, nil
+	c.mu.Unlock()
+}
+
+func (c *fakeCommander) sends() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.sent...)
+}
+
 type env struct {
 	t      testing.TB
 	api    *API
 	pool   *pgxpool.Pool
 	store  *store.Store
 	agents *testAgents
+	cmds   *fakeCommander
 	clock  *clock
 	logs   *logSink
 	tokens map[string]string // built-in role → access token of a user holding it
@@ -124,8 +164,10 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 		t.Fatalf("pki.LoadOrCreate: %v", err)
 	}
 	agents := &testAgents{Store: st, ca: ca}
+	cmds := &fakeCommander{refuse: map[string]bool{}}
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
-	api, err := New(cfg, Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log, Now: c.Now, KeyEncryptionKey: testKEK, Agents: agents})
+	api, err := New(cfg, Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log, Now: c.Now, KeyEncryptionKey: testKEK, Agents: agents,
+		Inventory: st, Commander: cmds})
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}
@@ -134,7 +176,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	e := &env{t: t, api: api, pool: st.Pool(), store: st, agents: agents, clock: c, logs: sink, tokens: map[string]string{}, users: map[string]string{}}
+	e := &env{t: t, api: api, pool: st.Pool(), store: st, agents: agents, cmds: cmds, clock: c, logs: sink, tokens: map[string]string{}, users: map[string]string{}}
 	for _, r := range auth.BuiltinRoles() {
 		u, err := api.auth.CreateUser(ctx, auth.UserInput{Username: r.Name, Email: r.Name + "@example.com"}, goodPassword, []string{r.Name})
 		if err != nil {

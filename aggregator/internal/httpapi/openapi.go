@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -100,7 +101,7 @@ func desc(s map[string]any, d string) map[string]any {
 // componentSchemas are the named schemas routes refer to.
 func componentSchemas() map[string]any {
 	scope := objectSchema(map[string]any{"sites": strList, "vm_groups": strList}, "sites", "vm_groups")
-	return map[string]any{
+	schemas := map[string]any{
 		"Envelope": objectSchema(map[string]any{
 			"code":    map[string]any{"oneOf": []any{map[string]any{"type": "integer", "enum": []int{0}}, str}, "description": "0 on success, else a stable machine code"},
 			"message": desc(str, "localized by Accept-Language (en, zh-CN, ja-JP)"),
@@ -165,6 +166,8 @@ func componentSchemas() map[string]any {
 		"EnrollmentToken": objectSchema(map[string]any{"token": desc(str, "the single-use token to give the agent, shown once"),
 			"site": str, "expires_at": dateTime}),
 	}
+	maps.Copy(schemas, inventorySchemas())
+	return schemas
 }
 
 var pathParamRE = regexp.MustCompile(`\{([a-zA-Z_]+)\}`)

@@ -228,6 +228,7 @@ func (a *API) routeTable() []Route {
 		&auditResource{a},
 		&sessionsResource{a},
 		&agentsResource{a},
+		&inventoryResource{a},
 		&docsResource{a},
 	} {
 		out = append(out, res.Routes()...)
