@@ -60,6 +60,31 @@ var queryPerfFallbacks atomic.Int64
 
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// withBody reads res's body into a pooled buffer and hands it to f; the
+// bytes are valid only during f. A body over limit (limit < 0: none)
+// returns tooLarge without calling f.
+func withBody(res *http.Response, limit int64, tooLarge error, f func([]byte) error) error {
+	buf := bodyPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 16<<20 {
+			buf.Reset()
+			bodyPool.Put(buf)
+		}
+	}()
+	buf.Reset()
+	r := io.Reader(res.Body)
+	if limit >= 0 {
+		r = io.LimitReader(res.Body, limit+1)
+	}
+	if _, err := buf.ReadFrom(r); err != nil {
+		return err
+	}
+	if limit >= 0 && int64(buf.Len()) > limit {
+		return tooLarge
+	}
+	return f(buf.Bytes())
+}
+
 // queryPerf runs req and returns its Returnval.
 func queryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf) ([]types.BasePerfEntityMetricBase, error) {
 	if fastQueryPerf {
@@ -68,23 +93,11 @@ func queryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf) ([]t
 			if res.StatusCode != http.StatusOK {
 				return errQueryPerfFallback
 			}
-			buf := bodyPool.Get().(*bytes.Buffer)
-			defer func() {
-				if buf.Cap() <= 16<<20 {
-					buf.Reset()
-					bodyPool.Put(buf)
-				}
-			}()
-			buf.Reset()
-			if _, err := buf.ReadFrom(io.LimitReader(res.Body, maxQueryPerfBody+1)); err != nil {
+			return withBody(res, maxQueryPerfBody, errQueryPerfFallback, func(body []byte) error {
+				var err error
+				ret, err = parseQueryPerfResponse(body)
 				return err
-			}
-			if buf.Len() > maxQueryPerfBody {
-				return errQueryPerfFallback
-			}
-			var err error
-			ret, err = parseQueryPerfResponse(buf.Bytes())
-			return err
+			})
 		})
 		if err == nil {
 			return ret, nil

@@ -79,20 +79,11 @@ func waitForUpdatesEx(ctx context.Context, vc *vim25.Client, req *types.WaitForU
 			default:
 				return errStatusFallback
 			}
-			buf := bodyPool.Get().(*bytes.Buffer)
-			defer func() {
-				if buf.Cap() <= 16<<20 {
-					buf.Reset()
-					bodyPool.Put(buf)
-				}
-			}()
-			buf.Reset()
-			if _, err := buf.ReadFrom(res.Body); err != nil {
+			return withBody(res, -1, nil, func(body []byte) error {
+				var err error
+				set, err = decodeUpdatesResponse(body, vc.Client.Types)
 				return err
-			}
-			var err error
-			set, err = decodeUpdatesResponse(buf.Bytes(), vc.Client.Types)
-			return err
+			})
 		})
 		if !errors.Is(err, errStatusFallback) {
 			return set, err
