@@ -33,6 +33,7 @@ type Aggregator struct {
 // and binds the QUIC and HTTP listeners. Run serves them. log should carry
 // no component: each part adds its own.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error) {
+	started := time.Now()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -77,6 +78,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		// agents through this aggregator's QUIC connections.
 		Inventory: st,
 		Commander: a.Ingest,
+		// /system: the store's catalog queries, the ingest counters, and
+		// the build (the version main sets with -ldflags is read back from
+		// the binary's build information: httpapi.ReadBuild).
+		System: st,
+		Ingest: ingestMonitor{a.Ingest},
+		Info:   httpapi.SystemInfo{StartedAt: started, Config: configSummary(cfg)},
 	})
 	if err != nil {
 		a.httpLn.Close()
@@ -203,6 +210,8 @@ var (
 	_ httpapi.AgentRegistry = agentRegistry{}
 	_ httpapi.Inventory     = (*store.Store)(nil)
 	_ httpapi.Commander     = (*ingest.Server)(nil)
+	_ httpapi.SystemStore   = (*store.Store)(nil)
+	_ httpapi.IngestMonitor = ingestMonitor{}
 )
 
 // IssueEnrollToken issues a token for site (created if new), valid for ttl.
@@ -212,3 +221,37 @@ func (r agentRegistry) IssueEnrollToken(ctx context.Context, site string, ttl ti
 
 // Disconnect closes the agent's connection to this aggregator, if any.
 func (r agentRegistry) Disconnect(agentID string) { r.ingest.Disconnect(agentID) }
+
+// ingestMonitor is the API's view of the ingest server's state
+// (httpapi.IngestMonitor).
+type ingestMonitor struct{ s *ingest.Server }
+
+// IngestStats reads the counters since start and the bound address.
+func (m ingestMonitor) IngestStats() httpapi.IngestStats {
+	st := &m.s.Stats
+	out := httpapi.IngestStats{
+		BatchesStored: st.BatchesStored.Load(), BatchesDuplicate: st.BatchesDuplicate.Load(),
+		BatchesRejected: st.BatchesRejected.Load(), SamplesStored: st.SamplesStored.Load(),
+		StoreRetries: st.StoreRetries.Load(), StreamsRefused: st.StreamsRefused.Load(),
+	}
+	// New binds the listener before the API exists and it stays bound
+	// until Run returns.
+	if addr := m.s.Addr(); addr != nil {
+		out.Listening, out.Addr = true, addr.String()
+	}
+	return out
+}
+
+// configSummary is the configuration /system/info shows: no database URL,
+// no data directory, no TLS key paths.
+func configSummary(cfg Config) httpapi.ConfigSummary {
+	d := func(v Duration) string { return httpapi.FormatDuration(time.Duration(v)) }
+	return httpapi.ConfigSummary{
+		IngestListen:      cfg.Ingest.Listen,
+		HeartbeatInterval: d(cfg.Ingest.HeartbeatInterval),
+		AgentCertLifetime: d(cfg.Ingest.AgentCertLifetime),
+		Retention: map[string]string{"raw": d(cfg.Retention.Raw), "5m": d(cfg.Retention.R5m),
+			"1h": d(cfg.Retention.R1h), "1d": d(cfg.Retention.R1d)},
+		HTTPListen: cfg.HTTP.Listen,
+	}
+}

@@ -47,6 +47,15 @@ type Deps struct {
 	// Commander reaches the agents connected to this aggregator (site
 	// resync). Required.
 	Commander Commander
+	// System serves the database side of the /system routes; *store.Store
+	// implements it. Required.
+	System SystemStore
+	// Ingest reports the ingest server's state for /system/health.
+	// Required.
+	Ingest IngestMonitor
+	// Info is the static part of /system/info (version, start time,
+	// configuration summary).
+	Info SystemInfo
 }
 
 // API is the REST API.
@@ -57,6 +66,11 @@ type API struct {
 	agents    AgentRegistry
 	inventory Inventory
 	commander Commander
+	system    SystemStore
+	ingest    IngestMonitor
+	info      SystemInfo
+	build     Build
+	now       func() time.Time
 	auth      *auth.Service
 	audit     *audit.Writer
 	logs      *audit.Store
@@ -73,8 +87,24 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("httpapi: config: %w", err)
 	}
-	if deps.Pool == nil || deps.Ready == nil || deps.Agents == nil || deps.Inventory == nil || deps.Commander == nil {
-		return nil, errors.New("httpapi: Deps.Pool, Deps.Ready, Deps.Agents, Deps.Inventory and Deps.Commander are required")
+	if deps.Pool == nil || deps.Ready == nil || deps.Agents == nil || deps.Inventory == nil || deps.Commander == nil ||
+		deps.System == nil || deps.Ingest == nil {
+		return nil, errors.New("httpapi: Deps.Pool, Deps.Ready, Deps.Agents, Deps.Inventory, Deps.Commander, Deps.System and Deps.Ingest are required")
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	info := deps.Info
+	if info.StartedAt.IsZero() {
+		info.StartedAt = now()
+	}
+	if info.Config.HTTPListen == "" {
+		info.Config.HTTPListen = cfg.Listen
+	}
+	build := ReadBuild()
+	if info.Version != "" {
+		build.Version = info.Version
 	}
 	log := deps.Logger
 	if log == nil {
@@ -97,6 +127,11 @@ func New(cfg Config, deps Deps) (*API, error) {
 		agents:    deps.Agents,
 		inventory: deps.Inventory,
 		commander: deps.Commander,
+		system:    deps.System,
+		ingest:    deps.Ingest,
+		info:      info,
+		build:     build,
+		now:       now,
 		auth:      svc,
 		logs:      audit.NewStore(deps.Pool),
 		proxies:   proxies,

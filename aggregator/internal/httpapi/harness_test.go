@@ -127,6 +127,16 @@ func (c *fakeCommander) sends() []string {
 	return append([]string(nil), c.sent...)
 }
 
+// fakeIngest stands in for the ingest server's counters.
+type fakeIngest struct {
+	mu sync.Mutex
+	st IngestStats
+}
+
+func (f *fakeIngest) IngestStats() IngestStats { f.mu.Lock(); defer f.mu.Unlock(); return f.st }
+
+func (f *fakeIngest) set(st IngestStats) { f.mu.Lock(); f.st = st; f.mu.Unlock() }
+
 type env struct {
 	t      testing.TB
 	api    *API
@@ -134,6 +144,7 @@ type env struct {
 	store  *store.Store
 	agents *testAgents
 	cmds   *fakeCommander
+	ingest *fakeIngest
 	clock  *clock
 	logs   *logSink
 	tokens map[string]string // built-in role → access token of a user holding it
@@ -165,9 +176,12 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 	}
 	agents := &testAgents{Store: st, ca: ca}
 	cmds := &fakeCommander{refuse: map[string]bool{}}
+	ingestStats := &fakeIngest{st: IngestStats{Listening: true, Addr: "127.0.0.1:7443", BatchesStored: 7, BatchesDuplicate: 1}}
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	api, err := New(cfg, Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log, Now: c.Now, KeyEncryptionKey: testKEK, Agents: agents,
-		Inventory: st, Commander: cmds})
+		Inventory: st, Commander: cmds, System: st, Ingest: ingestStats,
+		Info: SystemInfo{Version: "1.2.3-test", StartedAt: c.Now().Add(-time.Hour), Config: ConfigSummary{IngestListen: ":7443",
+			HeartbeatInterval: "10s", AgentCertLifetime: "720h", Retention: map[string]string{"raw": "168h", "5m": "720h", "1h": "2160h", "1d": "0s"}}}})
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}
@@ -176,7 +190,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	e := &env{t: t, api: api, pool: st.Pool(), store: st, agents: agents, cmds: cmds, clock: c, logs: sink, tokens: map[string]string{}, users: map[string]string{}}
+	e := &env{t: t, api: api, pool: st.Pool(), store: st, agents: agents, cmds: cmds, ingest: ingestStats, clock: c, logs: sink, tokens: map[string]string{}, users: map[string]string{}}
 	for _, r := range auth.BuiltinRoles() {
 		u, err := api.auth.CreateUser(ctx, auth.UserInput{Username: r.Name, Email: r.Name + "@example.com"}, goodPassword, []string{r.Name})
 		if err != nil {

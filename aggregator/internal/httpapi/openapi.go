@@ -167,6 +167,7 @@ func componentSchemas() map[string]any {
 			"site": str, "expires_at": dateTime}),
 	}
 	maps.Copy(schemas, inventorySchemas())
+	maps.Copy(schemas, systemSchemas())
 	return schemas
 }
 

@@ -229,6 +229,7 @@ func (a *API) routeTable() []Route {
 		&sessionsResource{a},
 		&agentsResource{a},
 		&inventoryResource{a},
+		&systemResource{a},
 		&docsResource{a},
 	} {
 		out = append(out, res.Routes()...)

@@ -1,0 +1,443 @@
+package httpapi
+
+import (
+	"cmp"
+	"context"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
+)
+
+// SystemStore is what the /system routes need from the database;
+// *store.Store implements it.
+type SystemStore interface {
+	// DatabaseInfo reads the server version, TimescaleDB and the size.
+	DatabaseInfo(ctx context.Context) (store.DatabaseInfo, error)
+	// DatabaseSize is the database's size in bytes.
+	DatabaseSize(ctx context.Context) (int64, error)
+	// Storage lists the tables' sizes, row estimates and tier time ranges.
+	Storage(ctx context.Context) ([]store.TableUsage, error)
+}
+
+// IngestStats are the ingest server's counters since this aggregator
+// started, and whether its QUIC listener is bound.
+type IngestStats struct {
+	Listening        bool   `json:"listening"`
+	Addr             string `json:"addr"`
+	BatchesStored    int64  `json:"batches_stored"`
+	BatchesDuplicate int64  `json:"batches_duplicate"`
+	BatchesRejected  int64  `json:"batches_rejected"`
+	SamplesStored    int64  `json:"samples_stored"`
+	StoreRetries     int64  `json:"store_retries"`
+	StreamsRefused   int64  `json:"streams_refused"`
+}
+
+// IngestMonitor reports the ingest server's state (main adapts
+// ingest.Server.Stats). Implementations must be safe for concurrent use.
+type IngestMonitor interface {
+	IngestStats() IngestStats
+}
+
+// SystemInfo is the static part of GET /system/info, given by main.
+type SystemInfo struct {
+	// Version is the binary's version; "" reads it from the build
+	// information (ReadBuild).
+	Version string
+	// StartedAt is when the aggregator started; zero means when New ran.
+	StartedAt time.Time
+	// Config summarizes the configuration. It must hold no secret.
+	Config ConfigSummary
+}
+
+// ConfigSummary is the part of the configuration /system/info shows:
+// listeners, intervals and retention, never the database URL or a key.
+// Durations are strings such as "10s", "720h"; a retention of "0s" keeps
+// the tier forever.
+type ConfigSummary struct {
+	IngestListen      string            `json:"ingest_listen"`
+	HeartbeatInterval string            `json:"heartbeat_interval"`
+	AgentCertLifetime string            `json:"agent_cert_lifetime"`
+	Retention         map[string]string `json:"retention"`
+	HTTPListen        string            `json:"http_listen"`
+}
+
+// FormatDuration writes d the short way: 720h, 5m, 1h30m, 10s.
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// Build is what the binary knows about its own build.
+type Build struct {
+	Version   string `json:"version"`
+	GoVersion string `json:"go_version"`
+	// Revision, Time and Modified come from the VCS stamp Go embeds when
+	// building from a checkout ("" when absent).
+	Revision string `json:"vcs_revision"`
+	Time     string `json:"vcs_time"`
+	Modified bool   `json:"vcs_modified"`
+}
+
+// ReadBuild reads the running binary's build information. The version is
+// the value given to the linker with -ldflags "-X main.version=…" (Go
+// records the -ldflags build setting in the binary), else the main
+// module's version when it is a real one, else "dev" — the default of
+// main.version.
+func ReadBuild() Build {
+	b := Build{Version: "dev", GoVersion: runtime.Version()}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return b
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		b.Version = v
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "-ldflags":
+			if v, ok := ldflagsVersion(s.Value); ok {
+				b.Version = v
+			}
+		case "vcs.revision":
+			b.Revision = s.Value
+		case "vcs.time":
+			b.Time = s.Value
+		case "vcs.modified":
+			b.Modified = s.Value == "true"
+		}
+	}
+	return b
+}
+
+// ldflagsVersion finds -X main.version=V (or -X=main.version=V) in an
+// -ldflags value; V may be quoted.
+func ldflagsVersion(flags string) (string, bool) {
+	fields := strings.Fields(flags)
+	for i, f := range fields {
+		var def string
+		switch {
+		case f == "-X" || f == "--X":
+			if i+1 < len(fields) {
+				def = fields[i+1]
+			}
+		case strings.HasPrefix(f, "-X="):
+			def = strings.TrimPrefix(f, "-X=")
+		case strings.HasPrefix(f, "--X="):
+			def = strings.TrimPrefix(f, "--X=")
+		}
+		if v, ok := strings.CutPrefix(strings.Trim(def, `'"`), "main.version="); ok && v != "" {
+			return strings.Trim(v, `'"`), true
+		}
+	}
+	return "", false
+}
+
+// Health statuses: of each component and overall.
+const (
+	HealthOK       = "ok"
+	HealthDegraded = "degraded"
+	HealthDown     = "down"
+)
+
+// Health thresholds for the agents component: a connected agent whose
+// newest collected sample is older than AgentLagLimit, or whose spool has
+// held an unacknowledged batch for longer than AgentSpoolAgeLimit, makes
+// the agents degraded.
+const (
+	AgentLagLimit      = 5 * time.Minute
+	AgentSpoolAgeLimit = 5 * time.Minute
+)
+
+// Health is GET /system/health's document.
+type Health struct {
+	Status     string           `json:"status"`
+	CheckedAt  time.Time        `json:"checked_at"`
+	Components HealthComponents `json:"components"`
+}
+
+// HealthComponents are the checks behind the overall status.
+type HealthComponents struct {
+	Database DatabaseHealth `json:"database"`
+	Ingest   IngestHealth   `json:"ingest"`
+	Agents   AgentsHealth   `json:"agents"`
+	Storage  StorageHealth  `json:"storage"`
+}
+
+// DatabaseHealth is the database check: a ping with its latency.
+type DatabaseHealth struct {
+	Status    string  `json:"status"`
+	LatencyMS float64 `json:"latency_ms"`
+	Error     string  `json:"error,omitempty"`
+}
+
+// IngestHealth is the QUIC ingest server's state and counters since start.
+type IngestHealth struct {
+	Status string `json:"status"`
+	IngestStats
+}
+
+// AgentsHealth sums up the agent registry.
+type AgentsHealth struct {
+	Status string `json:"status"`
+	// Reasons say why the status is not ok.
+	Reasons []string `json:"reasons"`
+	// Registered counts every agent, revoked ones included.
+	Registered int `json:"registered"`
+	Connected  int `json:"connected"`
+	Revoked    int `json:"revoked"`
+	// The lag, oldest unsent age and spool depth over connected agents
+	// (maximum, maximum, sum), as of their last heartbeats.
+	MaxCollectionLagMS int64 `json:"max_collection_lag_ms"`
+	MaxOldestUnsentMS  int64 `json:"max_oldest_unsent_ms"`
+	SpoolDepth         int64 `json:"spool_depth"`
+}
+
+// StorageHealth is the database's size.
+type StorageHealth struct {
+	Status        string `json:"status"`
+	DatabaseBytes int64  `json:"database_bytes"`
+	Error         string `json:"error,omitempty"`
+}
+
+// systemResource is /system/info, /system/health and /system/storage.
+type systemResource struct{ a *API }
+
+// Routes lists the /system routes.
+func (h *systemResource) Routes() []Route {
+	const tag = "system"
+	return []Route{
+		{Method: "GET", Pattern: "/system/info", Access: auth.PermSystemRead, Handle: h.info, Doc: Doc{Tag: tag,
+			Summary:  "Version, build, start time and uptime, database (PostgreSQL version, TimescaleDB or not) and a configuration summary without secrets",
+			Response: ref("SystemInfo"), Errors: []int{401, 403, 503}}},
+		{Method: "GET", Pattern: "/system/health", Access: auth.PermSystemRead, Handle: h.health, Doc: Doc{Tag: tag,
+			Summary: "Health of the database, ingest, agents and storage. Overall status: down when the database is (answered with 503, the document in data), " +
+				"degraded when any other check is not ok (ingest not listening; a connected agent with collection lag over 5m or an unacknowledged batch older than 5m; " +
+				"a failed size or registry query), else ok",
+			Response: ref("SystemHealth"), Errors: []int{401, 403, 503}}},
+		{Method: "GET", Pattern: "/system/storage", Access: auth.PermSystemRead, Handle: h.storage, Doc: Doc{Tag: tag,
+			Summary:  "Size and approximate rows of each table (the samples partitions summed as one), and the oldest and newest sample of each storage tier",
+			Response: ref("SystemStorage"), Errors: []int{401, 403, 503}}},
+	}
+}
+
+func systemSchemas() map[string]any {
+	status := map[string]any{"type": "string", "enum": []string{HealthOK, HealthDegraded, HealthDown}}
+	durs := desc(objectSchema(map[string]any{"raw": str, "5m": str, "1h": str, "1d": str}), "retention per tier; 0s keeps a tier forever")
+	return map[string]any{
+		"SystemInfo": objectSchema(map[string]any{
+			"version": desc(str, "the binary's version (set at build time)"), "go_version": str,
+			"vcs_revision": str, "vcs_time": str, "vcs_modified": boolean,
+			"started_at": dateTime, "uptime_seconds": integer, "uptime": desc(str, "e.g. 26h3m5s"),
+			"database": objectSchema(map[string]any{"server_version": desc(str, "PostgreSQL server_version"),
+				"timescaledb": desc(boolean, "samples is a TimescaleDB hypertable"), "timescaledb_version": desc(str, "empty without TimescaleDB")}),
+			"config": objectSchema(map[string]any{"ingest_listen": str, "heartbeat_interval": str, "agent_cert_lifetime": str,
+				"retention": durs, "http_listen": str}),
+		}),
+		"SystemHealth": objectSchema(map[string]any{
+			"status": status, "checked_at": dateTime,
+			"components": objectSchema(map[string]any{
+				"database": objectSchema(map[string]any{"status": status, "latency_ms": map[string]any{"type": "number"}, "error": str}),
+				"ingest": objectSchema(map[string]any{"status": status, "listening": boolean, "addr": str,
+					"batches_stored": desc(integer, "since this aggregator started"), "batches_duplicate": integer, "batches_rejected": integer,
+					"samples_stored": integer, "store_retries": integer, "streams_refused": integer}),
+				"agents": objectSchema(map[string]any{"status": status, "reasons": strList,
+					"registered": desc(integer, "revoked agents included"), "connected": integer, "revoked": integer,
+					"max_collection_lag_ms": desc(integer, "over connected agents"), "max_oldest_unsent_ms": desc(integer, "over connected agents"),
+					"spool_depth": desc(integer, "sum over connected agents")}),
+				"storage": objectSchema(map[string]any{"status": status, "database_bytes": integer, "error": str}),
+			}),
+		}),
+		"SystemStorage": objectSchema(map[string]any{
+			"database_bytes": integer,
+			"tables": arrayOf(objectSchema(map[string]any{
+				"name":       desc(str, "table; samples sums its daily partitions"),
+				"resolution": desc(str, "storage tier (raw, 5m, 1h, 1d); empty for other tables"),
+				"bytes":      desc(integer, "pg_total_relation_size: data, indexes and TOAST"),
+				"rows":       desc(integer, "estimate from the planner statistics"),
+				"partitions": desc(integer, "daily partitions or chunks; 0 for a plain table"),
+				"oldest":     nullable(dateTime, "a tier's oldest sample; null when empty or not a tier"),
+				"newest":     nullable(dateTime, "a tier's newest sample; null when empty or not a tier"),
+			})),
+		}),
+	}
+}
+
+type systemInfoData struct {
+	Build
+	StartedAt     time.Time      `json:"started_at"`
+	UptimeSeconds int64          `json:"uptime_seconds"`
+	Uptime        string         `json:"uptime"`
+	Database      systemDatabase `json:"database"`
+	Config        ConfigSummary  `json:"config"`
+}
+
+type systemDatabase struct {
+	ServerVersion    string `json:"server_version"`
+	Timescale        bool   `json:"timescaledb"`
+	TimescaleVersion string `json:"timescaledb_version"`
+}
+
+func (h *systemResource) info(w http.ResponseWriter, r *http.Request) error {
+	db, err := h.a.system.DatabaseInfo(r.Context())
+	if err != nil {
+		return err
+	}
+	up := max(h.a.now().Sub(h.a.info.StartedAt), 0).Truncate(time.Second)
+	writeData(w, r, http.StatusOK, systemInfoData{
+		Build: h.a.build, StartedAt: h.a.info.StartedAt.UTC(), UptimeSeconds: int64(up / time.Second), Uptime: up.String(),
+		Database: systemDatabase{ServerVersion: db.ServerVersion, Timescale: db.Timescale, TimescaleVersion: db.TimescaleVersion},
+		Config:   h.a.info.Config,
+	})
+	return nil
+}
+
+func (h *systemResource) health(w http.ResponseWriter, r *http.Request) error {
+	doc := h.a.checkHealth(r.Context())
+	if doc.Status == HealthDown {
+		// The caller still gets the document: what else is down, and why.
+		writeJSON(w, http.StatusServiceUnavailable, envelope{Code: CodeUnavailable, Message: message(langOf(r), CodeUnavailable), Data: doc})
+		return nil
+	}
+	writeData(w, r, http.StatusOK, doc)
+	return nil
+}
+
+// checkHealth runs every check. Each database check has its own short
+// deadline so that a hung database answers "down" rather than hanging.
+func (a *API) checkHealth(ctx context.Context) Health {
+	doc := Health{Status: HealthOK, CheckedAt: a.now().UTC()}
+	c := &doc.Components
+
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	start := time.Now()
+	err := a.ready(dctx)
+	cancel()
+	c.Database = DatabaseHealth{Status: HealthOK, LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
+	if err != nil {
+		a.log.Warn("health: database check failed", "err", err)
+		c.Database.Status, c.Database.Error = HealthDown, "the database does not answer or is not migrated"
+	}
+
+	st := a.ingest.IngestStats()
+	c.Ingest = IngestHealth{Status: HealthOK, IngestStats: st}
+	if !st.Listening {
+		c.Ingest.Status = HealthDown
+	}
+
+	c.Agents = AgentsHealth{Status: HealthOK, Reasons: []string{}}
+	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	agents, err := a.agents.Agents(actx)
+	cancel()
+	if err != nil {
+		a.log.Warn("health: agent registry failed", "err", err)
+		c.Agents.Status = HealthDegraded
+		c.Agents.Reasons = append(c.Agents.Reasons, "the agent registry could not be read")
+	}
+	summarizeAgents(&c.Agents, agents)
+
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	size, err := a.system.DatabaseSize(sctx)
+	cancel()
+	c.Storage = StorageHealth{Status: HealthOK, DatabaseBytes: size}
+	if err != nil {
+		a.log.Warn("health: database size failed", "err", err)
+		c.Storage.Status, c.Storage.Error = HealthDegraded, "the database size could not be read"
+	}
+
+	switch {
+	case c.Database.Status == HealthDown:
+		doc.Status = HealthDown
+	case c.Ingest.Status != HealthOK || c.Agents.Status != HealthOK || c.Storage.Status != HealthOK:
+		doc.Status = HealthDegraded
+	}
+	return doc
+}
+
+// summarizeAgents counts the agents and applies the agent rules (see
+// AgentLagLimit) to the connected ones.
+func summarizeAgents(h *AgentsHealth, agents []store.Agent) {
+	lagging, spooling := 0, 0
+	for i := range agents {
+		ag := &agents[i]
+		h.Registered++
+		switch agentState(ag) {
+		case AgentRevoked:
+			h.Revoked++
+			continue
+		case AgentDisconnected:
+			continue
+		}
+		h.Connected++
+		h.MaxCollectionLagMS = max(h.MaxCollectionLagMS, ag.LagMS)
+		h.MaxOldestUnsentMS = max(h.MaxOldestUnsentMS, ag.OldestUnsentMS)
+		h.SpoolDepth += ag.SpoolDepth
+		if ag.LagMS > AgentLagLimit.Milliseconds() {
+			lagging++
+		}
+		if ag.SpoolDepth > 0 && ag.OldestUnsentMS > AgentSpoolAgeLimit.Milliseconds() {
+			spooling++
+		}
+	}
+	if lagging > 0 {
+		h.Status = HealthDegraded
+		h.Reasons = append(h.Reasons, plural(lagging, "connected agent")+" with collection lag over "+FormatDuration(AgentLagLimit))
+	}
+	if spooling > 0 {
+		h.Status = HealthDegraded
+		h.Reasons = append(h.Reasons, plural(spooling, "connected agent")+" with an unacknowledged batch older than "+FormatDuration(AgentSpoolAgeLimit))
+	}
+}
+
+func plural(n int, what string) string {
+	s := strconv.Itoa(n) + " " + what
+	if n != 1 {
+		s += "s"
+	}
+	return s
+}
+
+type storageTable struct {
+	Name       string     `json:"name"`
+	Resolution string     `json:"resolution"`
+	Bytes      int64      `json:"bytes"`
+	Rows       int64      `json:"rows"`
+	Partitions int        `json:"partitions"`
+	Oldest     *time.Time `json:"oldest"`
+	Newest     *time.Time `json:"newest"`
+}
+
+func (h *systemResource) storage(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	size, err := h.a.system.DatabaseSize(ctx)
+	if err != nil {
+		return err
+	}
+	usage, err := h.a.system.Storage(ctx)
+	if err != nil {
+		return err
+	}
+	tables := make([]storageTable, 0, len(usage))
+	for _, u := range usage {
+		tables = append(tables, storageTable{Name: u.Name, Resolution: string(u.Resolution), Bytes: u.Bytes, Rows: u.Rows,
+			Partitions: u.Partitions, Oldest: utcPtr(u.Oldest), Newest: utcPtr(u.Newest)})
+	}
+	// Biggest first: what an operator looks for.
+	slices.SortFunc(tables, func(a, b storageTable) int {
+		return cmp.Or(cmp.Compare(b.Bytes, a.Bytes), cmp.Compare(a.Name, b.Name))
+	})
+	writeData(w, r, http.StatusOK, map[string]any{"database_bytes": size, "tables": tables})
+	return nil
+}
