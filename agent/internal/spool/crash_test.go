@@ -55,6 +55,13 @@ func TestCrash(t *testing.T) {
 				continue
 			}
 			if _, err := q.Get(seq); err != nil {
+				// The child acks seq L-1 right after printing "seq L": the
+				// kill may land after that Ack committed and before its
+				// "ack" line, so for the last printed seq L, L-1 may be
+				// gone. Nothing else may.
+				if len(printed) >= 2 && seq == printed[len(printed)-2] && printed[len(printed)-1] == seq+1 {
+					continue
+				}
 				t.Fatalf("round %d: seq %d was appended before the kill: %v", round, seq, err)
 			}
 		}
