@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
@@ -78,6 +79,12 @@ type API struct {
 	routes    []Route
 	handler   http.Handler
 	openapi   []byte
+	// metrics is the /metrics registry (nil when disabled); httpMetrics
+	// count the requests; metricsToken is the SHA-256 of token_file's
+	// token (nil: none configured).
+	metrics      *prometheus.Registry
+	httpMetrics  *httpMetrics
+	metricsToken []byte
 }
 
 // New builds the API: validates cfg (defaults filled in), syncs the
@@ -136,6 +143,12 @@ func New(cfg Config, deps Deps) (*API, error) {
 		logs:      audit.NewStore(deps.Pool),
 		proxies:   proxies,
 	}
+	a.httpMetrics = newHTTPMetrics()
+	if cfg.Metrics.On() && cfg.Metrics.Auth == MetricsAuthToken && cfg.Metrics.TokenFile != "" {
+		if a.metricsToken, err = readMetricsToken(cfg.Metrics.TokenFile); err != nil {
+			return nil, fmt.Errorf("httpapi: %w", err)
+		}
+	}
 	a.routes = a.routeTable()
 	if err := checkRoutes(a.routes); err != nil {
 		return nil, fmt.Errorf("httpapi: route table: %w", err)
@@ -144,6 +157,11 @@ func New(cfg Config, deps Deps) (*API, error) {
 		return nil, fmt.Errorf("httpapi: openapi: %w", err)
 	}
 	a.audit = audit.NewWriter(deps.Pool, audit.WriterOptions{Logger: log, QueueSize: cfg.AuditQueue})
+	if cfg.Metrics.On() {
+		if a.metrics, err = a.newMetricsRegistry(deps.Pool); err != nil {
+			return nil, fmt.Errorf("httpapi: %w", err)
+		}
+	}
 	a.handler = a.router()
 	return a, nil
 }
@@ -159,6 +177,7 @@ func (a *API) router() http.Handler {
 	})
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
+	a.mountMetrics(r)
 	r.Route("/api/v1", func(v chi.Router) {
 		for _, rt := range a.routes {
 			v.Method(rt.Method, rt.Pattern, a.routeHandler(rt))
@@ -167,7 +186,7 @@ func (a *API) router() http.Handler {
 	return r
 }
 
-// Handler serves /healthz, /readyz and /api/v1/....
+// Handler serves /healthz, /readyz, /metrics (when enabled) and /api/v1/....
 func (a *API) Handler() http.Handler { return a.handler }
 
 // Auth exposes the authentication service (for the WebSocket endpoint and

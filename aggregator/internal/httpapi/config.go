@@ -40,6 +40,8 @@ type Config struct {
 	ExportTimeout  time.Duration `yaml:"export_timeout"`
 	// AuditQueue bounds the audit records waiting to be written.
 	AuditQueue int `yaml:"audit_queue"`
+	// Metrics configures GET /metrics (Prometheus).
+	Metrics MetricsConfig `yaml:"metrics"`
 }
 
 // Defaults returns the default configuration.
@@ -51,6 +53,7 @@ func Defaults() Config {
 		RequestTimeout: 30 * time.Second,
 		ExportTimeout:  10 * time.Minute,
 		AuditQueue:     4096,
+		Metrics:        MetricsDefaults(),
 	}
 }
 
@@ -73,6 +76,7 @@ func (c Config) WithDefaults() Config {
 	if c.AuditQueue == 0 {
 		c.AuditQueue = d.AuditQueue
 	}
+	c.Metrics = c.Metrics.WithDefaults()
 	return c
 }
 
@@ -117,6 +121,11 @@ func (c Config) Validate() error {
 	}
 	if c.AuditQueue < 1 {
 		bad("audit_queue", "must be at least 1, got %d", c.AuditQueue)
+	}
+	if err := c.Metrics.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			errs = append(errs, fmt.Errorf("metrics.%w", e))
+		}
 	}
 	return errors.Join(errs...)
 }

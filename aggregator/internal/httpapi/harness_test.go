@@ -64,7 +64,20 @@ type testAgents struct {
 
 	mu           sync.Mutex
 	disconnected []string
+	agentsErr    error // when set, Agents fails with it (a database error)
 }
+
+func (r *testAgents) Agents(ctx context.Context) ([]store.Agent, error) {
+	r.mu.Lock()
+	err := r.agentsErr
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.Agents(ctx)
+}
+
+func (r *testAgents) failAgents(err error) { r.mu.Lock(); r.agentsErr = err; r.mu.Unlock() }
 
 func (r *testAgents) IssueEnrollToken(ctx context.Context, site string, ttl time.Duration, createdBy string) (string, time.Time, error) {
 	if err := r.EnsureSite(ctx, site, ""); err != nil {

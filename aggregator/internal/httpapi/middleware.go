@@ -159,7 +159,8 @@ func (a *API) trusted(ip netip.Addr) bool {
 	return false
 }
 
-// accessLog writes one structured line per request.
+// accessLog writes one structured line per request and counts it in the
+// HTTP metrics by route pattern (known once the router has matched).
 func (a *API) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
@@ -174,6 +175,8 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 		if route != nil {
 			pattern = route.RoutePattern()
 		}
+		elapsed := time.Since(st.start)
+		a.httpMetrics.observe(pattern, r.Method, status, elapsed)
 		attrs := []slog.Attr{
 			slog.String("request_id", st.requestID),
 			slog.String("method", r.Method),
@@ -181,7 +184,7 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 			slog.String("route", pattern),
 			slog.Int("status", status),
 			slog.Int64("bytes", sw.bytes),
-			slog.Duration("duration", time.Since(st.start)),
+			slog.Duration("duration", elapsed),
 			slog.String("ip", st.ip),
 		}
 		if st.errCode != "" {

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
 )
 
 // Doc documents a route for the OpenAPI document, which is generated from
@@ -173,7 +175,8 @@ func componentSchemas() map[string]any {
 
 var pathParamRE = regexp.MustCompile(`\{([a-zA-Z_]+)\}`)
 
-// openAPIDocument renders the OpenAPI 3.0 document of /healthz, /readyz and
+// openAPIDocument renders the OpenAPI 3.0 document of /healthz, /readyz,
+// /metrics (when enabled) and
 // every route of the table.
 func (a *API) openAPIDocument() ([]byte, error) {
 	paths := map[string]map[string]any{}
@@ -189,6 +192,24 @@ func (a *API) openAPIDocument() ([]byte, error) {
 	}
 	add("/healthz", "GET", probe("The process is up"))
 	add("/readyz", "GET", probe("The database is reachable and migrated"))
+	if a.cfg.Metrics.On() {
+		op := map[string]any{"tags": []string{"system"}, "summary": "Prometheus metrics (text exposition format)",
+			"responses": map[string]any{
+				"200": map[string]any{"description": "OK", "content": map[string]any{"text/plain": map[string]any{"schema": str}}},
+				"401": errorResponse(401)}}
+		switch {
+		case a.cfg.Metrics.Auth == MetricsAuthNone:
+			op["security"] = []any{}
+		case a.cfg.Metrics.TokenFile != "":
+			op["security"] = []any{map[string]any{"bearer": []string{}}}
+			op["description"] = "The bearer token is the scrape token of http.metrics.token_file."
+		default:
+			op["security"] = []any{map[string]any{"bearer": []string{}}}
+			op["x-vmpulse-permission"] = auth.PermSystemRead
+			op["responses"].(map[string]any)["403"] = errorResponse(403)
+		}
+		add("/metrics", "GET", op)
+	}
 	for _, rt := range a.routes {
 		d := rt.Doc
 		op := map[string]any{
