@@ -77,6 +77,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		// The inventory routes query the store; site resync reaches the
 		// agents through this aggregator's QUIC connections.
 		Inventory: st,
+		History:   st,
 		Commander: a.Ingest,
 		// /system: the store's catalog queries, the ingest counters, and
 		// the build (the version main sets with -ldflags is read back from
@@ -100,7 +101,10 @@ func (a *Aggregator) IngestAddr() net.Addr { return a.Ingest.Addr() }
 func (a *Aggregator) HTTPAddr() net.Addr { return a.httpLn.Addr() }
 
 // Run serves until ctx ends, then shuts down in order: stop accepting, let
-// in-flight requests finish, drain the audit log, close the database.
+// in-flight requests finish and drain the agent connections (every batch
+// read is committed and acknowledged, and the agents are told the
+// aggregator is going away, within ingest.DefaultDrainTimeout), drain the
+// audit log, close the database.
 func (a *Aggregator) Run(ctx context.Context) error {
 	defer a.Store.Close()
 	g, ctx := errgroup.WithContext(ctx)

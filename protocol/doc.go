@@ -102,6 +102,32 @@
 // cells. NewBatch builds batches; Batch.Samples, Inventory, Events and Gap
 // read them.
 //
+// # Liveness
+//
+// The aggregator renews an agent's liveness lease at its Hello and at each
+// Heartbeat, for three Welcome.HeartbeatInterval; an agent that sends
+// nothing for that long counts as disconnected, whatever became of the
+// connection or the aggregator that held it.
+//
+// # Going away
+//
+// An aggregator that shuts down or restarts on purpose drains its
+// connections rather than dropping them. It accepts no new connection or
+// stream; it writes an Error with ErrCodeGoingAway on each control stream;
+// on each data stream it stops reading (STOP_SENDING with
+// ErrCodeGoingAway: what it had not read is discarded), commits the
+// batches it had read, writes their Acks, then an Error with
+// ErrCodeGoingAway, and ends the stream. It waits for the agent to close
+// the connection, and closes it itself with ErrCodeGoingAway as the
+// application error code after a grace period; the whole drain is bounded
+// by a timeout. The agent, told ErrCodeGoingAway on any stream, stops
+// sending, reads the Acks still due on its data streams up to that Error,
+// closes the connection, and reconnects at once. Every batch without an Ack
+// is sent again and is new to the aggregator: a planned restart causes no
+// duplicate. ErrCodeGoingAway is not an error and needs no new Version: a
+// peer that predates it sees an ordinary error and resends what was not
+// acknowledged, which the ledger makes harmless.
+//
 // # Versions
 //
 // Version is the protocol version this package speaks. History:

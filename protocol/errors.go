@@ -84,6 +84,8 @@ func (c ErrorCode) String() string {
 		return "shutdown"
 	case ErrCodeSeqReuse:
 		return "seq_reuse"
+	case ErrCodeGoingAway:
+		return "going_away"
 	}
 	return fmt.Sprintf("code_%d", uint32(c))
 }

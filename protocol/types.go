@@ -259,6 +259,14 @@ const (
 	// reusing seqs. The agent keeps the batch, moves its spool to a new
 	// epoch and sends it again; nothing is lost.
 	ErrCodeSeqReuse ErrorCode = 11
+	// ErrCodeGoingAway is not a failure: the aggregator is shutting down
+	// or restarting on purpose. It has stopped reading the stream, has
+	// committed and acknowledged every batch it read, and closes the stream
+	// (an Error frame after the last Ack, then STOP_SENDING with this code)
+	// and then the connection with it. Batches without an Ack were not
+	// read; the agent keeps them, reconnects at once (to this aggregator
+	// when it is back, or to another replica) and sends them again, as new.
+	ErrCodeGoingAway ErrorCode = 12
 )
 
 // Error is sent before a stream or connection is closed for a reason the

@@ -98,16 +98,20 @@ Samples arriving (realtime data every 20 s):
 Inventory and events:
   psql '$db' -c "SELECT kind, count(*) FROM inventory_objects WHERE deleted_at IS NULL GROUP BY 1"
   psql '$db' -c "SELECT time, type, username, entity_name FROM vcenter_events ORDER BY time DESC LIMIT 10"
-Log in and ask who you are (the API so far: auth, users, roles, audit and login logs, sessions, agents, VMs and inventory):
+Log in and ask who you are (the API so far: auth, users, roles, audit and login logs, sessions, agents, VMs, VM groups, inventory and metric history):
   tok=\$(curl -s http://127.0.0.1:$hport/api/v1/auth/login -H 'Content-Type: application/json' \\
         -d '{"username":"admin","password":"$adminpw"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')
   curl -s http://127.0.0.1:$hport/api/v1/auth/me -H "Authorization: Bearer \$tok"
-VMs (filters: site, datacenter, cluster, host, power_state, tools_status, tag, q) and fleet counts:
+VMs (filters: site, datacenter, cluster, host, power_state, tools_status, tag, group, q) and fleet counts:
   curl -s 'http://127.0.0.1:$hport/api/v1/vms?power_state=poweredOff&page_size=5' -H "Authorization: Bearer \$tok"
   curl -s http://127.0.0.1:$hport/api/v1/vms/stats -H "Authorization: Bearer \$tok"
+Metric history (the catalog, then one VM's last hour with coverage; ids are source:moref from /vms):
+  curl -s http://127.0.0.1:$hport/api/v1/metrics -H "Authorization: Bearer \$tok"
+  id=\$(curl -s 'http://127.0.0.1:$hport/api/v1/vms?power_state=poweredOn&page_size=1' -H "Authorization: Bearer \$tok" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["items"][0]["id"])')
+  curl -s "http://127.0.0.1:$hport/api/v1/vms/\$id/metrics?metric=cpu.usage.average" -H "Authorization: Bearer \$tok"
 The agent registry:
   curl -s http://127.0.0.1:$hport/api/v1/agents -H "Authorization: Bearer \$tok"
-  psql '$db' -c "SELECT name, site, connected, spool_depth, collection_lag_ms, last_seen FROM agents"
+  psql '$db' -c "SELECT name, site, agent_is_live(connected, lease_until) AS connected, spool_depth, collection_lag_ms, last_seen FROM agents"
 
 Press Ctrl-C to stop and clean up.
 TXT

@@ -254,8 +254,17 @@ func quicConfig() *quic.Config {
 	return &quic.Config{
 		// A 5 s keepalive against a 20 s idle timeout notices a vanished
 		// aggregator within ~20 s; a restarted one resets us at once.
-		KeepAlivePeriod:            5 * time.Second,
-		MaxIdleTimeout:             20 * time.Second,
+		KeepAlivePeriod: 5 * time.Second,
+		MaxIdleTimeout:  20 * time.Second,
+		// A dial to an unreachable aggregator gives up after 2 s of
+		// silence (quic-go's default: 5 s), having sent its first packet
+		// three times (0, 0.3, 0.9 s). Time spent dialing a dead
+		// aggregator is time an agent connects the instant it is back,
+		// so the shorter the dial, the better the backoff's jitter
+		// spreads a fleet's reconnects (see backoff). Silence only: any
+		// answer resets it, so a 1 s round trip still connects, and
+		// the handshake's later steps are not bounded by it.
+		HandshakeIdleTimeout:       handshakeIdleTimeout,
 		MaxStreamReceiveWindow:     8 << 20,
 		MaxConnectionReceiveWindow: 32 << 20,
 	}

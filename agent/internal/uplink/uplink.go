@@ -14,7 +14,16 @@
 //
 // Any error tears the connection down; unacknowledged batches are still in
 // the spool and are sent again after reconnecting (with jittered exponential
-// backoff). The aggregator's ledger makes the resend harmless.
+// backoff, capped so that the agent is back within seconds of the
+// aggregator: see DefaultMaxBackoff). The aggregator's ledger makes the
+// resend harmless.
+//
+// An aggregator that shuts down or restarts on purpose says it is going
+// away (protocol.ErrCodeGoingAway), on the control stream and on each data
+// stream. That is no error: the client stops sending, reads the acks of the
+// batches the aggregator committed while draining, hangs up, and reconnects
+// at once. Only batches the aggregator never read are sent again, so a
+// planned restart stores nothing twice and acks nothing as a duplicate.
 //
 // While connected, the client renews its certificate at two thirds of the
 // certificate's validity (see Identity.RenewAt), over the connection, on a
@@ -33,6 +42,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,7 +81,7 @@ type Config struct {
 	// LiveLagYield: the backfill lane pauses while a live batch has waited
 	// longer than this for its ack; default 2s.
 	LiveLagYield time.Duration
-	MaxBackoff   time.Duration // reconnect backoff cap; default 60s
+	MaxBackoff   time.Duration // reconnect delay cap; default DefaultMaxBackoff
 	Logger       *slog.Logger
 	// CollectionLag reports how far collection is behind (for heartbeats).
 	CollectionLag func() time.Duration
@@ -85,6 +95,7 @@ type Config struct {
 type Stats struct {
 	Connected                   atomic.Bool
 	Connects, Failures          atomic.Int64
+	GoingAway                   atomic.Int64 // sessions ended by the aggregator going away (not failures)
 	Renewals, RenewalFailures   atomic.Int64
 	LiveSent, LiveAcked         atomic.Int64
 	BackfillSent, BackfillAcked atomic.Int64
@@ -113,7 +124,7 @@ func New(cfg Config, id *Identity, sp Spool) *Client {
 		cfg.LiveLagYield = 2 * time.Second
 	}
 	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 60 * time.Second
+		cfg.MaxBackoff = DefaultMaxBackoff
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -152,9 +163,9 @@ func (c *Client) Notify() {
 }
 
 // Run keeps a connection to the aggregator until ctx ends, reconnecting
-// with jittered exponential backoff.
+// with jittered exponential backoff (see backoff).
 func (c *Client) Run(ctx context.Context) error {
-	backoff := 500 * time.Millisecond
+	bo := newBackoff(reconnectBase, c.cfg.MaxBackoff, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	for ctx.Err() == nil {
 		started := time.Now()
 		err := c.session(ctx)
@@ -165,21 +176,30 @@ func (c *Client) Run(ctx context.Context) error {
 		if errors.Is(err, errRenewed) {
 			// Not a failure: reconnect at once with the new certificate.
 			c.log.Info("reconnecting with the renewed certificate")
-			backoff = 500 * time.Millisecond
+			bo.reset()
 			continue
 		}
-		c.Stats.Failures.Add(1)
-		if time.Since(started) > 30*time.Second {
-			backoff = 500 * time.Millisecond
+		if time.Since(started) > longSession {
+			bo.reset()
 		}
-		wait := backoff/2 + rand.N(backoff)
-		c.log.Warn("uplink disconnected; reconnecting", "err", err, "in", wait.Round(time.Millisecond), "spool_depth", c.spool.Stats().Depth)
+		var wait time.Duration
+		if isGoingAway(err) {
+			// Not a failure either: a restart or a scale-down.
+			c.Stats.GoingAway.Add(1)
+			wait = bo.goingAway()
+			c.log.Info("aggregator going away; reconnecting", "in", wait.Round(time.Millisecond), "spool_depth", c.spool.Stats().Depth)
+		} else {
+			c.Stats.Failures.Add(1)
+			wait = bo.next()
+			c.log.Warn("uplink disconnected; reconnecting", "err", err, "in", wait.Round(time.Millisecond), "spool_depth", c.spool.Stats().Depth)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-time.After(wait):
+		case <-t.C:
 		}
-		backoff = min(backoff*2, c.cfg.MaxBackoff)
 	}
 	return nil
 }
@@ -230,10 +250,36 @@ func (c *Client) session(ctx context.Context) error {
 	c.log.Info("uplink connected", "aggregator", c.cfg.Addr, "site", w.Site, "backlog", st.Depth, "window", window)
 
 	g, ctx := errgroup.WithContext(ctx)
+	// goingAway is set before the first error that says the aggregator is
+	// going away ends the session (errgroup cancels ctx after it returns).
+	var goingAway atomic.Bool
+	watch := func(f func() error) func() error {
+		return func() error {
+			err := f()
+			if isGoingAway(err) {
+				goingAway.Store(true)
+			}
+			return err
+		}
+	}
+	var lanes sync.WaitGroup
+	lanesDone := make(chan struct{})
 	// Reads on the streams do not watch ctx: closing the connection is
 	// what unblocks them when the session ends.
 	go func() {
 		<-ctx.Done()
+		if goingAway.Load() {
+			// The aggregator is draining: it acks every batch it read, then
+			// says going-away on each data stream, and waits for us to
+			// hang up. The lanes stopped sending; let them read those acks
+			// first, or the batches would be sent again as duplicates.
+			t := time.NewTimer(goingAwayAcks)
+			select {
+			case <-lanesDone:
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		conn.CloseWithError(0, "")
 	}()
 	g.Go(func() error { return c.heartbeats(ctx, ctl, w.HeartbeatInterval) })
@@ -245,15 +291,31 @@ func (c *Client) session(ctx context.Context) error {
 		skew = time.UnixMilli(w.ServerTime).Sub(welcomed)
 	}
 	g.Go(func() error { return c.renewals(ctx, conn, id, skew) })
-	g.Go(func() error { return c.commands(ctlR) })
+	g.Go(watch(func() error { return c.commands(ctlR) }))
+	runLane := func(l *lane, live *lane) {
+		lanes.Add(1)
+		g.Go(watch(func() error {
+			defer lanes.Done()
+			return l.run(ctx, conn, live)
+		}))
+	}
 	live := &lane{c: c, name: Live, after: liveFloor, upTo: ^uint64(0), window: window}
-	g.Go(func() error { return live.run(ctx, conn, nil) })
+	runLane(live, nil)
 	if st.Depth > 0 && st.OldestSeq <= liveFloor {
 		bf := &lane{c: c, name: Backfill, after: 0, upTo: liveFloor, window: window,
 			limit: rate.NewLimiter(rate.Limit(c.cfg.BackfillBytesPerSec), max(c.cfg.BackfillBytesPerSec, protocol.MaxFrameSize))}
-		g.Go(func() error { return bf.run(ctx, conn, live) })
+		runLane(bf, live)
 	}
+	go func() {
+		lanes.Wait()
+		close(lanesDone)
+	}()
 	err = g.Wait()
+	if goingAway.Load() && !isGoingAway(err) {
+		// Another goroutine's error (e.g. a heartbeat write on the closing
+		// connection) won the race: the session still ended by going away.
+		err = fmt.Errorf("%w (then: %v)", errGoingAway, err)
+	}
 	return err
 }
 
@@ -328,6 +390,7 @@ func (l *lane) lagging(d time.Duration) bool {
 }
 
 func (l *lane) run(ctx context.Context, conn *quic.Conn, live *lane) error {
+	outer := ctx
 	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		return fmt.Errorf("%s stream: %w", l.name, err)
@@ -341,7 +404,7 @@ func (l *lane) run(ctx context.Context, conn *quic.Conn, live *lane) error {
 		return l.send(ctx, st, inflight, live)
 	})
 	err = g.Wait()
-	if err == nil && l.name == Backfill {
+	if err == nil && l.name == Backfill && outer.Err() == nil {
 		l.c.log.Info("backlog drained")
 		st.Close()
 	}

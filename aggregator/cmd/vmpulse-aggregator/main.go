@@ -117,6 +117,13 @@ func serve(args []string) error {
 		return err
 	}
 	log.Info("vmpulse aggregator", "version", version)
+	go func() {
+		<-ctx.Done()
+		// Run drains (ingest: commit and ack what was read, tell the
+		// agents it is going away); a second signal kills at once.
+		stop()
+		log.Info("shutting down: draining; a second signal exits at once")
+	}()
 	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -247,6 +254,8 @@ func agentCommand(args []string) error {
 		return err
 	}
 	defer st.Close()
+	// The operator at the command line sees every site.
+	ctx = store.AllSites(ctx)
 	if sub == "list" {
 		if fs.NArg() != 0 {
 			return errors.New(usage)

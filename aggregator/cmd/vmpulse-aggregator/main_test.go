@@ -24,7 +24,7 @@ func TestAgentListAndRevoke(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("database_url: %s\ndata_dir: %s\n", dsn, filepath.Join(dir, "data"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
+	ctx := store.AllSites(context.Background())
 	st, err := store.Open(ctx, dsn, store.Options{})
 	if err != nil {
 		t.Fatal(err)

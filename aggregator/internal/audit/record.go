@@ -51,14 +51,26 @@ type Record struct {
 }
 
 // normalize makes a record storable and its hash reproducible from what the
-// database returns: UTC, microsecond precision, valid JSON summary.
-func (r *Record) normalize() {
+// database returns: UTC, microsecond precision, a valid JSON summary, and
+// every text field made safe by SanitizeText (so the hash covers exactly
+// the text stored). It reports whether any text had to be escaped or cut.
+func (r *Record) normalize() (changed bool) {
 	r.Time = r.Time.UTC().Truncate(time.Microsecond)
-	if len(r.Summary) == 0 || !json.Valid(r.Summary) {
-		r.Summary = json.RawMessage("{}")
+	summary := sanitizeSummary(r.Summary)
+	changed = len(r.Summary) > 0 && string(summary) != string(r.Summary)
+	r.Summary = summary
+	for _, f := range []struct {
+		s   *string
+		max int
+	}{
+		{&r.Source, maxSource}, {&r.ActorType, 0}, {&r.ActorID, 0}, {&r.ActorName, 0}, {&r.Action, 0},
+		{&r.ResourceType, 0}, {&r.ResourceID, 0}, {&r.Result, 0}, {&r.IP, 0}, {&r.UserAgent, MaxUserAgent}, {&r.RequestID, 0},
+	} {
+		if v := SanitizeText(*f.s, f.max); v != *f.s {
+			*f.s, changed = v, true
+		}
 	}
-	r.UserAgent = clip(r.UserAgent, 512)
-	r.Source = clip(r.Source, 64)
+	return changed
 }
 
 // chainHash is the record's hash given the previous one. Each field is
@@ -118,11 +130,4 @@ func secretKey(k string) bool {
 		}
 	}
 	return false
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -15,9 +17,12 @@ import (
 // ErrNotFound means the requested record does not exist.
 var ErrNotFound = errors.New("audit: record not found")
 
-// Store reads the operation and login logs and writes the login log.
+// Store reads the operation and login logs and writes the login log. It is
+// safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+
+	loginWritten, loginFailed, loginSanitized atomic.Uint64
 }
 
 // NewStore returns a Store on pool.
@@ -229,21 +234,69 @@ type LoginFilter struct {
 	Limit    int
 }
 
-// AppendLogin stores a login attempt synchronously.
+// AppendLogin stores a login attempt synchronously. Its text fields are
+// escaped with SanitizeText first (a username or user agent is whatever
+// the client sent), and a UserID that is not a UUID is kept in Reason
+// rather than refused, so no attempt is lost for what it contains. Failures
+// are counted in LoginStats.
 func (s *Store) AppendLogin(ctx context.Context, r LoginRecord) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
+	}
+	if r.normalize() {
+		s.loginSanitized.Add(1)
 	}
 	var uid any
 	if r.UserID != "" {
 		uid = r.UserID
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO login_log (time, user_id, username, result, reason, ip, user_agent, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		r.Time, uid, clip(r.Username, 256), r.Result, r.Reason, r.IP, clip(r.UserAgent, 512), r.RequestID)
+		r.Time, uid, r.Username, r.Result, r.Reason, r.IP, r.UserAgent, r.RequestID)
 	if err != nil {
+		s.loginFailed.Add(1)
 		return fmt.Errorf("audit: append login: %w", err)
 	}
+	s.loginWritten.Add(1)
 	return nil
+}
+
+// normalize makes a login record storable: text escaped and cut by
+// SanitizeText, a malformed UserID moved into Reason. It reports whether
+// anything changed.
+func (r *LoginRecord) normalize() (changed bool) {
+	if r.UserID != "" {
+		// uuid.Parse takes forms PostgreSQL does not (urn:uuid:…): store
+		// the canonical one.
+		if id, err := uuid.Parse(r.UserID); err != nil {
+			r.Reason += " (user_id " + r.UserID + ")"
+			r.UserID, changed = "", true
+		} else {
+			r.UserID = id.String()
+		}
+	}
+	for _, f := range []struct {
+		s   *string
+		max int
+	}{
+		{&r.Username, MaxUsername}, {&r.Result, 0}, {&r.Reason, 0}, {&r.IP, 0}, {&r.UserAgent, MaxUserAgent}, {&r.RequestID, 0},
+	} {
+		if v := SanitizeText(*f.s, f.max); v != *f.s {
+			*f.s, changed = v, true
+		}
+	}
+	return changed
+}
+
+// LoginStats are the login log's write counters, since the Store was made.
+type LoginStats struct {
+	Written   uint64 // attempts stored
+	Failed    uint64 // attempts that could not be stored
+	Sanitized uint64 // attempts stored with text escaped or cut
+}
+
+// LoginStats returns the login log's write counters.
+func (s *Store) LoginStats() LoginStats {
+	return LoginStats{Written: s.loginWritten.Load(), Failed: s.loginFailed.Load(), Sanitized: s.loginSanitized.Load()}
 }
 
 // QueryLogins returns up to f.Limit login records and the next cursor.

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
 // ErrClosed is returned by Append after Close.
@@ -24,8 +27,11 @@ type WriterOptions struct {
 	QueueSize int
 	// BatchSize is the most records written in one transaction. 0 means 256.
 	BatchSize int
-	// Retries is how many times a failed batch is retried before its records
-	// are dropped, logged and counted. 0 means 3.
+	// Retries is how many times a write the database could not take (it is
+	// unreachable, busy or slow) is retried before its records are dropped,
+	// logged and counted. A write the database refuses for its content is
+	// not retried as is: its batch is written again record by record. 0
+	// means 3.
 	Retries int
 	// RetryDelay is the first backoff between retries, doubled each time.
 	// 0 means 200ms.
@@ -40,6 +46,13 @@ type WriterOptions struct {
 // Close stops accepting records and drains the queue, so a clean shutdown
 // loses nothing. Several Writers (on several aggregators) may append to the
 // same database: the chain head row serializes them.
+//
+// No record is lost for what it contains: Append escapes every text field
+// (see SanitizeText) before the record is hashed, and if PostgreSQL still
+// refuses a batch, its records are written one by one, so a record the
+// database refuses never takes its neighbours with it. Records that cannot
+// be written at all are logged with their fields and counted in
+// WriterStats.Failed.
 type Writer struct {
 	pool *pgxpool.Pool
 	opts WriterOptions
@@ -50,8 +63,10 @@ type Writer struct {
 	closed bool
 	done   chan struct{}
 
-	written atomic.Uint64
-	failed  atomic.Uint64
+	written   atomic.Uint64
+	failed    atomic.Uint64
+	sanitized atomic.Uint64
+	fallbacks atomic.Uint64
 }
 
 type item struct {
@@ -62,8 +77,17 @@ type item struct {
 // WriterStats are a Writer's counters.
 type WriterStats struct {
 	Written uint64 // records stored
-	Failed  uint64 // records dropped after their batch kept failing
-	Queued  int    // records waiting
+	// Failed counts records that could not be written: appended after
+	// Close, dropped on a full queue, refused by the database even on
+	// their own, or still failing when the database stayed unreachable.
+	Failed uint64
+	// Sanitized counts records stored with text escaped or cut by
+	// SanitizeText (hostile headers, paths, names).
+	Sanitized uint64
+	// Fallbacks counts batches the database refused, written again one
+	// record at a time.
+	Fallbacks uint64
+	Queued    int // records waiting
 }
 
 // NewWriter starts a Writer.
@@ -95,7 +119,9 @@ func (w *Writer) Append(ctx context.Context, rec Record) error {
 	if rec.Time.IsZero() {
 		rec.Time = time.Now()
 	}
-	rec.normalize()
+	if rec.normalize() {
+		w.sanitized.Add(1)
+	}
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
@@ -156,7 +182,8 @@ func (w *Writer) Close(ctx context.Context) error {
 
 // Stats returns the writer's counters.
 func (w *Writer) Stats() WriterStats {
-	return WriterStats{Written: w.written.Load(), Failed: w.failed.Load(), Queued: len(w.queue)}
+	return WriterStats{Written: w.written.Load(), Failed: w.failed.Load(), Sanitized: w.sanitized.Load(),
+		Fallbacks: w.fallbacks.Load(), Queued: len(w.queue)}
 }
 
 func (w *Writer) run() {
@@ -191,7 +218,7 @@ func (w *Writer) run() {
 			}
 		}
 		if len(batch) > 0 {
-			w.writeWithRetry(batch)
+			w.write(batch)
 		}
 		for _, f := range flushes {
 			close(f)
@@ -199,7 +226,36 @@ func (w *Writer) run() {
 	}
 }
 
-func (w *Writer) writeWithRetry(batch []*Record) {
+// write stores a batch. When the database refuses it for its content, the
+// records are written one by one, so only the record that is refused on its
+// own is lost (logged and counted). When the database stays unreachable,
+// writing record by record could not help: the batch is dropped.
+func (w *Writer) write(batch []*Record) {
+	err := w.writeWithRetry(batch)
+	if err == nil {
+		w.written.Add(uint64(len(batch)))
+		return
+	}
+	if len(batch) == 1 || unavailable(err) {
+		for _, r := range batch {
+			w.drop(r, err)
+		}
+		return
+	}
+	w.fallbacks.Add(1)
+	w.log.Warn("audit batch refused; writing its records one by one", "records", len(batch), "err", err)
+	for _, r := range batch {
+		if err := w.writeWithRetry([]*Record{r}); err != nil {
+			w.drop(r, err)
+			continue
+		}
+		w.written.Add(1)
+	}
+}
+
+// writeWithRetry appends batch to the chain, retrying (with backoff) while
+// the failure is not the database refusing the data.
+func (w *Writer) writeWithRetry(batch []*Record) error {
 	delay := w.opts.RetryDelay
 	var err error
 	for attempt := 0; attempt <= w.opts.Retries; attempt++ {
@@ -211,13 +267,37 @@ func (w *Writer) writeWithRetry(batch []*Record) {
 		err = appendChain(ctx, w.pool, batch)
 		cancel()
 		if err == nil {
-			w.written.Add(uint64(len(batch)))
-			return
+			return nil
+		}
+		if refused(err) {
+			return err
 		}
 		w.log.Warn("audit write failed; retrying", "records", len(batch), "attempt", attempt+1, "err", err)
 	}
-	w.failed.Add(uint64(len(batch)))
-	w.log.Error("audit records dropped after repeated write failures", "records", len(batch), "err", err)
+	return err
+}
+
+// drop counts and logs a record that could not be written, with enough of
+// its fields to reconstruct it from the log.
+func (w *Writer) drop(r *Record, err error) {
+	w.failed.Add(1)
+	w.log.Error("audit record dropped: it could not be written", "time", r.Time, "source", r.Source,
+		"actor_type", r.ActorType, "actor_id", r.ActorID, "actor_name", r.ActorName, "action", r.Action,
+		"resource_type", r.ResourceType, "resource_id", r.ResourceID, "result", r.Result, "status", r.Status,
+		"ip", r.IP, "user_agent", r.UserAgent, "request_id", r.RequestID, "summary", string(r.Summary), "err", err)
+}
+
+// refused reports whether PostgreSQL answered and refused the statement
+// (bad data, a constraint): running it again unchanged cannot succeed.
+func refused(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && !store.IsTransient(err)
+}
+
+// unavailable reports whether the database could not be reached or did not
+// answer in time, so that writing the records one by one cannot help.
+func unavailable(err error) bool {
+	return !refused(err) && (store.IsTransient(err) || errors.Is(err, context.DeadlineExceeded))
 }
 
 // appendChain stores records as the next links of the chain, in one

@@ -388,12 +388,13 @@ func TestLoginRateLimit(t *testing.T) {
 func TestRolesInheritanceAndGuards(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
+	root := rootActor()
 	admin := e.user(t, "root", RoleAdmin)
-	parent, err := e.svc.CreateRole(ctx, RoleInput{Name: "parent", Parents: []string{RoleViewer}}, []string{PermAuditRead})
+	parent, err := e.svc.CreateRole(ctx, root, RoleInput{Name: "parent", Parents: []string{RoleViewer}}, []string{PermAuditRead})
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := e.svc.CreateRole(ctx, RoleInput{Name: "child", Parents: []string{"parent"}}, []string{PermSessionAdmin})
+	child, err := e.svc.CreateRole(ctx, root, RoleInput{Name: "child", Parents: []string{"parent"}}, []string{PermSessionAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,44 +409,44 @@ func TestRolesInheritanceAndGuards(t *testing.T) {
 	}
 	// A role change applies to the very next request.
 	tok := e.login(t, "bob")
-	if _, err := e.svc.SetRolePermissions(ctx, parent.ID, nil); err != nil {
+	if _, err := e.svc.SetRolePermissions(ctx, root, parent.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	p, err := e.svc.Authenticate(ctx, tok.AccessToken)
 	if err != nil || p.Has(PermAuditRead) || !p.Has(PermVMRead) {
 		t.Errorf("after removing audit:read from parent: %v, %v", p, err)
 	}
-	if _, err := e.svc.UpdateRole(ctx, parent.ID, RoleInput{Name: "parent", Parents: []string{"child"}}); !errors.Is(err, ErrRoleCycle) {
+	if _, err := e.svc.UpdateRole(ctx, root, parent.ID, RoleInput{Name: "parent", Parents: []string{"child"}}); !errors.Is(err, ErrRoleCycle) {
 		t.Errorf("cycle = %v; want ErrRoleCycle", err)
 	}
 	adminRole := roleByName(t, e, RoleAdmin)
-	if _, err := e.svc.SetRolePermissions(ctx, adminRole, nil); !errors.Is(err, ErrBuiltinRole) {
+	if _, err := e.svc.SetRolePermissions(ctx, root, adminRole, nil); !errors.Is(err, ErrBuiltinRole) {
 		t.Errorf("editing admin = %v; want ErrBuiltinRole", err)
 	}
-	if err := e.svc.DeleteRole(ctx, adminRole); !errors.Is(err, ErrBuiltinRole) {
+	if err := e.svc.DeleteRole(ctx, root, adminRole); !errors.Is(err, ErrBuiltinRole) {
 		t.Errorf("deleting admin = %v; want ErrBuiltinRole", err)
 	}
-	if _, err := e.svc.CreateRole(ctx, RoleInput{Name: "child"}, nil); !isConflict(err) {
+	if _, err := e.svc.CreateRole(ctx, root, RoleInput{Name: "child"}, nil); !isConflict(err) {
 		t.Errorf("duplicate role = %v; want ConflictError", err)
 	}
-	if _, err := e.svc.CreateRole(ctx, RoleInput{Name: "x"}, []string{"vm:fly"}); err == nil {
+	if _, err := e.svc.CreateRole(ctx, root, RoleInput{Name: "x"}, []string{"vm:fly"}); err == nil {
 		t.Error("unknown permission accepted")
 	}
 	// The last administrator is protected.
-	if _, err := e.svc.SetUserRoles(ctx, admin.ID, []string{RoleViewer}); !errors.Is(err, ErrLastAdmin) {
+	if _, err := e.svc.SetUserRoles(ctx, root, admin.ID, []string{RoleViewer}); !errors.Is(err, ErrLastAdmin) {
 		t.Errorf("demoting the last admin = %v; want ErrLastAdmin", err)
 	}
-	if err := e.svc.LockUser(ctx, bob.ID, admin.ID); !errors.Is(err, ErrLastAdmin) {
+	if err := e.svc.LockUser(ctx, root, admin.ID); !errors.Is(err, ErrLastAdmin) {
 		t.Errorf("locking the last admin = %v; want ErrLastAdmin", err)
 	}
-	if err := e.svc.DeleteUser(ctx, admin.ID, admin.ID); !errors.Is(err, ErrSelf) {
+	if err := e.svc.DeleteUser(ctx, e.actor(t, admin), admin.ID); !errors.Is(err, ErrSelf) {
 		t.Errorf("deleting yourself = %v; want ErrSelf", err)
 	}
 	e.user(t, "root2", RoleAdmin)
-	if _, err := e.svc.SetUserRoles(ctx, admin.ID, []string{RoleViewer}); err != nil {
+	if _, err := e.svc.SetUserRoles(ctx, root, admin.ID, []string{RoleViewer}); err != nil {
 		t.Errorf("demoting one of two admins: %v", err)
 	}
-	if _, err := e.svc.CreateUser(ctx, UserInput{Username: "BOB"}, goodPassword, nil); !isConflict(err) {
+	if _, err := e.svc.CreateUser(ctx, root, UserInput{Username: "BOB"}, goodPassword, nil); !isConflict(err) {
 		t.Errorf("case-insensitive duplicate username = %v; want ConflictError", err)
 	}
 }
@@ -470,11 +471,11 @@ func TestLockRevokesSessionsAndTokens(t *testing.T) {
 	admin := e.user(t, "root", RoleAdmin)
 	op := e.user(t, "olga", RoleOperator)
 	tok := e.login(t, "olga")
-	secret, _, err := e.svc.CreateAPIToken(ctx, op.ID, "ci", nil, nil)
+	secret, _, err := e.svc.CreateAPIToken(ctx, e.actor(t, op), "ci", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.LockUser(ctx, admin.ID, op.ID); err != nil {
+	if err := e.svc.LockUser(ctx, e.actor(t, admin), op.ID); err != nil {
 		t.Fatal(err)
 	}
 	for name, bearer := range map[string]string{"session": tok.AccessToken, "api token": secret} {
@@ -485,7 +486,7 @@ func TestLockRevokesSessionsAndTokens(t *testing.T) {
 	if _, at, err := e.svc.Login(ctx, "olga", goodPassword, Client{}); err == nil || at.Reason != "locked" {
 		t.Errorf("login of a locked user = %v, %q", err, at.Reason)
 	}
-	if err := e.svc.UnlockUser(ctx, op.ID); err != nil {
+	if err := e.svc.UnlockUser(ctx, e.actor(t, admin), op.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.svc.Authenticate(ctx, secret); err != nil {
@@ -498,36 +499,44 @@ func TestAPITokenScope(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	op := e.user(t, "olga", RoleOperator)
-	secret, info, err := e.svc.CreateAPIToken(ctx, op.ID, "ci", []string{PermVMRead, PermUserRead}, nil)
+	e.user(t, "root", RoleAdmin) // role changes must leave an administrator
+	if _, _, err := e.svc.CreateAPIToken(ctx, e.actor(t, op), "ci", []string{PermVMRead, PermUserRead}, nil); !errors.Is(err, ErrEscalation) {
+		t.Errorf("token with a permission the owner lacks = %v; want ErrEscalation", err)
+	}
+	secret, info, err := e.svc.CreateAPIToken(ctx, e.actor(t, op), "ci", []string{PermVMRead, PermVMWrite}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(secret, info.Prefix) || len(secret) < 40 {
 		t.Errorf("secret %q does not start with prefix %q", secret, info.Prefix)
 	}
+	// The owner loses vm:write: so does the token, at its next use.
+	if _, err := e.svc.SetUserRoles(ctx, rootActor(), op.ID, []string{RoleViewer}); err != nil {
+		t.Fatal(err)
+	}
 	p, err := e.svc.Authenticate(ctx, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(p.Permissions, []string{PermVMRead}) || p.IsSession() || p.TokenID != info.ID {
-		t.Errorf("token principal = %+v; want exactly vm:read (owner lacks user:read)", p)
+		t.Errorf("token principal = %+v; want exactly vm:read (the owner lost vm:write)", p)
 	}
 	var stored []byte
 	if err := e.pool.QueryRow(ctx, `SELECT token_hash FROM api_tokens WHERE id = $1`, info.ID).Scan(&stored); err != nil || strings.Contains(string(stored), secret) {
 		t.Errorf("token stored in clear or missing: %v", err)
 	}
 	other := e.user(t, "eve", RoleViewer)
-	if err := e.svc.RevokeAPIToken(ctx, other.ID, info.ID); !errors.Is(err, ErrNotFound) {
+	if err := e.svc.RevokeAPIToken(ctx, e.actor(t, other), info.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("revoking someone else's token = %v; want ErrNotFound", err)
 	}
-	if err := e.svc.RevokeAPIToken(ctx, op.ID, info.ID); err != nil {
+	if err := e.svc.RevokeAPIToken(ctx, e.actor(t, op), info.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.svc.Authenticate(ctx, secret); !errors.Is(err, ErrUnauthenticated) {
 		t.Errorf("revoked token = %v; want ErrUnauthenticated", err)
 	}
 	exp := e.clock.Now().Add(time.Hour)
-	secret2, _, _ := e.svc.CreateAPIToken(ctx, op.ID, "short", nil, &exp)
+	secret2, _, _ := e.svc.CreateAPIToken(ctx, e.actor(t, op), "short", nil, &exp)
 	e.clock.Advance(2 * time.Hour)
 	if _, err := e.svc.Authenticate(ctx, secret2); !errors.Is(err, ErrUnauthenticated) {
 		t.Errorf("expired token = %v; want ErrUnauthenticated", err)

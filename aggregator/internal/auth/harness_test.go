@@ -85,7 +85,7 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 // user creates a user with the given roles and returns it.
 func (e *env) user(t *testing.T, name string, roles ...string) *User {
 	t.Helper()
-	u, err := e.svc.CreateUser(context.Background(), UserInput{Username: name, Email: name + "@example.com"}, goodPassword, roles)
+	u, err := e.svc.CreateUser(context.Background(), rootActor(), UserInput{Username: name, Email: name + "@example.com"}, goodPassword, roles)
 	if err != nil {
 		t.Fatalf("CreateUser %s: %v", name, err)
 	}

@@ -5,17 +5,14 @@ import (
 	"slices"
 
 	"github.com/google/uuid"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/access"
 )
 
-// Scope is a user's optional data scope. Empty lists mean no restriction on
-// that dimension; modules that list VMs, metrics or alerts apply it.
-type Scope struct {
-	Sites    []string `json:"sites"`
-	VMGroups []string `json:"vm_groups"`
-}
-
-// Unrestricted reports whether the scope allows all data.
-func (s Scope) Unrestricted() bool { return len(s.Sites) == 0 && len(s.VMGroups) == 0 }
+// Scope is a user's optional data scope (sites and VM groups; empty means
+// everything). WithPrincipal puts it in the context, where the store
+// applies it to every read of site data.
+type Scope = access.Scope
 
 // Principal is the authenticated caller of one request: a user through an
 // interactive session, or a user's personal API token. Its permissions are
@@ -57,9 +54,10 @@ func (p *Principal) ActorType() string {
 
 type principalKey struct{}
 
-// WithPrincipal returns ctx carrying p.
+// WithPrincipal returns ctx carrying p, and limited to p's data scope
+// (access.WithScope), so every read of site data made with ctx is.
 func WithPrincipal(ctx context.Context, p *Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+	return access.WithScope(context.WithValue(ctx, principalKey{}, p), p.Scope)
 }
 
 // PrincipalFrom returns the authenticated caller, if any.

@@ -79,8 +79,13 @@ func (s *Service) GetRole(ctx context.Context, id uuid.UUID) (*Role, error) {
 	return r, nil
 }
 
-// CreateRole creates a custom role.
-func (s *Service) CreateRole(ctx context.Context, in RoleInput, perms []string) (*Role, error) {
+// CreateRole creates a custom role on behalf of actor. Its effective
+// permissions (its own and its parents', transitively) must be ones actor
+// holds (*EscalationError otherwise).
+func (s *Service) CreateRole(ctx context.Context, actor *Principal, in RoleInput, perms []string) (*Role, error) {
+	if actor == nil {
+		return nil, errNoActor
+	}
 	id := uuid.New()
 	now := s.now()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -91,7 +96,14 @@ func (s *Service) CreateRole(ctx context.Context, in RoleInput, perms []string) 
 		if err := setParents(ctx, tx, id, in.Parents); err != nil {
 			return err
 		}
-		return setPermissions(ctx, tx, id, perms)
+		if err := setPermissions(ctx, tx, id, perms); err != nil {
+			return err
+		}
+		eff, err := rolePermissionsTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		return CheckGrant(actor, eff, nil)
 	})
 	if err != nil {
 		return nil, wrap("auth: create role", err)
@@ -99,16 +111,17 @@ func (s *Service) CreateRole(ctx context.Context, in RoleInput, perms []string) 
 	return s.GetRole(ctx, id)
 }
 
-// UpdateRole replaces a custom role's name, description and parents.
-func (s *Service) UpdateRole(ctx context.Context, id uuid.UUID, in RoleInput) (*Role, error) {
+// UpdateRole replaces a custom role's name, description and parents on
+// behalf of actor (see changeRole for what actor must hold).
+func (s *Service) UpdateRole(ctx context.Context, actor *Principal, id uuid.UUID, in RoleInput) (*Role, error) {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := lockCustomRole(ctx, tx, id); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE roles SET name = $2, description = $3, updated_at = $4 WHERE id = $1`, id, in.Name, in.Description, s.now()); err != nil {
-			return roleConflict(err)
-		}
-		if err := setParents(ctx, tx, id, in.Parents); err != nil {
+		err := changeRole(ctx, tx, actor, id, func() error {
+			if _, err := tx.Exec(ctx, `UPDATE roles SET name = $2, description = $3, updated_at = $4 WHERE id = $1`, id, in.Name, in.Description, s.now()); err != nil {
+				return roleConflict(err)
+			}
+			return setParents(ctx, tx, id, in.Parents)
+		})
+		if err != nil {
 			return err
 		}
 		return ensureAnyAdmin(ctx, tx)
@@ -119,16 +132,18 @@ func (s *Service) UpdateRole(ctx context.Context, id uuid.UUID, in RoleInput) (*
 	return s.GetRole(ctx, id)
 }
 
-// SetRolePermissions replaces a custom role's own permissions.
-func (s *Service) SetRolePermissions(ctx context.Context, id uuid.UUID, perms []string) (*Role, error) {
+// SetRolePermissions replaces a custom role's own permissions on behalf of
+// actor (see changeRole for what actor must hold).
+func (s *Service) SetRolePermissions(ctx context.Context, actor *Principal, id uuid.UUID, perms []string) (*Role, error) {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := lockCustomRole(ctx, tx, id); err != nil {
+		err := changeRole(ctx, tx, actor, id, func() error {
+			if err := setPermissions(ctx, tx, id, perms); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `UPDATE roles SET updated_at = $2 WHERE id = $1`, id, s.now())
 			return err
-		}
-		if err := setPermissions(ctx, tx, id, perms); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE roles SET updated_at = $2 WHERE id = $1`, id, s.now()); err != nil {
+		})
+		if err != nil {
 			return err
 		}
 		return ensureAnyAdmin(ctx, tx)
@@ -139,10 +154,19 @@ func (s *Service) SetRolePermissions(ctx context.Context, id uuid.UUID, perms []
 	return s.GetRole(ctx, id)
 }
 
-// DeleteRole deletes a custom role; users holding it lose it.
-func (s *Service) DeleteRole(ctx context.Context, id uuid.UUID) error {
+// DeleteRole deletes a custom role on behalf of actor, who must hold every
+// effective permission of the role (*EscalationError otherwise); users
+// holding it lose it.
+func (s *Service) DeleteRole(ctx context.Context, actor *Principal, id uuid.UUID) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := lockCustomRole(ctx, tx, id); err != nil {
+			return err
+		}
+		old, err := rolePermissionsTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := checkOver(actor, "role", old, nil); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM roles WHERE id = $1`, id); err != nil {
@@ -151,6 +175,42 @@ func (s *Service) DeleteRole(ctx context.Context, id uuid.UUID) error {
 		return ensureAnyAdmin(ctx, tx)
 	})
 	return wrap("auth: delete role", err)
+}
+
+// changeRole locks custom role id and applies change to it in tx, on
+// behalf of actor, who must hold every effective permission of the role
+// both before the change (nobody edits a role beyond their own) and after
+// it (nobody grants a permission they lack, whether directly or through a
+// parent). A change that adds permissions is also refused to an actor with
+// a restricted scope when a user holding the role has a wider scope.
+func changeRole(ctx context.Context, tx pgx.Tx, actor *Principal, id uuid.UUID, change func() error) error {
+	if actor == nil {
+		return errNoActor
+	}
+	if err := lockCustomRole(ctx, tx, id); err != nil {
+		return err
+	}
+	old, err := rolePermissionsTx(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if err := checkOver(actor, "role", old, nil); err != nil {
+		return err
+	}
+	if err := change(); err != nil {
+		return err
+	}
+	eff, err := rolePermissionsTx(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if err := CheckGrant(actor, eff, nil); err != nil {
+		return err
+	}
+	if len(missingPermissions(eff, old)) > 0 {
+		return checkRoleHolders(ctx, tx, actor, id)
+	}
+	return nil
 }
 
 func lockCustomRole(ctx context.Context, tx pgx.Tx, id uuid.UUID) error {

@@ -47,16 +47,29 @@ func (s *Service) ListAPITokens(ctx context.Context, userID uuid.UUID) ([]APITok
 	return out, nil
 }
 
-// CreateAPIToken makes a token for userID and returns its secret, which is
-// not stored. perms restricts the token to a subset of the owner's
-// permissions (empty: all of them); the owner's permissions are applied
-// again on every use, so the token never exceeds them.
-func (s *Service) CreateAPIToken(ctx context.Context, userID uuid.UUID, name string, perms []string, expiresAt *time.Time) (string, *APIToken, error) {
+// CreateAPIToken makes a token owned by actor and returns its secret, which
+// is not stored. Only a session can mint tokens (ErrSessionRequired): a
+// leaked token must not outlive its revocation through children. perms
+// restricts the token to a subset of the owner's permissions (empty: all of
+// them); naming one the owner lacks is an *EscalationError. The owner's
+// permissions are applied again on every use (see authenticateAPIToken),
+// so the token never exceeds what its owner holds now.
+func (s *Service) CreateAPIToken(ctx context.Context, actor *Principal, name string, perms []string, expiresAt *time.Time) (string, *APIToken, error) {
+	if actor == nil {
+		return "", nil, errNoActor
+	}
+	if !actor.IsSession() {
+		return "", nil, ErrSessionRequired
+	}
+	userID := actor.UserID
 	perms = nonNil(sortedUnique(perms))
 	for _, p := range perms {
 		if !KnownPermission(p) {
 			return "", nil, &UnknownError{Field: "permissions", Name: p}
 		}
+	}
+	if err := CheckGrant(actor, perms, nil); err != nil {
+		return "", nil, err
 	}
 	secret, hash, err := newSecret(apiTokenPrefix)
 	if err != nil {
@@ -70,10 +83,13 @@ func (s *Service) CreateAPIToken(ctx context.Context, userID uuid.UUID, name str
 	return secret, t, nil
 }
 
-// RevokeAPIToken revokes one of userID's tokens; ErrNotFound if it is not
-// theirs or already revoked.
-func (s *Service) RevokeAPIToken(ctx context.Context, userID, id uuid.UUID) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE api_tokens SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL`, id, userID, s.now())
+// RevokeAPIToken revokes one of actor's own tokens; ErrNotFound if it is
+// not theirs or already revoked.
+func (s *Service) RevokeAPIToken(ctx context.Context, actor *Principal, id uuid.UUID) error {
+	if actor == nil {
+		return errNoActor
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE api_tokens SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL`, id, actor.UserID, s.now())
 	if err != nil {
 		return fmt.Errorf("auth: revoke api token: %w", err)
 	}
@@ -105,6 +121,8 @@ func (s *Service) authenticateAPIToken(ctx context.Context, secret string) (*Pri
 	if err != nil {
 		return nil, fmt.Errorf("auth: authenticate api token: %w", err)
 	}
+	// A token holds at most what its owner holds now: its own list cut down
+	// to the owner's current effective permissions.
 	if len(tokenPerms) > 0 {
 		p.Permissions = slices.DeleteFunc(p.Permissions, func(perm string) bool { return !slices.Contains(tokenPerms, perm) })
 	}

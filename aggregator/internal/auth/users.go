@@ -125,13 +125,25 @@ func (s *Service) GetUser(ctx context.Context, id uuid.UUID) (*User, error) {
 	return u, nil
 }
 
-// CreateUser creates a user with the given roles (by name). The password
-// must pass CheckPassword.
-func (s *Service) CreateUser(ctx context.Context, in UserInput, password string, roles []string) (*User, error) {
-	return createUser(ctx, s.pool, in, password, roles)
+// CreateUser creates a user with the given roles (by name) on behalf of
+// actor. The roles' effective permissions must be ones actor holds
+// (*EscalationError otherwise). The new user gets actor's data scope, so a
+// user restricted to some sites can only create users restricted the same
+// way (an unrestricted actor creates unrestricted users). The password must
+// pass CheckPassword.
+func (s *Service) CreateUser(ctx context.Context, actor *Principal, in UserInput, password string, roles []string) (*User, error) {
+	if actor == nil {
+		return nil, errNoActor
+	}
+	return createUser(ctx, s.pool, in, password, roles, actor.Scope, func(tx pgx.Tx, id uuid.UUID) error {
+		return checkUserGrant(ctx, tx, actor, id)
+	})
 }
 
-func createUser(ctx context.Context, pool *pgxpool.Pool, in UserInput, password string, roles []string) (*User, error) {
+// createUser creates a user with roles and scope sc; check, if not nil,
+// runs in the transaction after the roles are set and can refuse the user.
+func createUser(ctx context.Context, pool *pgxpool.Pool, in UserInput, password string, roles []string, sc Scope,
+	check func(tx pgx.Tx, id uuid.UUID) error) (*User, error) {
 	if err := CheckPassword(password, in.Username, in.Email); err != nil {
 		return nil, err
 	}
@@ -141,11 +153,18 @@ func createUser(ctx context.Context, pool *pgxpool.Pool, in UserInput, password 
 	}
 	id := uuid.New()
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO users (id, username, email, display_name, password_hash) VALUES ($1, $2, $3, $4, $5)`,
-			id, in.Username, in.Email, in.DisplayName, hash); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO users (id, username, email, display_name, password_hash, scope_sites, scope_vm_groups)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			id, in.Username, in.Email, in.DisplayName, hash, nonNil(sortedUnique(sc.Sites)), nonNil(sortedUnique(sc.VMGroups))); err != nil {
 			return userConflict(err)
 		}
-		return setUserRoles(ctx, tx, id, roles)
+		if err := setUserRoles(ctx, tx, id, roles); err != nil {
+			return err
+		}
+		if check != nil {
+			return check(tx, id)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, wrap("auth: create user", err)
@@ -161,26 +180,34 @@ func getUser(ctx context.Context, pool *pgxpool.Pool, id uuid.UUID) (*User, erro
 	return u, nil
 }
 
-// UpdateUser replaces a user's editable fields.
-func (s *Service) UpdateUser(ctx context.Context, id uuid.UUID, in UserInput) (*User, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE users SET username = $2, email = $3, display_name = $4, updated_at = $5 WHERE id = $1`,
-		id, in.Username, in.Email, in.DisplayName, s.now())
+// UpdateUser replaces a user's editable fields on behalf of actor, who
+// must hold everything the user holds (*EscalationError otherwise).
+func (s *Service) UpdateUser(ctx context.Context, actor *Principal, id uuid.UUID, in UserInput) (*User, error) {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := authorizeOver(ctx, tx, actor, id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE users SET username = $2, email = $3, display_name = $4, updated_at = $5 WHERE id = $1`,
+			id, in.Username, in.Email, in.DisplayName, s.now())
+		return userConflict(err)
+	})
 	if err != nil {
-		return nil, wrap("auth: update user", userConflict(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return nil, ErrNotFound
+		return nil, wrap("auth: update user", err)
 	}
 	return s.GetUser(ctx, id)
 }
 
-// DeleteUser deletes a user, its sessions and API tokens. actor may not
-// delete themselves, and the last administrator cannot be deleted.
-func (s *Service) DeleteUser(ctx context.Context, actor, id uuid.UUID) error {
-	if actor == id {
-		return ErrSelf
+// DeleteUser deletes a user, its sessions and API tokens, on behalf of
+// actor. Nobody deletes themselves (ErrSelf) or a user holding more than
+// they do (*EscalationError), and the last administrator cannot be deleted.
+func (s *Service) DeleteUser(ctx context.Context, actor *Principal, id uuid.UUID) error {
+	if err := notSelf(actor, id, ErrSelf); err != nil {
+		return err
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := authorizeOver(ctx, tx, actor, id); err != nil {
+			return err
+		}
 		if err := ensureOtherAdmin(ctx, tx, id); err != nil {
 			return err
 		}
@@ -197,8 +224,14 @@ func (s *Service) DeleteUser(ctx context.Context, actor, id uuid.UUID) error {
 }
 
 // ResetPassword sets a user's password (generated if empty, and returned)
-// and ends all of the user's sessions.
-func (s *Service) ResetPassword(ctx context.Context, id uuid.UUID, password string) (string, error) {
+// and ends all of the user's sessions, on behalf of actor. Nobody resets
+// their own password this way (ErrSelf: ChangePassword asks for the current
+// one) or the password of a user holding more than they do
+// (*EscalationError): whoever knows the new password is that user.
+func (s *Service) ResetPassword(ctx context.Context, actor *Principal, id uuid.UUID, password string) (string, error) {
+	if err := notSelf(actor, id, ErrSelf); err != nil {
+		return "", err
+	}
 	u, err := s.GetUser(ctx, id)
 	if err != nil {
 		return "", err
@@ -210,7 +243,8 @@ func (s *Service) ResetPassword(ctx context.Context, id uuid.UUID, password stri
 	} else if err := CheckPassword(password, u.Username, u.Email); err != nil {
 		return "", err
 	}
-	if err := s.setPassword(ctx, id, password, uuid.Nil, "password_reset"); err != nil {
+	check := func(tx pgx.Tx) error { return authorizeOver(ctx, tx, actor, id) }
+	if err := s.setPassword(ctx, id, password, uuid.Nil, "password_reset", check); err != nil {
 		return "", err
 	}
 	return password, nil
@@ -240,16 +274,24 @@ func (s *Service) ChangePassword(ctx context.Context, id, keep uuid.UUID, curren
 	if current == next {
 		return &PolicyError{Violations: []string{PolicySameAsCurrent}}
 	}
-	return s.setPassword(ctx, id, next, keep, "password_changed")
+	return s.setPassword(ctx, id, next, keep, "password_changed", nil)
 }
 
-func (s *Service) setPassword(ctx context.Context, id uuid.UUID, password string, keep uuid.UUID, reason string) error {
+// setPassword stores a new password for user id and ends the user's
+// sessions but keep. check, if not nil, runs first in the transaction and
+// can refuse the change.
+func (s *Service) setPassword(ctx context.Context, id uuid.UUID, password string, keep uuid.UUID, reason string, check func(tx pgx.Tx) error) error {
 	hash, err := HashPassword(password)
 	if err != nil {
 		return err
 	}
 	now := s.now()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if check != nil {
+			if err := check(tx); err != nil {
+				return err
+			}
+		}
 		tag, err := tx.Exec(ctx, `UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3, failed_logins = 0, locked_until = NULL WHERE id = $1`, id, hash, now)
 		if err != nil {
 			return err
@@ -263,14 +305,19 @@ func (s *Service) setPassword(ctx context.Context, id uuid.UUID, password string
 	return wrap("auth: set password", err)
 }
 
-// LockUser locks an account: logins are refused and its sessions and API
-// tokens stop working at once.
-func (s *Service) LockUser(ctx context.Context, actor, id uuid.UUID) error {
-	if actor == id {
-		return ErrSelf
+// LockUser locks an account on behalf of actor: logins are refused and its
+// sessions and API tokens stop working at once. Nobody locks themselves
+// (ErrSelf), a user holding more than they do (*EscalationError), or the
+// last administrator (ErrLastAdmin).
+func (s *Service) LockUser(ctx context.Context, actor *Principal, id uuid.UUID) error {
+	if err := notSelf(actor, id, ErrSelf); err != nil {
+		return err
 	}
 	now := s.now()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := authorizeOver(ctx, tx, actor, id); err != nil {
+			return err
+		}
 		if err := ensureOtherAdmin(ctx, tx, id); err != nil {
 			return err
 		}
@@ -287,29 +334,37 @@ func (s *Service) LockUser(ctx context.Context, actor, id uuid.UUID) error {
 	return wrap("auth: lock user", err)
 }
 
-// UnlockUser clears both an administrator's lock and an automatic lockout.
-func (s *Service) UnlockUser(ctx context.Context, id uuid.UUID) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE users SET locked = false, locked_until = NULL, failed_logins = 0, updated_at = $2 WHERE id = $1`, id, s.now())
-	if err != nil {
-		return fmt.Errorf("auth: unlock user: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return nil
-}
-
-// SetUserRoles replaces a user's roles (by name).
-func (s *Service) SetUserRoles(ctx context.Context, id uuid.UUID, roles []string) (*User, error) {
+// UnlockUser clears both an administrator's lock and an automatic lockout,
+// on behalf of actor, who must hold everything the user holds
+// (*EscalationError otherwise).
+func (s *Service) UnlockUser(ctx context.Context, actor *Principal, id uuid.UUID) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 FOR UPDATE)`, id).Scan(&exists); err != nil {
+		if err := authorizeOver(ctx, tx, actor, id); err != nil {
 			return err
 		}
-		if !exists {
-			return ErrNotFound
+		_, err := tx.Exec(ctx, `UPDATE users SET locked = false, locked_until = NULL, failed_logins = 0, updated_at = $2 WHERE id = $1`, id, s.now())
+		return err
+	})
+	return wrap("auth: unlock user", err)
+}
+
+// SetUserRoles replaces a user's roles (by name) on behalf of actor. Nobody
+// changes their own roles (ErrSelfModification), the roles of a user
+// holding more than they do, or grants roles whose effective permissions
+// they do not all hold (*EscalationError); the last administrator cannot be
+// demoted (ErrLastAdmin).
+func (s *Service) SetUserRoles(ctx context.Context, actor *Principal, id uuid.UUID, roles []string) (*User, error) {
+	if err := notSelf(actor, id, ErrSelfModification); err != nil {
+		return nil, err
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := authorizeOver(ctx, tx, actor, id); err != nil {
+			return err
 		}
 		if err := setUserRoles(ctx, tx, id, roles); err != nil {
+			return err
+		}
+		if err := checkUserGrant(ctx, tx, actor, id); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE users SET updated_at = $2 WHERE id = $1`, id, s.now()); err != nil {
@@ -323,15 +378,28 @@ func (s *Service) SetUserRoles(ctx context.Context, id uuid.UUID, roles []string
 	return s.GetUser(ctx, id)
 }
 
-// SetUserScope replaces a user's data scope.
-func (s *Service) SetUserScope(ctx context.Context, id uuid.UUID, sc Scope) (*User, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE users SET scope_sites = $2, scope_vm_groups = $3, updated_at = $4 WHERE id = $1`,
-		id, nonNil(sortedUnique(sc.Sites)), nonNil(sortedUnique(sc.VMGroups)), s.now())
-	if err != nil {
-		return nil, fmt.Errorf("auth: set user scope: %w", err)
+// SetUserScope replaces a user's data scope on behalf of actor. Nobody
+// changes their own scope (ErrSelfModification), the scope of a user
+// holding more than they do, or grants a scope beyond their own
+// (*EscalationError; an empty scope is unrestricted, so only an
+// unrestricted actor may grant it).
+func (s *Service) SetUserScope(ctx context.Context, actor *Principal, id uuid.UUID, sc Scope) (*User, error) {
+	if err := notSelf(actor, id, ErrSelfModification); err != nil {
+		return nil, err
 	}
-	if tag.RowsAffected() == 0 {
-		return nil, ErrNotFound
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := authorizeOver(ctx, tx, actor, id); err != nil {
+			return err
+		}
+		if err := CheckGrant(actor, nil, &sc); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE users SET scope_sites = $2, scope_vm_groups = $3, updated_at = $4 WHERE id = $1`,
+			id, nonNil(sortedUnique(sc.Sites)), nonNil(sortedUnique(sc.VMGroups)), s.now())
+		return err
+	})
+	if err != nil {
+		return nil, wrap("auth: set user scope", err)
 	}
 	return s.GetUser(ctx, id)
 }
@@ -445,7 +513,8 @@ func wrap(origin string, err error) error {
 		policy   *PolicyError
 	)
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrLastAdmin) || errors.Is(err, ErrBuiltinRole) || errors.Is(err, ErrRoleCycle) ||
-		errors.Is(err, ErrSelf) || errors.As(err, &conflict) || errors.As(err, &unknown) || errors.As(err, &policy) {
+		errors.Is(err, ErrSelf) || errors.Is(err, ErrSelfModification) || errors.Is(err, ErrEscalation) ||
+		errors.As(err, &conflict) || errors.As(err, &unknown) || errors.As(err, &policy) {
 		return err
 	}
 	return fmt.Errorf("%s: %w", origin, err)

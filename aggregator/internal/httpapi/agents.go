@@ -165,8 +165,9 @@ func (h *agentsResource) Routes() []Route {
 		{Method: "GET", Pattern: "/agents/{id}", Access: auth.PermSystemRead, Handle: h.get, Doc: Doc{Tag: tag,
 			Summary: "Get an agent", Response: agent, Errors: []int{401, 403, 404}}},
 		{Method: "POST", Pattern: "/agents/enrollment-tokens", Access: auth.PermSystemWrite, Action: "agent.enrollment_token.create", Resource: "site", Handle: h.createToken, Doc: Doc{Tag: tag,
-			Summary: "Issue a single-use enrollment token for a new agent of a site (the site is created if new); the token is shown only in this response",
-			Body:    ref("EnrollmentTokenCreate"), Response: ref("EnrollmentToken"), Status: http.StatusCreated, Errors: []int{401, 403, 422}}},
+			Summary: "Issue a single-use enrollment token for a new agent of a site (the site is created if new); the token is shown only in this response. " +
+				"A site outside the caller's data scope is 404 SITE_NOT_FOUND.",
+			Body: ref("EnrollmentTokenCreate"), Response: ref("EnrollmentToken"), Status: http.StatusCreated, Errors: []int{401, 403, 404, 422}}},
 		{Method: "DELETE", Pattern: "/agents/{id}", Access: auth.PermSystemWrite, Action: "agent.revoke", Resource: "agent", Handle: h.revoke, Doc: Doc{Tag: tag,
 			Summary:  "Revoke an agent: its certificate is refused from now on and its connection to this aggregator is closed at once (idempotent)",
 			Response: agent, Errors: []int{401, 403, 404}}},
@@ -275,7 +276,8 @@ func (h *agentsResource) createToken(w http.ResponseWriter, r *http.Request) err
 	p, _ := auth.PrincipalFrom(r.Context())
 	token, expires, err := h.a.agents.IssueEnrollToken(r.Context(), *body.Site, body.ttl, principalLabel(p))
 	if err != nil {
-		return err
+		// A site outside the caller's data scope.
+		return notFound(err, CodeSiteNotFound)
 	}
 	expires = expires.UTC()
 	// The token is a credential: it goes to the caller and nowhere else

@@ -65,7 +65,7 @@ func TestAgentsListAndGet(t *testing.T) {
 	beta := e.enrollAgent("dc-west", "Beta")
 	e.enrollAgent("dc-west", "gamma")
 	e.connectAgent(b, &protocol.Heartbeat{SpoolDepth: 7, SpoolBytes: 7000, OldestUnsentAge: 1500, CollectionLag: 20000, Dropped: 2})
-	if err := e.store.RevokeAgent(context.Background(), beta.ID); err != nil {
+	if err := e.store.RevokeAgent(store.AllSites(context.Background()), beta.ID); err != nil {
 		t.Fatal(err)
 	}
 

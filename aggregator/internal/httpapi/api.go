@@ -45,6 +45,9 @@ type Deps struct {
 	// Inventory serves the inventory read routes (/vms, /hosts, /clusters,
 	// /datastores, /sites); *store.Store implements it. Required.
 	Inventory Inventory
+	// History serves the metric history routes (/metrics,
+	// /{kind}/{id}/metrics); *store.Store implements it. Required.
+	History History
 	// Commander reaches the agents connected to this aggregator (site
 	// resync). Required.
 	Commander Commander
@@ -66,6 +69,7 @@ type API struct {
 	ready     func(ctx context.Context) error
 	agents    AgentRegistry
 	inventory Inventory
+	history   History
 	commander Commander
 	system    SystemStore
 	ingest    IngestMonitor
@@ -94,9 +98,9 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("httpapi: config: %w", err)
 	}
-	if deps.Pool == nil || deps.Ready == nil || deps.Agents == nil || deps.Inventory == nil || deps.Commander == nil ||
-		deps.System == nil || deps.Ingest == nil {
-		return nil, errors.New("httpapi: Deps.Pool, Deps.Ready, Deps.Agents, Deps.Inventory, Deps.Commander, Deps.System and Deps.Ingest are required")
+	if deps.Pool == nil || deps.Ready == nil || deps.Agents == nil || deps.Inventory == nil || deps.History == nil ||
+		deps.Commander == nil || deps.System == nil || deps.Ingest == nil {
+		return nil, errors.New("httpapi: Deps.Pool, Deps.Ready, Deps.Agents, Deps.Inventory, Deps.History, Deps.Commander, Deps.System and Deps.Ingest are required")
 	}
 	now := deps.Now
 	if now == nil {
@@ -133,6 +137,7 @@ func New(cfg Config, deps Deps) (*API, error) {
 		ready:     deps.Ready,
 		agents:    deps.Agents,
 		inventory: deps.Inventory,
+		history:   deps.History,
 		commander: deps.Commander,
 		system:    deps.System,
 		ingest:    deps.Ingest,

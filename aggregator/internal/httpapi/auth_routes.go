@@ -48,15 +48,27 @@ func (b *loginRequest) validate(v *fieldErrors) {
 	}
 }
 
+// Login-log reasons of the API's own (auth.Attempt has the others).
+const loginInvalidRequest = "invalid_request"
+
 func (h *authResource) login(w http.ResponseWriter, r *http.Request) error {
+	st := stateOf(r)
 	var body loginRequest
-	if err := decodeJSON(r, &body); err != nil {
+	raw, err := readJSON(r)
+	if err == nil {
+		err = decodeJSONBody(r, raw, &body)
+	}
+	if err != nil {
+		// A refused request is still a login attempt: the login log (and
+		// the audit record) name whoever it claimed to be, escaped.
+		name, _ := jsonStringMember(raw, "username")
+		st.actorName = audit.SanitizeText(name, audit.MaxUsername)
+		h.appendLogin(r, audit.LoginRecord{Username: st.actorName, Result: "failure", Reason: loginInvalidRequest})
 		return err
 	}
-	st := stateOf(r)
 	st.actorName = *body.Username
-	tokens, at, err := h.a.auth.Login(r.Context(), *body.Username, *body.Password, auth.Client{IP: st.ip, UserAgent: r.UserAgent()})
-	rec := audit.LoginRecord{Username: at.Username, Result: "failure", Reason: at.Reason, IP: st.ip, UserAgent: r.UserAgent(), RequestID: st.requestID}
+	tokens, at, err := h.a.auth.Login(r.Context(), *body.Username, *body.Password, auth.Client{IP: st.ip, UserAgent: userAgentOf(r)})
+	rec := audit.LoginRecord{Username: at.Username, Result: "failure", Reason: at.Reason}
 	if at.UserID != [16]byte{} {
 		rec.UserID = at.UserID.String()
 		st.actorName = at.Username
@@ -66,14 +78,25 @@ func (h *authResource) login(w http.ResponseWriter, r *http.Request) error {
 		st.actorID = rec.UserID
 		setAuditResource(r, tokens.SessionID.String())
 	}
-	if lerr := h.a.logs.AppendLogin(r.Context(), rec); lerr != nil {
-		h.a.log.Error("login log write failed", "request_id", st.requestID, "err", lerr)
-	}
+	h.appendLogin(r, rec)
 	if err != nil {
 		return err
 	}
 	writeData(w, r, http.StatusOK, tokens)
 	return nil
+}
+
+// appendLogin writes rec, completed with the request's address, user agent
+// and id, to the login log. The login log escapes what it stores; a write
+// that fails anyway is logged and counted there, and does not change the
+// answer.
+func (h *authResource) appendLogin(r *http.Request, rec audit.LoginRecord) {
+	st := stateOf(r)
+	rec.IP, rec.UserAgent, rec.RequestID = st.ip, userAgentOf(r), st.requestID
+	if err := h.a.logs.AppendLogin(r.Context(), rec); err != nil {
+		h.a.log.Error("login log write failed", "request_id", st.requestID, "username", rec.Username, "result", rec.Result,
+			"reason", rec.Reason, "ip", rec.IP, "err", err)
+	}
 }
 
 type refreshRequest struct {

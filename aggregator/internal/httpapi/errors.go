@@ -52,6 +52,20 @@ const (
 	CodeRoleCycle          = "ROLE_CYCLE"
 	CodeLastAdmin          = "LAST_ADMIN"
 	CodeSelfOperation      = "SELF_OPERATION"
+	// CodeEscalation refuses a change that would grant a permission, role
+	// or data scope the caller does not hold, or that acts on a user or
+	// role holding more than the caller.
+	CodeEscalation = "AUTH_ESCALATION_DENIED"
+	// CodeSelfModification refuses a change to the caller's own roles or
+	// data scope.
+	CodeSelfModification = "AUTH_SELF_MODIFICATION_DENIED"
+	// CodeScopeRestricted refuses a fleet-wide resource (the Prometheus
+	// exposition) to a caller whose data scope is limited to some sites.
+	CodeScopeRestricted = "AUTH_SCOPE_RESTRICTED"
+	// CodeVMLive refuses to forget a VM vCenter still has.
+	CodeVMLive         = "VM_LIVE"
+	CodeGroupNotFound  = "VM_GROUP_NOT_FOUND"
+	CodeGroupNameTaken = "VM_GROUP_NAME_TAKEN"
 )
 
 // Field error codes.
@@ -66,8 +80,14 @@ const (
 	FieldUnknownRole       = "unknown_role"
 	FieldUnknownPermission = "unknown_permission"
 	FieldTaken             = "taken"
+	FieldUnknownGroup      = "unknown_vm_group"
 	FieldWrongPassword     = "wrong_password"
 	FieldCycle             = "cycle"
+	// FieldInvalidText refuses a string (body field or query parameter)
+	// that is not storable text: a NUL, bytes that are not UTF-8, or an
+	// escaped surrogate without its pair. Params: reason (nul,
+	// invalid_utf8, lone_surrogate).
+	FieldInvalidText = "invalid_text"
 )
 
 // Error is an error with its HTTP status and machine code. Handlers return
@@ -160,6 +180,12 @@ func errorFor(err error) *Error {
 		return newError(http.StatusConflict, CodeLastAdmin)
 	case errors.Is(err, auth.ErrSelf):
 		return newError(http.StatusConflict, CodeSelfOperation)
+	case errors.Is(err, auth.ErrSelfModification):
+		return newError(http.StatusForbidden, CodeSelfModification)
+	case errors.Is(err, auth.ErrEscalation):
+		return escalationError(err)
+	case errors.Is(err, auth.ErrSessionRequired):
+		return newError(http.StatusForbidden, CodeSessionRequired)
 	case errors.Is(err, audit.ErrNotFound):
 		return newError(http.StatusNotFound, CodeAuditNotFound)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -169,6 +195,19 @@ func errorFor(err error) *Error {
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Err: err}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Err: err}
+}
+
+// escalationError is the 403 of the no-escalation rule. For a grant the
+// caller spelled out, it names the permissions the caller lacks and whether
+// the scope was too wide; for a user or role beyond the caller, nothing
+// about what that user or role holds.
+func escalationError(err error) *Error {
+	e := &Error{Status: http.StatusForbidden, Code: CodeEscalation, Err: err}
+	var esc *auth.EscalationError
+	if errors.As(err, &esc) && esc.Subject == "grant" {
+		e.Data = map[string]any{"missing_permissions": nonNil(esc.Missing), "scope_exceeded": esc.Scope}
+	}
+	return e
 }
 
 // notFound maps auth.ErrNotFound and store.ErrNotFound to the resource's
@@ -236,7 +275,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		data["fields"] = fields
 	}
 	if e.Status >= 500 {
-		log.Error("request failed", "request_id", st.requestID, "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e.Err)
+		log.Error("request failed", "request_id", st.requestID, "method", r.Method, "path", logPath(r.URL.Path), "code", e.Code, "err", e.Err)
 	} else if e.Err != nil {
 		log.Debug("request refused", "request_id", st.requestID, "code", e.Code, "err", e.Err)
 	}

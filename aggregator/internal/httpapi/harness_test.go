@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
@@ -192,7 +193,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 	ingestStats := &fakeIngest{st: IngestStats{Listening: true, Addr: "127.0.0.1:7443", BatchesStored: 7, BatchesDuplicate: 1}}
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	api, err := New(cfg, Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log, Now: c.Now, KeyEncryptionKey: testKEK, Agents: agents,
-		Inventory: st, Commander: cmds, System: st, Ingest: ingestStats,
+		Inventory: st, History: st, Commander: cmds, System: st, Ingest: ingestStats,
 		Info: SystemInfo{Version: "1.2.3-test", StartedAt: c.Now().Add(-time.Hour), Config: ConfigSummary{IngestListen: ":7443",
 			HeartbeatInterval: "10s", AgentCertLifetime: "720h", Retention: map[string]string{"raw": "168h", "5m": "720h", "1h": "2160h", "1d": "0s"}}}})
 	if err != nil {
@@ -204,8 +205,10 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 		}
 	})
 	e := &env{t: t, api: api, pool: st.Pool(), store: st, agents: agents, cmds: cmds, ingest: ingestStats, clock: c, logs: sink, tokens: map[string]string{}, users: map[string]string{}}
+	// The installer's stand-in: every permission, no scope limit, nobody's self.
+	setup := &auth.Principal{Username: "test-setup", SessionID: uuid.New(), Permissions: slices.Sorted(slices.Values(auth.AllPermissions()))}
 	for _, r := range auth.BuiltinRoles() {
-		u, err := api.auth.CreateUser(ctx, auth.UserInput{Username: r.Name, Email: r.Name + "@example.com"}, goodPassword, []string{r.Name})
+		u, err := api.auth.CreateUser(ctx, setup, auth.UserInput{Username: r.Name, Email: r.Name + "@example.com"}, goodPassword, []string{r.Name})
 		if err != nil {
 			t.Fatalf("create %s: %v", r.Name, err)
 		}

@@ -56,6 +56,16 @@ var messages = map[string]map[string]string{
 	CodeRoleCycle:          {LangEN: "A role cannot inherit from itself.", LangZH: "角色不能继承自身。", LangJA: "ロールは自分自身を継承できません。"},
 	CodeLastAdmin:          {LangEN: "This would leave no administrator.", LangZH: "此操作将导致没有管理员。", LangJA: "この操作を行うと管理者がいなくなります。"},
 	CodeSelfOperation:      {LangEN: "You cannot do this to your own account.", LangZH: "不能对自己的账户执行此操作。", LangJA: "自分のアカウントにはこの操作を行えません。"},
+	CodeEscalation: {LangEN: "You cannot grant permissions, roles or data scope you do not hold, or act on a user or role that holds more than you.",
+		LangZH: "不能授予自己未拥有的权限、角色或数据范围，也不能操作权限多于自己的用户或角色。",
+		LangJA: "自分が持たない権限・ロール・データ範囲は付与できず、自分より多くを持つユーザーやロールは操作できません。"},
+	CodeSelfModification: {LangEN: "You cannot change your own roles or data scope.", LangZH: "不能修改自己的角色或数据范围。", LangJA: "自分のロールやデータ範囲は変更できません。"},
+	CodeVMLive: {LangEN: "This VM is still in vCenter's inventory; only a VM vCenter no longer has can be forgotten.",
+		LangZH: "该虚拟机仍在 vCenter 清单中；只能移除 vCenter 中已不存在的虚拟机。", LangJA: "この仮想マシンはまだ vCenter のインベントリにあります。vCenter にない仮想マシンのみ削除できます。"},
+	CodeGroupNotFound:  {LangEN: "No such VM group.", LangZH: "虚拟机组不存在。", LangJA: "VM グループが存在しません。"},
+	CodeGroupNameTaken: {LangEN: "A VM group with this name exists.", LangZH: "同名的虚拟机组已存在。", LangJA: "この名前の VM グループは既に存在します。"},
+	CodeScopeRestricted: {LangEN: "This covers every site; your data scope is limited to some.", LangZH: "此资源涵盖所有站点；您的数据范围仅限部分站点。",
+		LangJA: "これはすべてのサイトを対象とします。あなたのデータ範囲は一部のサイトに限られています。"},
 }
 
 // fieldMessages holds field error messages; {name} is replaced by params.
@@ -70,8 +80,10 @@ var fieldMessages = map[string]map[string]string{
 	FieldUnknownRole:             {LangEN: "Unknown role {name}.", LangZH: "未知角色 {name}。", LangJA: "不明なロール {name} です。"},
 	FieldUnknownPermission:       {LangEN: "Unknown permission {name}.", LangZH: "未知权限 {name}。", LangJA: "不明な権限 {name} です。"},
 	FieldTaken:                   {LangEN: "Already in use.", LangZH: "已被使用。", LangJA: "既に使用されています。"},
+	FieldUnknownGroup:            {LangEN: "Unknown VM group {name}.", LangZH: "未知虚拟机组 {name}。", LangJA: "不明な VM グループ {name} です。"},
 	FieldWrongPassword:           {LangEN: "Wrong password.", LangZH: "密码错误。", LangJA: "パスワードが正しくありません。"},
 	FieldCycle:                   {LangEN: "Inheritance would form a cycle.", LangZH: "继承关系将形成循环。", LangJA: "継承が循環します。"},
+	FieldInvalidText:             {LangEN: "Must be UTF-8 text without NUL characters or unpaired surrogates.", LangZH: "必须是不含 NUL 字符或不成对代理项的 UTF-8 文本。", LangJA: "NUL 文字や対になっていないサロゲートを含まない UTF-8 テキストである必要があります。"},
 	"password_too_short":         {LangEN: "At least {min} characters.", LangZH: "至少 {min} 个字符。", LangJA: "{min} 文字以上必要です。"},
 	"password_too_long":          {LangEN: "At most {max} characters.", LangZH: "最多 {max} 个字符。", LangJA: "最大 {max} 文字です。"},
 	"password_char_classes":      {LangEN: "Use at least three of: lower case, upper case, digits, symbols.", LangZH: "至少包含小写字母、大写字母、数字、符号中的三类。", LangJA: "小文字、大文字、数字、記号のうち 3 種類以上を使用してください。"},

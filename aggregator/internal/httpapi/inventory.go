@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
@@ -30,6 +31,18 @@ type Inventory interface {
 	Object(ctx context.Context, kind, source, moref string) (store.Object, error)
 	Sites(ctx context.Context, q store.SiteQuery) ([]store.SiteInfo, int, error)
 	Site(ctx context.Context, name string) (store.SiteInfo, error)
+
+	// The user side of VMs and VM groups (vmgroups.go).
+	PatchVM(ctx context.Context, source, moref string, p store.VMFieldsPatch, by string) error
+	ForgetVM(ctx context.Context, source, moref string) error
+	VMGroups(ctx context.Context) ([]store.VMGroup, error)
+	VMGroupByID(ctx context.Context, id uuid.UUID) (store.VMGroup, error)
+	CreateVMGroup(ctx context.Context, in store.GroupInput, by string) (uuid.UUID, error)
+	UpdateVMGroup(ctx context.Context, id uuid.UUID, in store.GroupInput) error
+	DeleteVMGroup(ctx context.Context, id uuid.UUID) error
+	SetGroupMembers(ctx context.Context, id uuid.UUID, vms []store.VMRef, add bool) ([]error, error)
+	GroupInAnyScope(ctx context.Context, id uuid.UUID) (bool, error)
+	GroupsExist(ctx context.Context, ids []string) ([]string, error)
 }
 
 // Commander sends commands to the agents connected to this aggregator (the
@@ -227,6 +240,11 @@ type VMDetail struct {
 	Annotation       string            `json:"annotation"`
 	Latest           []LatestValue     `json:"latest"`
 	Props            map[string]any    `json:"props"`
+	// The operator's fields (PATCH /vms/{id}) and the VM's groups.
+	Description string            `json:"description"`
+	Owner       string            `json:"owner"`
+	Labels      map[string]string `json:"labels"`
+	Groups      []Ref             `json:"groups"`
 }
 
 func vmDetailOf(d *store.VMDetail) VMDetail {
@@ -234,7 +252,14 @@ func vmDetailOf(d *store.VMDetail) VMDetail {
 	out := VMDetail{VM: vmOf(&d.Object), ResourcePool: refOf(d.Source, d.ResourcePool), Datastores: []Ref{},
 		GuestDisks: []GuestDisk{}, ToolsVersion: propStr(p, "tools_version"), CustomAttributes: propMap(p, "custom_attributes"),
 		UUID: propStr(p, "uuid"), InstanceUUID: propStr(p, "instance_uuid"), Annotation: propStr(p, "annotation"),
-		Latest: []LatestValue{}, Props: p}
+		Latest: []LatestValue{}, Props: p,
+		Description: d.UserFields.Description, Owner: d.UserFields.Owner, Labels: d.UserFields.Labels, Groups: []Ref{}}
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	for _, g := range d.Groups {
+		out.Groups = append(out.Groups, Ref{ID: g.ID.String(), Name: g.Name})
+	}
 	for i := range d.Datastores {
 		out.Datastores = append(out.Datastores, *refOf(d.Source, &d.Datastores[i]))
 	}
@@ -249,7 +274,7 @@ func vmDetailOf(d *store.VMDetail) VMDetail {
 		out.SnapshotOldest = &t
 	}
 	for _, v := range d.Latest {
-		out.Latest = append(out.Latest, LatestValue{Metric: v.Counter, Instance: v.Instance, Unit: v.Unit, Value: v.Value, TS: v.TS.UTC()})
+		out.Latest = append(out.Latest, LatestValue{Metric: v.Counter, Instance: v.Instance, Unit: v.Unit, Value: displayValue(v.Unit, v.Value), TS: v.TS.UTC()})
 	}
 	return out
 }
@@ -390,12 +415,14 @@ func (q *query) vmFilter() store.VMFilter {
 		PowerState: q.oneOf("power_state", vmPowerStates...),
 		Tools:      q.oneOf("tools_status", vmToolsStates...),
 		Tag:        q.str("tag", 255),
+		Group:      q.groupID("group"),
 		Q:          q.str("q", 200),
 	}
 }
 
 var vmFilterParams = []Param{
 	{Name: "site", Description: "site name"},
+	{Name: "group", Description: "a VM group's id: its members (static and by rule)"},
 	{Name: "datacenter", Description: "datacenter name"},
 	{Name: "cluster", Description: "cluster name or id (" + objectIDDoc + ")"},
 	{Name: "host", Description: "host name or id"},
@@ -691,7 +718,10 @@ func inventorySchemas() map[string]any {
 		"uuid":              str, "instance_uuid": str, "annotation": str,
 		"latest": desc(arrayOf(objectSchema(map[string]any{"metric": str, "instance": desc(str, "empty for the VM as a whole"),
 			"unit": str, "value": map[string]any{"type": "number"}, "ts": dateTime})), "newest value of each metric within the last hour; empty when none"),
-		"props": desc(map[string]any{"type": "object"}, "the agent's raw properties"),
+		"props":       desc(map[string]any{"type": "object"}, "the agent's raw properties"),
+		"description": desc(str, "the operator's (PATCH /vms/{id})"), "owner": str,
+		"labels": desc(map[string]any{"type": "object", "additionalProperties": str}, "the operator's labels"),
+		"groups": desc(arrayOf(objectSchema(map[string]any{"id": uuidStr, "name": str})), "the VM groups it is in (static or by rule)"),
 	}
 	for k, v := range vm {
 		vmDetail[k] = v

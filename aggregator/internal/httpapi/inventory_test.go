@@ -193,7 +193,7 @@ func TestVMGet(t *testing.T) {
 		d.Props["power_state"] != "poweredOn" || d.Datacenter != "DC1" || d.Host.Name != "esx1" {
 		t.Errorf("detail = %s", res.raw)
 	}
-	if len(d.Latest) != 1 || d.Latest[0].Metric != "cpu.usage.average" || d.Latest[0].Value != 42.5 || d.Latest[0].Unit != "%" || time.Since(d.Latest[0].TS) > 5*time.Minute {
+	if len(d.Latest) != 1 || d.Latest[0].Metric != "cpu.usage.average" || d.Latest[0].Value != 0.425 || d.Latest[0].Unit != "%" || time.Since(d.Latest[0].TS) > 5*time.Minute {
 		t.Errorf("latest = %+v", d.Latest)
 	}
 	// Same moref, other source; and an unescaped id works too.
@@ -362,7 +362,7 @@ func TestSiteResync(t *testing.T) {
 	f := e.inventory()
 	second := e.enrollAgent("dc-east", "east-2")
 	revoked := e.enrollAgent("dc-east", "east-3")
-	if err := e.store.RevokeAgent(context.Background(), revoked.ID); err != nil {
+	if err := e.store.RevokeAgent(store.AllSites(context.Background()), revoked.ID); err != nil {
 		t.Fatal(err)
 	}
 	op := e.tokens["operator"]

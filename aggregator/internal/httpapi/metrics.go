@@ -277,16 +277,18 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.waitS, prometheus.CounterValue, s.AcquireDuration().Seconds())
 }
 
-// auditCollector exports the audit writer's counters.
+// auditCollector exports the audit writer's and the login log's counters.
 type auditCollector struct {
 	a                       *API
 	written, failed, queued *prometheus.Desc
+	sanitized, fallbacks    *prometheus.Desc
+	login                   *prometheus.Desc
 }
 
 func (c *auditCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.written
-	ch <- c.failed
-	ch <- c.queued
+	for _, d := range []*prometheus.Desc{c.written, c.failed, c.queued, c.sanitized, c.fallbacks, c.login} {
+		ch <- d
+	}
 }
 
 func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
@@ -294,6 +296,12 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.written, prometheus.CounterValue, float64(st.Written))
 	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(st.Failed))
 	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(st.Queued))
+	ch <- prometheus.MustNewConstMetric(c.sanitized, prometheus.CounterValue, float64(st.Sanitized))
+	ch <- prometheus.MustNewConstMetric(c.fallbacks, prometheus.CounterValue, float64(st.Fallbacks))
+	ls := c.a.logs.LoginStats()
+	ch <- prometheus.MustNewConstMetric(c.login, prometheus.CounterValue, float64(ls.Written), "written")
+	ch <- prometheus.MustNewConstMetric(c.login, prometheus.CounterValue, float64(ls.Failed), "failed")
+	ch <- prometheus.MustNewConstMetric(c.login, prometheus.CounterValue, float64(ls.Sanitized), "sanitized")
 }
 
 func boolFloat(b bool) float64 {
@@ -313,12 +321,18 @@ func (a *API) newMetricsRegistry(pool *pgxpool.Pool) (*prometheus.Registry, erro
 		a.httpMetrics.requests,
 		a.httpMetrics.duration,
 		newIngestCollector(a.ingest, a.commander),
-		newAgentsCollector(func(ctx context.Context) ([]store.Agent, error) { return a.agents.Agents(ctx) }, a.log),
+		// The exposition is the fleet's, not a user's: every site.
+		newAgentsCollector(func(ctx context.Context) ([]store.Agent, error) { return a.agents.Agents(store.AllSites(ctx)) }, a.log),
 		newPoolCollector(pool),
 		&auditCollector{a: a,
 			written: prometheus.NewDesc("vmpulse_audit_records_written_total", "Audit records written.", nil, nil),
 			failed:  prometheus.NewDesc("vmpulse_audit_records_failed_total", "Audit records that could not be written.", nil, nil),
 			queued:  prometheus.NewDesc("vmpulse_audit_records_queued", "Audit records waiting to be written.", nil, nil),
+			sanitized: prometheus.NewDesc("vmpulse_audit_records_sanitized_total",
+				"Audit records stored with text escaped or cut (hostile bytes in a header, path or field).", nil, nil),
+			fallbacks: prometheus.NewDesc("vmpulse_audit_batch_fallbacks_total",
+				"Audit batches the database refused for their content and that were written record by record.", nil, nil),
+			login: prometheus.NewDesc("vmpulse_login_log_records_total", "Login-log records by outcome of the write.", []string{"result"}, nil),
 		},
 	} {
 		if err := reg.Register(c); err != nil {
@@ -349,7 +363,18 @@ func (a *API) metricsHandler(reg *prometheus.Registry) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	default: // token without token_file: an API credential with system:read
-		h = a.authorize(Route{Method: http.MethodGet, Pattern: "/metrics", Access: auth.PermSystemRead}, h)
+		// The exposition is the whole fleet's (every site's agents): a
+		// credential limited to some sites may not read it.
+		next := h
+		h = a.authorize(Route{Method: http.MethodGet, Pattern: "/metrics", Access: auth.PermSystemRead},
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if p, ok := auth.PrincipalFrom(r.Context()); ok && !p.Scope.Unrestricted() {
+					e := newError(http.StatusForbidden, CodeScopeRestricted)
+					writeError(w, r, a.log, e)
+					return
+				}
+				next.ServeHTTP(w, r)
+			}))
 	}
 	return withTimeout(a.cfg.RequestTimeout, h)
 }

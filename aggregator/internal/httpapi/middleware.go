@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
 )
 
@@ -28,6 +29,9 @@ type requestState struct {
 	requestID string
 	ip        string
 	lang      string
+	// userAgent is the User-Agent header as the logs store it: escaped by
+	// audit.SanitizeText and cut to audit.MaxUserAgent bytes.
+	userAgent string
 	start     time.Time
 	errCode   string
 	// audit details a handler adds to the automatic audit record
@@ -86,7 +90,10 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // begin creates the request state: request id (a sane incoming X-Request-ID
-// is kept, else a new one), real client address, language.
+// is kept, else a new one), real client address, language, and the user
+// agent made safe for the logs. It also sets the headers every response
+// carries, whatever writes it (envelopes, the OpenAPI document, CSV
+// exports, /metrics): X-Content-Type-Options: nosniff among them.
 func (a *API) begin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := &requestState{start: time.Now()}
@@ -96,11 +103,32 @@ func (a *API) begin(next http.Handler) http.Handler {
 		}
 		st.ip = a.clientIP(r)
 		st.lang = negotiateLang(r.Header.Get("Accept-Language"))
+		st.userAgent = logUserAgent(r)
 		w.Header().Set("X-Request-ID", st.requestID)
 		w.Header().Set("Content-Language", st.lang)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	})
 }
+
+// logUserAgent is r's User-Agent as the logs and the sessions table store
+// it: any bytes a client sends are escaped, never a reason to refuse the
+// request or lose its record.
+func logUserAgent(r *http.Request) string {
+	return audit.SanitizeText(r.UserAgent(), audit.MaxUserAgent)
+}
+
+// userAgentOf is the request's sanitized user agent.
+func userAgentOf(r *http.Request) string {
+	if st, ok := r.Context().Value(stateKey{}).(*requestState); ok {
+		return st.userAgent
+	}
+	return logUserAgent(r)
+}
+
+// logPath is a request path (or path value) as logs record it: escaped, so
+// bytes that are not UTF-8 survive as \xNN.
+func logPath(s string) string { return audit.SanitizeText(s, 0) }
 
 func validRequestID(s string) bool {
 	if s == "" || len(s) > 64 {
@@ -180,7 +208,7 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 		attrs := []slog.Attr{
 			slog.String("request_id", st.requestID),
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", logPath(r.URL.Path)),
 			slog.String("route", pattern),
 			slog.Int("status", status),
 			slog.Int64("bytes", sw.bytes),
@@ -206,7 +234,7 @@ func (a *API) recoverer(next http.Handler) http.Handler {
 					panic(v)
 				}
 				st := stateOf(r)
-				a.log.Error("panic serving request", "request_id", st.requestID, "method", r.Method, "path", r.URL.Path,
+				a.log.Error("panic serving request", "request_id", st.requestID, "method", r.Method, "path", logPath(r.URL.Path),
 					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				writeError(w, r, a.log, &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Err: fmt.Errorf("panic: %v", v)})
 			}

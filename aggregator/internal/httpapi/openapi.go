@@ -27,6 +27,10 @@ type Doc struct {
 	CSV bool
 	// Errors lists the error statuses the route can answer besides 500.
 	Errors []int
+	// Codes lists the machine codes peculiar to the route that its errors
+	// can carry (x-vmpulse-error-codes); the generic ones (validation,
+	// AUTH_FORBIDDEN, not found, …) are left out.
+	Codes []string
 }
 
 // Param is a query parameter.
@@ -113,7 +117,11 @@ func componentSchemas() map[string]any {
 			"request_id": str,
 			"fields":     arrayOf(ref("FieldError")),
 		}, "request_id"),
-		"FieldError":      objectSchema(map[string]any{"field": str, "code": str, "message": str, "params": map[string]any{"type": "object"}}, "field", "code", "message"),
+		"FieldError": objectSchema(map[string]any{"field": desc(str, "JSON path of a body field (\"roles[2]\") or a query parameter name"),
+			"code": desc(str, "e.g. required, invalid_type, unknown_field, invalid_format, too_long, out_of_range, invalid_value; "+
+				"invalid_text: a string (any body field, member names included, or query value) carries a NUL, bytes that are not UTF-8, "+
+				"or an escaped surrogate without its pair (params.reason: nul, invalid_utf8, lone_surrogate)"),
+			"message": str, "params": map[string]any{"type": "object"}}, "field", "code", "message"),
 		"LoginRequest":    objectSchema(map[string]any{"username": desc(str, "username or email"), "password": str}, "username", "password"),
 		"RefreshRequest":  objectSchema(map[string]any{"refresh_token": str}, "refresh_token"),
 		"Tokens":          objectSchema(map[string]any{"access_token": str, "token_type": str, "expires_at": dateTime, "refresh_token": str, "refresh_expires_at": dateTime, "session_id": uuidStr}),
@@ -169,6 +177,8 @@ func componentSchemas() map[string]any {
 			"site": str, "expires_at": dateTime}),
 	}
 	maps.Copy(schemas, inventorySchemas())
+	maps.Copy(schemas, historySchemas())
+	maps.Copy(schemas, vmGroupSchemas())
 	maps.Copy(schemas, systemSchemas())
 	return schemas
 }
@@ -226,6 +236,9 @@ func (a *API) openAPIDocument() ([]byte, error) {
 		}
 		if rt.Action != "" {
 			op["x-vmpulse-audit-action"] = rt.Action
+		}
+		if len(d.Codes) > 0 {
+			op["x-vmpulse-error-codes"] = d.Codes
 		}
 		var params []any
 		for _, m := range pathParamRE.FindAllStringSubmatch(rt.Pattern, -1) {

@@ -17,15 +17,19 @@ func (h *rolesResource) Routes() []Route {
 		{Method: "GET", Pattern: "/roles", Access: auth.PermRoleRead, Handle: h.list, Doc: Doc{Tag: tag,
 			Summary: "List roles", Response: listSchema(role), Errors: []int{401, 403}}},
 		{Method: "POST", Pattern: "/roles", Access: auth.PermRoleWrite, Action: "role.create", Resource: "role", Handle: h.create, Doc: Doc{Tag: tag,
-			Summary: "Create a custom role", Body: ref("RoleCreate"), Response: role, Status: http.StatusCreated, Errors: []int{401, 403, 409, 422}}},
+			Summary: "Create a custom role (its effective permissions must be ones you hold)", Body: ref("RoleCreate"), Response: role, Status: http.StatusCreated,
+			Errors: []int{401, 403, 409, 422}, Codes: []string{CodeEscalation}}},
 		{Method: "GET", Pattern: "/roles/{id}", Access: auth.PermRoleRead, Handle: h.get, Doc: Doc{Tag: tag,
 			Summary: "Get a role with its own and effective permissions", Response: role, Errors: []int{401, 403, 404}}},
 		{Method: "PUT", Pattern: "/roles/{id}", Access: auth.PermRoleWrite, Action: "role.update", Resource: "role", Handle: h.update, Doc: Doc{Tag: tag,
-			Summary: "Replace a custom role's name, description and parents", Body: ref("RoleUpdate"), Response: role, Errors: []int{401, 403, 404, 409, 422}}},
+			Summary: "Replace a custom role's name, description and parents (its effective permissions, before and after, must be ones you hold)",
+			Body:    ref("RoleUpdate"), Response: role, Errors: []int{401, 403, 404, 409, 422}, Codes: []string{CodeEscalation, CodeRoleBuiltin, CodeRoleCycle, CodeLastAdmin}}},
 		{Method: "DELETE", Pattern: "/roles/{id}", Access: auth.PermRoleWrite, Action: "role.delete", Resource: "role", Handle: h.delete, Doc: Doc{Tag: tag,
-			Summary: "Delete a custom role", Response: objectSchema(nil), Errors: []int{401, 403, 404, 409}}},
+			Summary: "Delete a custom role (one whose effective permissions you hold)", Response: objectSchema(nil), Errors: []int{401, 403, 404, 409},
+			Codes: []string{CodeEscalation, CodeRoleBuiltin, CodeLastAdmin}}},
 		{Method: "PUT", Pattern: "/roles/{id}/permissions", Access: auth.PermRoleWrite, Action: "role.set_permissions", Resource: "role", Handle: h.setPermissions, Doc: Doc{Tag: tag,
-			Summary: "Replace a custom role's own permissions", Body: ref("RolePermissions"), Response: role, Errors: []int{401, 403, 404, 409, 422}}},
+			Summary: "Replace a custom role's own permissions (its effective permissions, before and after, must be ones you hold)", Body: ref("RolePermissions"),
+			Response: role, Errors: []int{401, 403, 404, 409, 422}, Codes: []string{CodeEscalation, CodeRoleBuiltin, CodeLastAdmin}}},
 		{Method: "GET", Pattern: "/permissions", Access: auth.PermRoleRead, Handle: h.catalog, Doc: Doc{Tag: tag,
 			Summary: "The tree of all permissions", Response: listSchema(ref("PermissionGroup")), Errors: []int{401, 403}}},
 	}
@@ -97,7 +101,7 @@ func (h *rolesResource) create(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	role, err := h.a.auth.CreateRole(r.Context(), body.fields().input(), body.Permissions)
+	role, err := h.a.auth.CreateRole(r.Context(), actor(r), body.fields().input(), body.Permissions)
 	if err != nil {
 		return err
 	}
@@ -128,7 +132,7 @@ func (h *rolesResource) update(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	role, err := h.a.auth.UpdateRole(r.Context(), id, body.input())
+	role, err := h.a.auth.UpdateRole(r.Context(), actor(r), id, body.input())
 	if err != nil {
 		return notFound(err, CodeRoleNotFound)
 	}
@@ -141,7 +145,7 @@ func (h *rolesResource) delete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.a.auth.DeleteRole(r.Context(), id); err != nil {
+	if err := h.a.auth.DeleteRole(r.Context(), actor(r), id); err != nil {
 		return notFound(err, CodeRoleNotFound)
 	}
 	writeData(w, r, http.StatusOK, struct{}{})
@@ -167,7 +171,7 @@ func (h *rolesResource) setPermissions(w http.ResponseWriter, r *http.Request) e
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	role, err := h.a.auth.SetRolePermissions(r.Context(), id, *body.Permissions)
+	role, err := h.a.auth.SetRolePermissions(r.Context(), actor(r), id, *body.Permissions)
 	if err != nil {
 		return notFound(err, CodeRoleNotFound)
 	}

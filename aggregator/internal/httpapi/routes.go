@@ -137,7 +137,10 @@ func bearerToken(r *http.Request) (string, bool) {
 }
 
 // audited writes one audit record for the request once it is answered,
-// whatever the outcome (success, failure, refusal).
+// whatever the outcome (success, failure, refusal) and whatever bytes the
+// request carries: header and path values are escaped (audit.SanitizeText),
+// never a reason to drop the record, and the writer escapes every field
+// again as its last line of defence.
 func (a *API) audited(rt Route, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
@@ -151,13 +154,13 @@ func (a *API) audited(rt Route, next http.Handler) http.Handler {
 			Time:         st.start,
 			Source:       "api",
 			ActorType:    "anonymous",
-			ActorName:    st.actorName,
+			ActorName:    audit.SanitizeText(st.actorName, 0),
 			Action:       rt.Action,
 			ResourceType: rt.Resource,
-			ResourceID:   chi.URLParam(r, "id"),
+			ResourceID:   logPath(chi.URLParam(r, "id")),
 			Status:       status,
 			IP:           st.ip,
-			UserAgent:    r.UserAgent(),
+			UserAgent:    userAgentOf(r),
 			RequestID:    st.requestID,
 			LatencyUS:    time.Since(st.start).Microseconds(),
 		}
@@ -229,6 +232,8 @@ func (a *API) routeTable() []Route {
 		&sessionsResource{a},
 		&agentsResource{a},
 		&inventoryResource{a},
+		&historyResource{a},
+		&vmGroupsResource{a},
 		&systemResource{a},
 		&docsResource{a},
 	} {

@@ -83,7 +83,7 @@ func TestSystemHealth(t *testing.T) {
 	e.enrollAgent("dc-west", "never")
 	e.connectAgent(a, &protocol.Heartbeat{SpoolDepth: 3, OldestUnsentAge: 2000, CollectionLag: 20000})
 	e.connectAgent(b, &protocol.Heartbeat{SpoolDepth: 1, OldestUnsentAge: 500, CollectionLag: 40000})
-	if err := e.store.RevokeAgent(ctx, rv.ID); err != nil {
+	if err := e.store.RevokeAgent(store.AllSites(ctx), rv.ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -116,7 +116,7 @@ func TestSystemHealth(t *testing.T) {
 	}
 	// A revoked or disconnected agent's old heartbeat does not count.
 	for _, ag := range []string{a.ID, b.ID} {
-		if err := e.store.RevokeAgent(ctx, ag); err != nil {
+		if err := e.store.RevokeAgent(store.AllSites(ctx), ag); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -17,8 +17,8 @@ func (h *tokensResource) Routes() []Route {
 		{Method: "GET", Pattern: "/api-tokens", Access: AccessAuthenticated, Handle: h.list, Doc: Doc{Tag: tag,
 			Summary: "List the caller's API tokens", Response: listSchema(ref("APIToken")), Errors: []int{401, 403}}},
 		{Method: "POST", Pattern: "/api-tokens", Access: AccessAuthenticated, Action: "api_token.create", Resource: "api_token", Handle: h.create, Doc: Doc{Tag: tag,
-			Summary: "Create an API token (its secret is shown only in this response)", Body: ref("APITokenCreate"),
-			Response: ref("APITokenCreated"), Status: http.StatusCreated, Errors: []int{401, 403, 422}}},
+			Summary: "Create an API token (its secret is shown only in this response; its permissions must be ones you hold)", Body: ref("APITokenCreate"),
+			Response: ref("APITokenCreated"), Status: http.StatusCreated, Errors: []int{401, 403, 422}, Codes: []string{CodeEscalation, CodeSessionRequired}}},
 		{Method: "DELETE", Pattern: "/api-tokens/{id}", Access: AccessAuthenticated, Action: "api_token.revoke", Resource: "api_token", Handle: h.revoke, Doc: Doc{Tag: tag,
 			Summary: "Revoke one of the caller's API tokens", Response: objectSchema(nil), Errors: []int{401, 403, 404}}},
 	}
@@ -61,7 +61,7 @@ func (h *tokensResource) create(w http.ResponseWriter, r *http.Request) error {
 	if body.ExpiresAt != nil && !body.ExpiresAt.After(time.Now()) {
 		return validationError(FieldError{Field: "expires_at", Code: FieldOutOfRange, Params: map[string]any{"min": "now", "max": "∞"}})
 	}
-	secret, t, err := h.a.auth.CreateAPIToken(r.Context(), p.UserID, *body.Name, body.Permissions, body.ExpiresAt)
+	secret, t, err := h.a.auth.CreateAPIToken(r.Context(), p, *body.Name, body.Permissions, body.ExpiresAt)
 	if err != nil {
 		return err
 	}
@@ -75,8 +75,7 @@ func (h *tokensResource) revoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, _ := auth.PrincipalFrom(r.Context())
-	if err := h.a.auth.RevokeAPIToken(r.Context(), p.UserID, id); err != nil {
+	if err := h.a.auth.RevokeAPIToken(r.Context(), actor(r), id); err != nil {
 		return notFound(err, CodeTokenNotFound)
 	}
 	writeData(w, r, http.StatusOK, struct{}{})

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/google/uuid"
 
@@ -25,24 +26,32 @@ func (h *usersResource) Routes() []Route {
 				{Name: "sort", Description: "comma-separated fields, - for descending: username, email, created_at, last_login_at"},
 			}, pageParams...), Response: pageSchema(user), Errors: []int{401, 403, 422}}},
 		{Method: "POST", Pattern: "/users", Access: auth.PermUserWrite, Action: "user.create", Resource: "user", Handle: h.create, Doc: Doc{Tag: tag,
-			Summary: "Create a user", Body: ref("UserCreate"), Response: user, Status: http.StatusCreated, Errors: []int{401, 403, 409, 422}}},
+			Summary: "Create a user (with roles the caller could grant; in the caller's data scope)", Body: ref("UserCreate"), Response: user, Status: http.StatusCreated,
+			Errors: []int{401, 403, 409, 422}, Codes: []string{CodeEscalation}}},
 		{Method: "GET", Pattern: "/users/{id}", Access: auth.PermUserRead, Handle: h.get, Doc: Doc{Tag: tag,
 			Summary: "Get a user", Response: user, Errors: []int{401, 403, 404}}},
 		{Method: "PUT", Pattern: "/users/{id}", Access: auth.PermUserWrite, Action: "user.update", Resource: "user", Handle: h.update, Doc: Doc{Tag: tag,
-			Summary: "Replace a user's username, email and display name", Body: ref("UserUpdate"), Response: user, Errors: []int{401, 403, 404, 409, 422}}},
+			Summary: "Replace a user's username, email and display name", Body: ref("UserUpdate"), Response: user, Errors: []int{401, 403, 404, 409, 422},
+			Codes: []string{CodeEscalation}}},
 		{Method: "DELETE", Pattern: "/users/{id}", Access: auth.PermUserWrite, Action: "user.delete", Resource: "user", Handle: h.delete, Doc: Doc{Tag: tag,
-			Summary: "Delete a user (not yourself, not the last administrator)", Response: objectSchema(nil), Errors: []int{401, 403, 404, 409}}},
+			Summary: "Delete a user (not yourself, not the last administrator)", Response: objectSchema(nil), Errors: []int{401, 403, 404, 409},
+			Codes: []string{CodeEscalation, CodeSelfOperation, CodeLastAdmin}}},
 		{Method: "POST", Pattern: "/users/{id}/reset-password", Access: auth.PermUserWrite, Action: "user.reset_password", Resource: "user", Handle: h.resetPassword, Doc: Doc{Tag: tag,
 			Summary: "Set a new password (generated and returned once if none is given); ends the user's sessions",
-			Body:    ref("PasswordReset"), Response: ref("PasswordResetResult"), Errors: []int{401, 403, 404, 422}}},
+			Body:    ref("PasswordReset"), Response: ref("PasswordResetResult"), Errors: []int{401, 403, 404, 409, 422},
+			Codes: []string{CodeEscalation, CodeSelfOperation}}},
 		{Method: "POST", Pattern: "/users/{id}/lock", Access: auth.PermUserWrite, Action: "user.lock", Resource: "user", Handle: h.lock, Doc: Doc{Tag: tag,
-			Summary: "Lock a user; their sessions and API tokens stop working at once", Response: user, Errors: []int{401, 403, 404, 409}}},
+			Summary: "Lock a user; their sessions and API tokens stop working at once", Response: user, Errors: []int{401, 403, 404, 409},
+			Codes: []string{CodeEscalation, CodeSelfOperation, CodeLastAdmin}}},
 		{Method: "POST", Pattern: "/users/{id}/unlock", Access: auth.PermUserWrite, Action: "user.unlock", Resource: "user", Handle: h.unlock, Doc: Doc{Tag: tag,
-			Summary: "Unlock a user (administrator lock and failed-login lockout)", Response: user, Errors: []int{401, 403, 404}}},
+			Summary: "Unlock a user (administrator lock and failed-login lockout)", Response: user, Errors: []int{401, 403, 404},
+			Codes: []string{CodeEscalation}}},
 		{Method: "PUT", Pattern: "/users/{id}/roles", Access: auth.PermUserWrite, Action: "user.set_roles", Resource: "user", Handle: h.setRoles, Doc: Doc{Tag: tag,
-			Summary: "Replace a user's roles", Body: ref("UserRoles"), Response: user, Errors: []int{401, 403, 404, 409, 422}}},
+			Summary: "Replace a user's roles (not your own; only roles whose permissions you hold)", Body: ref("UserRoles"), Response: user,
+			Errors: []int{401, 403, 404, 409, 422}, Codes: []string{CodeEscalation, CodeSelfModification, CodeLastAdmin}}},
 		{Method: "PUT", Pattern: "/users/{id}/scope", Access: auth.PermUserWrite, Action: "user.set_scope", Resource: "user", Handle: h.setScope, Doc: Doc{Tag: tag,
-			Summary: "Replace a user's data scope (sites and VM groups; empty means everything)", Body: ref("Scope"), Response: user, Errors: []int{401, 403, 404, 422}}},
+			Summary: "Replace a user's data scope (sites and VM groups; empty means everything; not your own, and within yours)", Body: ref("Scope"),
+			Response: user, Errors: []int{401, 403, 404, 422}, Codes: []string{CodeEscalation, CodeSelfModification}}},
 		{Method: "GET", Pattern: "/users/{id}/permissions", Access: auth.PermUserRead, Handle: h.permissions, Doc: Doc{Tag: tag,
 			Summary: "A user's effective permissions, after role inheritance", Response: ref("PermissionList"), Errors: []int{401, 403, 404}}},
 	}
@@ -123,7 +132,7 @@ func (h *usersResource) create(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	u, err := h.a.auth.CreateUser(r.Context(), body.fields().input(), *body.Password, body.Roles)
+	u, err := h.a.auth.CreateUser(r.Context(), actor(r), body.fields().input(), *body.Password, body.Roles)
 	if err != nil {
 		return err
 	}
@@ -154,7 +163,7 @@ func (h *usersResource) update(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	u, err := h.a.auth.UpdateUser(r.Context(), id, body.input())
+	u, err := h.a.auth.UpdateUser(r.Context(), actor(r), id, body.input())
 	if err != nil {
 		return notFound(err, CodeUserNotFound)
 	}
@@ -167,8 +176,7 @@ func (h *usersResource) delete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, _ := auth.PrincipalFrom(r.Context())
-	if err := h.a.auth.DeleteUser(r.Context(), p.UserID, id); err != nil {
+	if err := h.a.auth.DeleteUser(r.Context(), actor(r), id); err != nil {
 		return notFound(err, CodeUserNotFound)
 	}
 	writeData(w, r, http.StatusOK, struct{}{})
@@ -190,7 +198,7 @@ func (h *usersResource) resetPassword(w http.ResponseWriter, r *http.Request) er
 			return err
 		}
 	}
-	pw, err := h.a.auth.ResetPassword(r.Context(), id, deref(body.Password))
+	pw, err := h.a.auth.ResetPassword(r.Context(), actor(r), id, deref(body.Password))
 	if err != nil {
 		return notFound(err, CodeUserNotFound)
 	}
@@ -207,8 +215,7 @@ func (h *usersResource) lock(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, _ := auth.PrincipalFrom(r.Context())
-	if err := h.a.auth.LockUser(r.Context(), p.UserID, id); err != nil {
+	if err := h.a.auth.LockUser(r.Context(), actor(r), id); err != nil {
 		return notFound(err, CodeUserNotFound)
 	}
 	return h.respondUser(w, r, id)
@@ -219,7 +226,7 @@ func (h *usersResource) unlock(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.a.auth.UnlockUser(r.Context(), id); err != nil {
+	if err := h.a.auth.UnlockUser(r.Context(), actor(r), id); err != nil {
 		return notFound(err, CodeUserNotFound)
 	}
 	return h.respondUser(w, r, id)
@@ -253,7 +260,7 @@ func (h *usersResource) setRoles(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	u, err := h.a.auth.SetUserRoles(r.Context(), id, *body.Roles)
+	u, err := h.a.auth.SetUserRoles(r.Context(), actor(r), id, *body.Roles)
 	if err != nil {
 		return notFound(err, CodeUserNotFound)
 	}
@@ -294,7 +301,19 @@ func (h *usersResource) setScope(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	u, err := h.a.auth.SetUserScope(r.Context(), id, auth.Scope{Sites: *body.Sites, VMGroups: *body.VMGroups})
+	// A scope names VM groups by id; each must exist.
+	if missing, err := h.a.inventory.GroupsExist(r.Context(), *body.VMGroups); err != nil {
+		return err
+	} else if len(missing) > 0 {
+		var fields []FieldError
+		for i, g := range *body.VMGroups {
+			if slices.Contains(missing, g) {
+				fields = append(fields, FieldError{Field: fmt.Sprintf("vm_groups[%d]", i), Code: FieldUnknownGroup, Params: map[string]any{"name": g}})
+			}
+		}
+		return validationError(fields...)
+	}
+	u, err := h.a.auth.SetUserScope(r.Context(), actor(r), id, auth.Scope{Sites: *body.Sites, VMGroups: *body.VMGroups})
 	if err != nil {
 		return notFound(err, CodeUserNotFound)
 	}
@@ -313,6 +332,15 @@ func (h *usersResource) permissions(w http.ResponseWriter, r *http.Request) erro
 	}
 	writeData(w, r, http.StatusOK, map[string]any{"permissions": nonNil(perms)})
 	return nil
+}
+
+// actor is the caller of r, on whose behalf auth judges every change to
+// users, roles and API tokens (no escalation). The routes that use it need
+// a permission or a session, so a principal is always there; were it
+// missing, auth would refuse the change.
+func actor(r *http.Request) *auth.Principal {
+	p, _ := auth.PrincipalFrom(r.Context())
+	return p
 }
 
 func deref(s *string) string {

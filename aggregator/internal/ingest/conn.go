@@ -29,6 +29,11 @@ type agentConn struct {
 	hello    chan struct{} // closed once the hello was accepted
 	claimed  atomic.Bool   // a control stream has claimed the hello
 	commands chan protocol.Command
+	// unsettled counts the accepted streams that a drain must wait for:
+	// data streams until they end, every other stream until its first
+	// message shows it is not one.
+	unsettled sync.WaitGroup
+	hadData   atomic.Bool // a data stream was served: acks may be in flight
 }
 
 func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
@@ -89,26 +94,76 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 	}()
 	var wg sync.WaitGroup
 	defer func() {
-		conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeShutdown), "connection ended")
+		if s.isDraining() {
+			conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeGoingAway), "aggregator shutting down")
+		} else {
+			conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeShutdown), "connection ended")
+		}
 		cancel()
 		wg.Wait()
 	}()
-	for {
-		st, err := conn.AcceptStream(ctx)
-		if err != nil {
-			return
+	// Streams are accepted until the connection ends or the drain starts.
+	actx, stopAccepting := context.WithCancel(ctx)
+	defer stopAccepting()
+	go func() {
+		select {
+		case <-s.draining:
+			stopAccepting()
+		case <-actx.Done():
 		}
+	}()
+	for {
+		st, err := conn.AcceptStream(actx)
+		if err != nil {
+			break
+		}
+		ac.unsettled.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s.serveStream(ctx, ac, st)
 		}()
 	}
+	if ctx.Err() == nil && s.isDraining() {
+		s.drainConn(ctx, ac)
+	}
+}
+
+// drainConn waits for the connection's data streams to send their last
+// acks and the going-away Error, then, if there were any, for the agent,
+// which has read them all, to close the connection (at most
+// peerCloseGrace): closing it ourselves would discard acks not yet
+// delivered. Cancelling ctx (the drain's timeout) cuts it short.
+func (s *Server) drainConn(ctx context.Context, ac *agentConn) {
+	settled := make(chan struct{})
+	go func() {
+		ac.unsettled.Wait()
+		close(settled)
+	}()
+	select {
+	case <-settled:
+	case <-ctx.Done():
+		return
+	}
+	if !ac.hadData.Load() {
+		return // nothing in flight: the close says going-away as well
+	}
+	t := time.NewTimer(peerCloseGrace)
+	defer t.Stop()
+	select {
+	case <-ac.conn.Context().Done():
+	case <-t.C:
+		ac.log.Info("agent did not close its connection after the drain; closing it")
+	case <-ctx.Done():
+	}
 }
 
 // serveStream dispatches on the stream's first message: a Hello makes it the
 // control stream, a Batch a data stream, a RenewRequest a renewal.
 func (s *Server) serveStream(ctx context.Context, ac *agentConn, st *quic.Stream) {
+	// A drain waits for data streams only (see agentConn.unsettled).
+	settle := sync.OnceFunc(ac.unsettled.Done)
+	defer settle()
 	r := bufio.NewReaderSize(st, 64<<10)
 	m, err := protocol.ReadMessage(r)
 	if err != nil {
@@ -117,11 +172,16 @@ func (s *Server) serveStream(ctx context.Context, ac *agentConn, st *quic.Stream
 	}
 	switch msg := m.(type) {
 	case *protocol.Hello:
+		settle()
 		s.serveControl(ctx, ac, st, r, msg)
 	case *protocol.Batch:
 		select {
 		case <-ac.hello:
 		case <-ctx.Done():
+			return
+		case <-s.draining:
+			// Nothing of this stream was stored: the agent resends it.
+			s.goAway(ac, st)
 			return
 		case <-time.After(30 * time.Second):
 			s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: "data stream opened before hello"})
@@ -129,6 +189,7 @@ func (s *Server) serveStream(ctx context.Context, ac *agentConn, st *quic.Stream
 		}
 		s.serveData(ctx, ac, st, r, msg)
 	case *protocol.RenewRequest:
+		settle()
 		s.serveRenew(ctx, ac, st, msg)
 	default:
 		s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: fmt.Sprintf("unexpected first message %T", m)})
@@ -165,7 +226,7 @@ func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Strea
 	}
 	// A hello made with the current certificate retires the one the agent
 	// renewed with, if any: from now on it is refused as superseded.
-	if err := s.store.AgentConnected(ctx, ac.agentID, h.AgentVersion, ac.conn.RemoteAddr().String(), h.Epoch, ac.serial); err != nil {
+	if err := s.store.AgentConnectedEvery(ctx, ac.agentID, h.AgentVersion, ac.conn.RemoteAddr().String(), h.Epoch, ac.serial, s.cfg.HeartbeatInterval); err != nil {
 		ac.log.Warn("registry update failed", "err", err)
 	}
 	w := &protocol.Welcome{
@@ -188,6 +249,14 @@ func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Strea
 			select {
 			case <-ctx.Done():
 				return
+			case <-s.draining:
+				// At once, so that the agent stops sending new batches; it
+				// reads the acks still due on its data streams and hangs up
+				// (see drainConn).
+				if err := protocol.WriteMessage(st, &protocol.Error{Code: protocol.ErrCodeGoingAway, Message: "aggregator shutting down"}); err != nil {
+					ac.log.Debug("write going-away", "err", err)
+				}
+				return
 			case cmd := <-ac.commands:
 				if err := protocol.WriteMessage(st, &cmd); err != nil {
 					ac.log.Warn("send command", "command", cmd.Name, "err", err)
@@ -209,7 +278,7 @@ func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Strea
 			s.failStream(ac.log, st, &protocol.DecodeError{Code: protocol.ErrCodeProtocol, Msg: fmt.Sprintf("unexpected %T on the control stream", m)})
 			return
 		}
-		revoked, err := s.store.AgentHeartbeat(ctx, ac.agentID, hb)
+		revoked, err := s.store.AgentHeartbeatEvery(ctx, ac.agentID, hb, s.cfg.HeartbeatInterval)
 		if err != nil {
 			ac.log.Debug("registry update failed", "err", err)
 		}
@@ -223,12 +292,36 @@ func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Strea
 	}
 }
 
+// goAway ends a data stream at a drain, after its last ack: an Error
+// frame with ErrCodeGoingAway, STOP_SENDING with that code (the agent's
+// writes fail at once), and the end of our side.
+func (s *Server) goAway(ac *agentConn, st *quic.Stream) {
+	st.CancelRead(quic.StreamErrorCode(protocol.ErrCodeGoingAway))
+	err := protocol.WriteMessage(st, &protocol.Error{Code: protocol.ErrCodeGoingAway,
+		Message: "aggregator shutting down: every batch it read on this stream is acknowledged; send the others again after reconnecting"})
+	if err != nil {
+		ac.log.Debug("write going-away", "err", err)
+	}
+	st.Close()
+}
+
 // serveData reads and decodes batches into a small bounded queue and stores
 // them one at a time, acknowledging each after commit, in arrival order.
 // Decoding in the reader overlaps it with the previous batch's commit.
+//
+// At a drain the reader stops (STOP_SENDING discards what was not read),
+// the batches already read are stored and acknowledged, then goAway.
 func (s *Server) serveData(ctx context.Context, ac *agentConn, st *quic.Stream, r io.Reader, first *protocol.Batch) {
+	ac.hadData.Store(true)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		select {
+		case <-s.draining:
+			st.CancelRead(quic.StreamErrorCode(protocol.ErrCodeGoingAway)) // unblocks the reader
+		case <-ctx.Done():
+		}
+	}()
 	queue := make(chan decoded, 1)
 	readErr := make(chan error, 1)
 	go func() {
@@ -270,6 +363,10 @@ func (s *Server) serveData(ctx context.Context, ac *agentConn, st *quic.Stream, 
 	}
 	select {
 	case err := <-readErr:
+		if s.isDraining() {
+			s.goAway(ac, st)
+			return
+		}
 		s.failStream(ac.log, st, err)
 	default:
 	}

@@ -59,7 +59,10 @@ func (h *harness) start(wrap func(ingest.Store) ingest.Store) {
 		s = wrap(s)
 	}
 	cfg := h.cfg
-	cfg.Addr, cfg.Logger = "127.0.0.1:0", testLogger(h.t)
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	cfg.Logger = testLogger(h.t)
 	h.srv = ingest.New(cfg, s, h.ca)
 	if err := h.srv.Listen(); err != nil {
 		h.t.Fatalf("listen: %v", err)
@@ -77,7 +80,8 @@ func (h *harness) start(wrap func(ingest.Store) ingest.Store) {
 	h.t.Cleanup(h.stop)
 }
 
-// stop kills the server (all connections drop).
+// stop shuts the server down the way SIGTERM does: it drains (see
+// ingest.Server.Serve) and returns once every connection is closed.
 func (h *harness) stop() {
 	if h.cancel != nil {
 		h.cancel()

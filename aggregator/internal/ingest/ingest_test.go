@@ -135,9 +135,13 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	h := newHarness(t, "", nil)
 	id := h.enroll("dc1")
 	h.stop()
+	// No drain to speak of: the commit in flight is cut short, as by a
+	// crash, before its ack.
+	h.cfg.DrainTimeout = time.Millisecond
 	h.start(func(s ingest.Store) ingest.Store {
 		return crashAfterCommit{Store: s, kill: func() { go h.stop() }}
 	})
+	h.cfg.DrainTimeout = 0
 	c := h.dial(id, 3)
 	d := mustOpen(t, c)
 	p := ingesttest.Samples("vc-a", 10, 3, t0, 5)

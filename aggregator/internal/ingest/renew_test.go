@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/ingest/ingesttest"
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 	"github.com/vmpulse/vmpulse/protocol"
 )
 
@@ -158,7 +159,7 @@ func TestRevokedAgentCannotRenew(t *testing.T) {
 	id := h.enroll("dc1")
 	c := h.dial(id, 1)
 	// Revoked in the registry; the live connection was not (yet) closed.
-	if err := h.st.RevokeAgent(context.Background(), id.AgentID); err != nil {
+	if err := h.st.RevokeAgent(store.AllSites(context.Background()), id.AgentID); err != nil {
 		t.Fatal(err)
 	}
 	_, err := ingesttest.Renew(dialCtx(t), c.QUIC, id)

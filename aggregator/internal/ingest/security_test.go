@@ -17,6 +17,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/ingest/ingesttest"
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 	"github.com/vmpulse/vmpulse/protocol"
 )
 
@@ -89,7 +90,7 @@ func TestRevokedAgentIsRefusedAndDisconnected(t *testing.T) {
 	h := newHarness(t, "", nil)
 	id := h.enroll("dc1")
 	c := h.dial(id, 1)
-	if err := h.st.RevokeAgent(context.Background(), id.AgentID); err != nil {
+	if err := h.st.RevokeAgent(store.AllSites(context.Background()), id.AgentID); err != nil {
 		t.Fatal(err)
 	}
 	h.srv.Disconnect(id.AgentID)
@@ -180,7 +181,7 @@ func TestRevokedElsewhereIsDisconnectedAtHeartbeat(t *testing.T) {
 	if c.QUIC.Context().Err() != nil {
 		t.Fatal("connection closed before any revocation")
 	}
-	if err := h.st.RevokeAgent(context.Background(), id.AgentID); err != nil {
+	if err := h.st.RevokeAgent(store.AllSites(context.Background()), id.AgentID); err != nil {
 		t.Fatal(err)
 	}
 	if err := protocol.WriteMessage(c.Control, &protocol.Heartbeat{SpoolDepth: 2}); err != nil {
@@ -195,7 +196,7 @@ func TestRevokedElsewhereIsDisconnectedAtHeartbeat(t *testing.T) {
 	if err := context.Cause(c.QUIC.Context()); !errors.As(err, &appErr) || appErr.ErrorCode != quic.ApplicationErrorCode(protocol.ErrCodeUnauthenticated) {
 		t.Fatalf("closed with %v, want the unauthenticated application error", err)
 	}
-	a, err := h.st.AgentByID(context.Background(), id.AgentID)
+	a, err := h.st.AgentByID(store.AllSites(context.Background()), id.AgentID)
 	if err != nil || a.Connected {
 		t.Fatalf("registry after revocation: connected=%v err=%v", a.Connected, err)
 	}

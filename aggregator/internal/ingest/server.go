@@ -12,6 +12,19 @@
 // decoded batches (being stored, queued, being decoded), each bounded by
 // protocol.MaxValuesPerBatch cells (~64 MB decoded, far less for real
 // batches), and a connection at most Config.MaxStreams streams.
+//
+// Liveness: the hello and every heartbeat renew the agent's lease in the
+// registry for store.LeaseIntervals heartbeat intervals, so an agent whose
+// connection this server held shows disconnected on every replica soon
+// after this server dies, even by SIGKILL.
+//
+// Shutdown drains (Serve): no new connections or streams are accepted, each
+// data stream stops reading, commits what it has read, sends those acks
+// and a protocol.ErrCodeGoingAway Error, and each connection is closed with
+// that code once its agent has read them (the agent hangs up) or after a
+// grace period; Config.DrainTimeout bounds the whole drain. An agent then
+// resends only batches that were never committed: a planned restart causes
+// no duplicates.
 package ingest
 
 import (
@@ -43,8 +56,8 @@ type Store interface {
 	Enroll(ctx context.Context, secret, name, version string, sign store.Signer) (store.Agent, error)
 	RenewAgentCert(ctx context.Context, agentID, presentedSerial string, sign store.Signer) (store.Agent, error)
 	AgentByID(ctx context.Context, id string) (store.Agent, error)
-	AgentConnected(ctx context.Context, id, version, remote string, epoch uint64, certSerial string) error
-	AgentHeartbeat(ctx context.Context, id string, hb *protocol.Heartbeat) (revoked bool, err error)
+	AgentConnectedEvery(ctx context.Context, id, version, remote string, epoch uint64, certSerial string, heartbeat time.Duration) error
+	AgentHeartbeatEvery(ctx context.Context, id string, hb *protocol.Heartbeat, heartbeat time.Duration) (revoked bool, err error)
 	AgentDisconnected(ctx context.Context, id string) error
 }
 
@@ -57,8 +70,21 @@ type Config struct {
 	// AgentCertLifetime is the validity of the client certificates issued
 	// at enrollment and renewal; default pki.AgentCertLifetime.
 	AgentCertLifetime time.Duration
-	Logger            *slog.Logger
+	// DrainTimeout bounds the drain at shutdown (see Serve); default
+	// DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
 }
+
+// DefaultDrainTimeout is the default Config.DrainTimeout: ample for
+// in-flight commits (milliseconds when PostgreSQL is healthy), and short of
+// the usual stop timeouts of service managers (systemd 90 s, Kubernetes
+// 30 s).
+const DefaultDrainTimeout = 10 * time.Second
+
+// peerCloseGrace is how long a draining connection waits for its agent to
+// read the last acks and hang up before closing it.
+const peerCloseGrace = 5 * time.Second
 
 // Stats are the server's counters since start.
 type Stats struct {
@@ -76,10 +102,12 @@ type Server struct {
 	log   *slog.Logger
 	Stats Stats
 
-	tr    *quic.Transport
-	ln    *quic.Listener
-	mu    sync.Mutex
-	conns map[string]*agentConn // by agent ID
+	udp      *net.UDPConn
+	tr       *quic.Transport
+	ln       *quic.Listener
+	draining chan struct{} // closed when the drain starts
+	mu       sync.Mutex
+	conns    map[string]*agentConn // by agent ID
 }
 
 // New prepares a server; call Listen then Serve.
@@ -96,10 +124,13 @@ func New(cfg Config, st Store, ca *pki.CA) *Server {
 	if cfg.AgentCertLifetime <= 0 {
 		cfg.AgentCertLifetime = pki.AgentCertLifetime
 	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, store: st, ca: ca, log: cfg.Logger, conns: make(map[string]*agentConn)}
+	return &Server{cfg: cfg, store: st, ca: ca, log: cfg.Logger, draining: make(chan struct{}), conns: make(map[string]*agentConn)}
 }
 
 // TLSConfig is the server side of mutual TLS: a client certificate is
@@ -135,7 +166,7 @@ func (s *Server) checkAgent(ctx context.Context, cert *x509.Certificate) (store.
 	if err != nil {
 		return store.Agent{}, "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(store.AllSites(ctx), 5*time.Second)
 	defer cancel()
 	a, err := s.store.AgentByID(ctx, id)
 	switch {
@@ -165,6 +196,7 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("ingest: listen %s: %w", s.cfg.Addr, err)
 	}
 	key := quic.StatelessResetKey(s.ca.StatelessResetKey())
+	s.udp = udp
 	s.tr = &quic.Transport{Conn: udp, StatelessResetKey: &key}
 	ln, err := s.tr.Listen(s.TLSConfig(), &quic.Config{
 		MaxIncomingStreams:         s.cfg.MaxStreams,
@@ -185,34 +217,83 @@ func (s *Server) Listen() error {
 // Addr is the bound address (after Listen).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Serve accepts connections until ctx ends.
+// Serve accepts connections until ctx ends, then drains them and returns
+// once every connection is closed, within Config.DrainTimeout: it stops
+// accepting connections and streams, lets every data stream commit and
+// acknowledge the batches it has read, tells the agents the aggregator is
+// going away (protocol.ErrCodeGoingAway), and closes the connections. What
+// is still running at the timeout is cancelled (a batch whose commit is
+// cut short is not acknowledged; the agent resends it).
 func (s *Server) Serve(ctx context.Context) error {
 	if s.ln == nil {
 		if err := s.Listen(); err != nil {
 			return err
 		}
 	}
-	go func() {
-		<-ctx.Done()
-		s.ln.Close()
-		s.tr.Close() // closes the connections and the socket
-	}()
+	// Connections outlive ctx by the drain: they end with connCtx.
+	connCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
 	s.log.Info("ingest listening", "addr", s.ln.Addr().String())
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	var err error
 	for {
-		conn, err := s.ln.Accept(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+		conn, aerr := s.ln.Accept(ctx)
+		if aerr != nil {
+			if ctx.Err() == nil {
+				err = fmt.Errorf("ingest: accept: %w", aerr)
 			}
-			return fmt.Errorf("ingest: accept: %w", err)
+			break
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveConn(ctx, conn)
+			s.serveConn(connCtx, conn)
 		}()
+	}
+	s.drain(&wg, stop)
+	return err
+}
+
+// drain closes the listener, tells every connection to drain and waits for
+// them, cancelling them after Config.DrainTimeout; then it closes the
+// socket.
+func (s *Server) drain(wg *sync.WaitGroup, stop context.CancelFunc) {
+	started := time.Now()
+	s.ln.Close() // handshakes in progress are refused; agents retry elsewhere or later
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	s.log.Info("draining agent connections", "connections", n, "timeout", s.cfg.DrainTimeout)
+	stored := s.Stats.BatchesStored.Load()
+	close(s.draining)
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.DrainTimeout):
+		s.mu.Lock()
+		n = len(s.conns)
+		s.mu.Unlock()
+		s.log.Warn("drain timed out; closing the remaining connections", "connections", n, "timeout", s.cfg.DrainTimeout)
+		stop()
+		<-done
+	}
+	s.tr.Close()
+	s.udp.Close() // the transport does not close a socket it was given
+	s.log.Info("ingest drained", "took", time.Since(started).Round(time.Millisecond),
+		"batches_committed_while_draining", s.Stats.BatchesStored.Load()-stored)
+}
+
+// isDraining reports whether the drain has started.
+func (s *Server) isDraining() bool {
+	select {
+	case <-s.draining:
+		return true
+	default:
+		return false
 	}
 }
 

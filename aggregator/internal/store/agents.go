@@ -18,8 +18,12 @@ import (
 // ErrNotFound is returned when a looked-up row does not exist.
 var ErrNotFound = errors.New("store: not found")
 
-// EnsureSite creates the site if it does not exist.
+// EnsureSite creates the site if it does not exist. A site outside the
+// data scope of ctx, when it has one, is ErrNotFound (see siteCommand).
 func (s *Store) EnsureSite(ctx context.Context, name, description string) error {
+	if err := siteCommand(ctx, name); err != nil {
+		return err
+	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO sites (name, description) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, description)
 	if err != nil {
 		return fmt.Errorf("store: ensure site %q: %w", name, err)
@@ -29,7 +33,12 @@ func (s *Store) EnsureSite(ctx context.Context, name, description string) error 
 
 // CreateEnrollmentToken issues a single-use token for an agent of site that
 // expires after ttl, and returns its secret (shown once; only a hash is kept).
+//
+// A site outside the data scope of ctx, when it has one, is ErrNotFound.
 func (s *Store) CreateEnrollmentToken(ctx context.Context, site string, ttl time.Duration, createdBy string) (secret string, expires time.Time, err error) {
+	if err := siteCommand(ctx, site); err != nil {
+		return "", time.Time{}, err
+	}
 	var raw [24]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", time.Time{}, fmt.Errorf("store: token: %w", err)
@@ -55,12 +64,15 @@ type Agent struct {
 	PrevCertSerial          string
 	EnrolledAt              time.Time
 	FirstSeen, LastSeen     *time.Time
-	Connected               bool
-	RemoteAddr              string
-	SpoolDepth, SpoolBytes  int64
-	OldestUnsentMS, LagMS   int64
-	Dropped                 int64
-	RevokedAt               *time.Time
+	// Connected reports a live connection to some aggregator replica:
+	// registered as connected and within its lease (agent_is_live, see
+	// LeaseIntervals), so false once a crashed replica's lease ran out.
+	Connected              bool
+	RemoteAddr             string
+	SpoolDepth, SpoolBytes int64
+	OldestUnsentMS, LagMS  int64
+	Dropped                int64
+	RevokedAt              *time.Time
 }
 
 // Signer issues a client certificate for an agent: at enrollment, or when
@@ -113,7 +125,7 @@ func (s *Store) Enroll(ctx context.Context, secret, name, version string, sign S
 }
 
 const agentCols = `id::text, site, name, version, cert_serial, cert_not_after, coalesce(prev_cert_serial, ''), enrolled_at,
-	first_seen, last_seen, connected, remote_addr, spool_depth, spool_bytes, oldest_unsent_ms, collection_lag_ms, dropped_batches,
+	first_seen, last_seen, agent_is_live(connected, lease_until), remote_addr, spool_depth, spool_bytes, oldest_unsent_ms, collection_lag_ms, dropped_batches,
 	revoked_at`
 
 func scanAgent(row pgx.Row) (Agent, error) {
@@ -172,24 +184,36 @@ func (s *Store) RenewAgentCert(ctx context.Context, agentID, presentedSerial str
 	return a, nil
 }
 
-// AgentByID returns one agent, or ErrNotFound.
+// AgentByID returns one agent, or ErrNotFound (also when its site is
+// outside the caller's data scope).
 func (s *Store) AgentByID(ctx context.Context, id string) (Agent, error) {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return Agent{}, err
+	}
 	if _, err := uuid.Parse(id); err != nil {
 		return Agent{}, ErrNotFound
 	}
-	a, err := scanAgent(s.pool.QueryRow(ctx, `SELECT `+agentCols+` FROM agents WHERE id = $1`, id))
+	a := args{id}
+	ag, err := scanAgent(s.pool.QueryRow(ctx, `SELECT `+agentCols+` FROM agents WHERE id = $1 AND `+sc.siteSQL("site", &a), a...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Agent{}, ErrNotFound
 	}
 	if err != nil {
 		return Agent{}, fmt.Errorf("store: agent %s: %w", id, err)
 	}
-	return a, nil
+	return ag, nil
 }
 
-// Agents lists the registry, by site and name.
+// Agents lists the agents of the sites in the caller's data scope, by site
+// and name.
 func (s *Store) Agents(ctx context.Context) ([]Agent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+agentCols+` FROM agents ORDER BY site, name, id`)
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var a args
+	rows, err := s.pool.Query(ctx, `SELECT `+agentCols+` FROM agents WHERE `+sc.siteSQL("site", &a)+` ORDER BY site, name, id`, a...)
 	if err != nil {
 		return nil, fmt.Errorf("store: agents: %w", err)
 	}
@@ -205,12 +229,19 @@ func (s *Store) Agents(ctx context.Context) ([]Agent, error) {
 	return out, rows.Err()
 }
 
-// RevokeAgent marks an agent revoked; its certificate is refused from then on.
+// RevokeAgent marks an agent revoked; its certificate is refused from then
+// on. An agent outside the caller's data scope is ErrNotFound.
 func (s *Store) RevokeAgent(ctx context.Context, id string) error {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return err
+	}
 	if _, err := uuid.Parse(id); err != nil {
 		return ErrNotFound
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE agents SET revoked_at = coalesce(revoked_at, now()), connected = false WHERE id = $1`, id)
+	a := args{id}
+	tag, err := s.pool.Exec(ctx, `UPDATE agents SET revoked_at = coalesce(revoked_at, now()), connected = false WHERE id = $1 AND `+
+		sc.siteSQL("site", &a), a...)
 	if err != nil {
 		return fmt.Errorf("store: revoke agent %s: %w", id, err)
 	}
@@ -220,27 +251,69 @@ func (s *Store) RevokeAgent(ctx context.Context, id string) error {
 	return nil
 }
 
-// AgentConnected records a hello. certSerial is the serial of the
-// certificate the connection was opened with: when it is the agent's
-// current certificate, the previous one (kept valid across a renewal, see
-// RenewAgentCert) is retired and refused from then on.
+// Liveness. The replica that holds an agent's connection sets connected
+// at the hello and clears it when the connection ends, but a replica that
+// crashes never clears it. So each hello and heartbeat also renews a lease,
+// lease_until, LeaseIntervals heartbeat intervals ahead by the database's
+// clock, and an agent is live ("connected" in Agent and everywhere else)
+// while connected AND the lease runs: the SQL function agent_is_live
+// (migration 007) is that one definition, for every reader. An agent whose
+// replica died shows disconnected, on every replica, at most LeaseIntervals
+// heartbeat intervals after its last sign of life.
+const (
+	// LeaseIntervals is how many heartbeat intervals a lease lasts: two
+	// heartbeats may be late or lost before a live agent looks dead.
+	LeaseIntervals = 3
+	// DefaultHeartbeatInterval is the aggregator's default
+	// ingest.heartbeat_interval, the lease basis of AgentConnected and
+	// AgentHeartbeat.
+	DefaultHeartbeatInterval = 10 * time.Second
+)
+
+// leaseMS is the lease, in milliseconds, of an agent that heartbeats every
+// heartbeat (DefaultHeartbeatInterval if not positive).
+func leaseMS(heartbeat time.Duration) int64 {
+	if heartbeat <= 0 {
+		heartbeat = DefaultHeartbeatInterval
+	}
+	return (LeaseIntervals * heartbeat).Milliseconds()
+}
+
+// AgentConnected is AgentConnectedEvery with DefaultHeartbeatInterval.
 func (s *Store) AgentConnected(ctx context.Context, id, version, remote string, epoch uint64, certSerial string) error {
+	return s.AgentConnectedEvery(ctx, id, version, remote, epoch, certSerial, DefaultHeartbeatInterval)
+}
+
+// AgentConnectedEvery records a hello over a connection this replica holds,
+// from an agent told to heartbeat every heartbeat, and renews its lease.
+// certSerial is the serial of the certificate the connection was opened
+// with: when it is the agent's current certificate, the previous one (kept
+// valid across a renewal, see RenewAgentCert) is retired and refused from
+// then on.
+func (s *Store) AgentConnectedEvery(ctx context.Context, id, version, remote string, epoch uint64, certSerial string, heartbeat time.Duration) error {
 	_, err := s.pool.Exec(ctx, `UPDATE agents SET version = $2, remote_addr = $3, epoch = $4, connected = true,
-		first_seen = coalesce(first_seen, now()), last_seen = now(),
+		first_seen = coalesce(first_seen, now()), last_seen = now(), lease_until = now() + $6 * interval '1 millisecond',
 		prev_cert_serial = CASE WHEN cert_serial = $5 THEN NULL ELSE prev_cert_serial END
-		WHERE id = $1`, id, version, remote, int64(epoch), certSerial)
+		WHERE id = $1`, id, version, remote, int64(epoch), certSerial, leaseMS(heartbeat))
 	if err != nil {
 		return fmt.Errorf("store: agent %s connected: %w", id, err)
 	}
 	return nil
 }
 
-// AgentHeartbeat records an agent's health report and reports whether the
-// agent has been revoked (by any aggregator replica or the CLI) meanwhile.
+// AgentHeartbeat is AgentHeartbeatEvery with DefaultHeartbeatInterval.
 func (s *Store) AgentHeartbeat(ctx context.Context, id string, hb *protocol.Heartbeat) (revoked bool, err error) {
-	err = s.pool.QueryRow(ctx, `UPDATE agents SET last_seen = now(), connected = revoked_at IS NULL, spool_depth = $2, spool_bytes = $3,
+	return s.AgentHeartbeatEvery(ctx, id, hb, DefaultHeartbeatInterval)
+}
+
+// AgentHeartbeatEvery records the health report of an agent that
+// heartbeats every heartbeat, renews its lease, and reports whether the
+// agent has been revoked (by any aggregator replica or the CLI) meanwhile.
+func (s *Store) AgentHeartbeatEvery(ctx context.Context, id string, hb *protocol.Heartbeat, heartbeat time.Duration) (revoked bool, err error) {
+	err = s.pool.QueryRow(ctx, `UPDATE agents SET last_seen = now(), connected = revoked_at IS NULL,
+		lease_until = now() + $7 * interval '1 millisecond', spool_depth = $2, spool_bytes = $3,
 		oldest_unsent_ms = $4, collection_lag_ms = $5, dropped_batches = $6 WHERE id = $1 RETURNING revoked_at IS NOT NULL`,
-		id, int64(hb.SpoolDepth), int64(hb.SpoolBytes), hb.OldestUnsentAge, hb.CollectionLag, int64(hb.Dropped)).Scan(&revoked)
+		id, int64(hb.SpoolDepth), int64(hb.SpoolBytes), hb.OldestUnsentAge, hb.CollectionLag, int64(hb.Dropped), leaseMS(heartbeat)).Scan(&revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return true, nil // deleted from the registry: as good as revoked
 	}
@@ -250,9 +323,10 @@ func (s *Store) AgentHeartbeat(ctx context.Context, id string, hb *protocol.Hear
 	return revoked, nil
 }
 
-// AgentDisconnected records that an agent's connection ended.
+// AgentDisconnected records that an agent's connection ended, and ends its
+// lease.
 func (s *Store) AgentDisconnected(ctx context.Context, id string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE agents SET connected = false, last_seen = now() WHERE id = $1`, id)
+	_, err := s.pool.Exec(ctx, `UPDATE agents SET connected = false, last_seen = now(), lease_until = NULL WHERE id = $1`, id)
 	if err != nil {
 		return fmt.Errorf("store: agent %s disconnected: %w", id, err)
 	}

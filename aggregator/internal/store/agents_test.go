@@ -44,7 +44,7 @@ func wantReject(t *testing.T, err error, code protocol.ErrorCode, contains strin
 }
 
 func TestRenewAgentCert(t *testing.T) {
-	ctx := context.Background()
+	ctx := store.AllSites(context.Background())
 	st, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -59,6 +59,8 @@ type VMDetail struct {
 	ResourcePool *ObjectRef
 	Datastores   []ObjectRef
 	Latest       []LatestValue
+	UserFields   VMUserFields
+	Groups       []GroupRef
 }
 
 // LatestValue is the newest value of one counter of an entity.
@@ -85,6 +87,7 @@ type VMFilter struct {
 	PowerState string // props.power_state
 	Tools      string // props.tools_running_status
 	Tag        string // "category/name", in props.tags
+	Group      string // a VM group's id: its members
 	Q          string // substring of the name, guest hostname or a guest IP, any case
 }
 
@@ -186,9 +189,10 @@ func (a *args) add(v any) string {
 	return "$" + strconv.Itoa(len(*a))
 }
 
-// vmWhere is the WHERE clause of a VM filter on the alias o.
-func vmWhere(f *VMFilter, a *args) string {
-	w := []string{"o.kind = 'vm'", "o.deleted_at IS NULL"}
+// vmWhere is the WHERE clause of a VM filter on the alias o, within the
+// data scope sc.
+func vmWhere(sc dataScope, f *VMFilter, a *args) string {
+	w := []string{"o.kind = 'vm'", "o.deleted_at IS NULL", sc.vmSQL("o", a)}
 	if f.Site != "" {
 		w = append(w, "o.site = "+a.add(f.Site))
 	}
@@ -222,6 +226,9 @@ func vmWhere(f *VMFilter, a *args) string {
 	}
 	if f.Tag != "" {
 		w = append(w, "o.props->'tags' @> jsonb_build_array("+a.add(f.Tag)+"::text)")
+	}
+	if f.Group != "" {
+		w = append(w, groupMemberSQL("o", a.add([]string{f.Group})))
 	}
 	if f.Q != "" {
 		p := a.add(likePattern(f.Q))
@@ -336,21 +343,30 @@ func (s *Store) listObjects(ctx context.Context, kind, where string, a args, key
 	return out, total, nil
 }
 
-// VMs returns a page of live VMs matching q and how many match in all.
+// VMs returns a page of the live VMs in the caller's data scope matching q,
+// and how many match in all.
 func (s *Store) VMs(ctx context.Context, q VMQuery) ([]Object, int, error) {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	var a args
-	where := vmWhere(&q.VMFilter, &a)
+	where := vmWhere(sc, &q.VMFilter, &a)
 	return s.listObjects(ctx, KindVM, where, a, q.Sort, q.Page, q.PageSize, false)
 }
 
-// Objects returns a page of live hosts, clusters or datastores, with their
-// VM (and for clusters host) counts.
+// Objects returns a page of the live hosts, clusters or datastores in the
+// caller's data scope, with their VM (and for clusters host) counts.
 func (s *Store) Objects(ctx context.Context, q ObjectQuery) ([]Object, int, error) {
 	if _, ok := sortSQL[q.Kind]; !ok || q.Kind == KindVM {
 		return nil, 0, fmt.Errorf("store: objects: unsupported kind %q", q.Kind)
 	}
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	var a args
-	w := []string{"o.kind = " + a.add(q.Kind), "o.deleted_at IS NULL"}
+	w := []string{"o.kind = " + a.add(q.Kind), "o.deleted_at IS NULL", sc.siteSQL("o.site", &a)}
 	if q.Site != "" {
 		w = append(w, "o.site = "+a.add(q.Site))
 	}
@@ -361,13 +377,24 @@ func (s *Store) Objects(ctx context.Context, q ObjectQuery) ([]Object, int, erro
 }
 
 // Object returns one live object of a kind by source and moref, with its
-// counts, or ErrNotFound.
+// counts, or ErrNotFound (also when it is outside the caller's data scope).
 func (s *Store) Object(ctx context.Context, kind, source, moref string) (Object, error) {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return Object{}, err
+	}
+	a := args{source, kind, moref}
+	var in string
+	if kind == KindVM {
+		in = sc.vmSQL("o", &a)
+	} else {
+		in = sc.siteSQL("o.site", &a)
+	}
 	// The source's site first: the primary key starts with it.
 	o, err := scanObject(s.pool.QueryRow(ctx, `SELECT `+objectCols+countCols+`
 		FROM inventory_objects o `+objectJoins+`
 		WHERE o.site = (SELECT site FROM sources WHERE source = $1) AND o.source = $1 AND o.kind = $2 AND o.moref = $3
-		AND o.deleted_at IS NULL`, source, kind, moref), true)
+		AND o.deleted_at IS NULL AND `+in, a...), true)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Object{}, ErrNotFound
 	}
@@ -433,12 +460,24 @@ func (s *Store) VM(ctx context.Context, source, moref string) (VMDetail, error) 
 	if err != nil {
 		return VMDetail{}, err
 	}
+	d.UserFields, d.Groups, err = s.vmExtras(ctx, &o)
+	if err != nil {
+		return VMDetail{}, err
+	}
 	return d, nil
 }
 
 // LatestValues returns the newest finite value of each counter (and
 // instance) of an entity within window before now, by instance and counter.
+// An entity of a site outside the caller's data scope has none.
 func (s *Store) LatestValues(ctx context.Context, site, source, kind, entity string, window time.Duration) ([]LatestValue, error) {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ok, err := s.entityVisible(ctx, sc, site, source, kind, entity); err != nil || !ok {
+		return []LatestValue{}, err
+	}
 	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (instance, counter) instance, counter, unit, value::float8, ts
 		FROM samples_named
 		WHERE site = $1 AND source = $2 AND entity_kind = $3 AND entity_id = $4
@@ -483,11 +522,15 @@ type VMStats struct {
 // TopClusters is how many clusters VMStats counts.
 const TopClusters = 50
 
-// VMStats counts the live VMs matching f by power state, tools status, site
+// VMStats counts the live VMs in the caller's data scope matching f by power state, tools status, site
 // and cluster.
 func (s *Store) VMStats(ctx context.Context, f VMFilter) (VMStats, error) {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return VMStats{}, err
+	}
 	var a args
-	where := vmWhere(&f, &a)
+	where := vmWhere(sc, &f, &a)
 	rows, err := s.pool.Query(ctx, `WITH f AS MATERIALIZED (
 		    SELECT o.site, o.source, coalesce(nullif(o.props->>'power_state', ''), 'unknown') AS ps,
 		        coalesce(nullif(o.props->>'tools_running_status', ''), 'unknown') AS ts,
@@ -567,7 +610,7 @@ const siteCols = `s.name, s.description, s.created_at,
 	(SELECT count(*) FROM inventory_objects v WHERE v.kind = 'host' AND v.site = s.name AND v.deleted_at IS NULL) AS hosts,
 	ARRAY(SELECT source FROM sources x WHERE x.site = s.name ORDER BY source),
 	(SELECT count(*) FROM agents g WHERE g.site = s.name AND g.revoked_at IS NULL),
-	(SELECT count(*) FROM agents g WHERE g.site = s.name AND g.revoked_at IS NULL AND g.connected)`
+	(SELECT count(*) FROM agents g WHERE g.site = s.name AND g.revoked_at IS NULL AND agent_is_live(g.connected, g.lease_until))`
 
 func scanSite(row pgx.Row) (SiteInfo, error) {
 	var si SiteInfo
@@ -578,7 +621,8 @@ func scanSite(row pgx.Row) (SiteInfo, error) {
 	return si, err
 }
 
-// Sites returns a page of sites with their counts, and how many match.
+// Sites returns a page of the sites in the caller's data scope with their
+// counts, and how many match.
 func (s *Store) Sites(ctx context.Context, q SiteQuery) ([]SiteInfo, int, error) {
 	if len(q.Sort) == 0 {
 		q.Sort = []SortKey{{Field: "name"}}
@@ -595,11 +639,15 @@ func (s *Store) Sites(ctx context.Context, q SiteQuery) ([]SiteInfo, int, error)
 		order = append(order, expr)
 	}
 	order = append(order, "s.name")
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	var a args
-	where := "true"
+	where := sc.siteSQL("s.name", &a)
 	if q.Q != "" {
 		p := a.add(likePattern(q.Q))
-		where = "(s.name ILIKE " + p + " OR s.description ILIKE " + p + ")"
+		where += " AND (s.name ILIKE " + p + " OR s.description ILIKE " + p + ")"
 	}
 	var total int
 	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM sites s WHERE `+where, a...).Scan(&total); err != nil {
@@ -627,8 +675,16 @@ func (s *Store) Sites(ctx context.Context, q SiteQuery) ([]SiteInfo, int, error)
 	return out, total, nil
 }
 
-// Site returns one site with its counts, or ErrNotFound.
+// Site returns one site with its counts, or ErrNotFound (also when it is
+// outside the caller's data scope).
 func (s *Store) Site(ctx context.Context, name string) (SiteInfo, error) {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return SiteInfo{}, err
+	}
+	if !sc.allowsSite(name) {
+		return SiteInfo{}, ErrNotFound
+	}
 	si, err := scanSite(s.pool.QueryRow(ctx, `SELECT `+siteCols+` FROM sites s WHERE s.name = $1`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return SiteInfo{}, ErrNotFound

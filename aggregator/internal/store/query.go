@@ -27,6 +27,10 @@ const (
 	// MaxPoints bounds the points per series of any query; a finer explicit
 	// step is refused.
 	MaxPoints = 11000
+	// MinAutoStep is the finest automatic step: vCenter's realtime
+	// sampling interval. A finer one would show every sample between
+	// empty steps.
+	MinAutoStep = 20 * time.Second
 )
 
 // autoSteps are the round steps an automatic step is chosen from.
@@ -75,6 +79,8 @@ type RangeQuery struct {
 	Step time.Duration
 	// Agg combines the values of a step; "" means avg.
 	Agg Agg
+
+	scope dataScope // the caller's, set by QueryRange
 }
 
 // Point is one value at the start of its step.
@@ -116,6 +122,11 @@ func (s *Store) QueryRange(ctx context.Context, q RangeQuery) (RangeResult, erro
 	if err := q.validate(); err != nil {
 		return res, err
 	}
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return res, err
+	}
+	q.scope = sc
 	agg := q.Agg
 	if agg == "" {
 		agg = AggAvg
@@ -205,7 +216,7 @@ func pickTier(rng, step time.Duration) (int, time.Duration) {
 	default:
 		ti = 3
 	}
-	want := max(tiers[ti].width, (rng+AutoPoints-1)/AutoPoints)
+	want := max(tiers[ti].width, MinAutoStep, (rng+AutoPoints-1)/AutoPoints)
 	for _, st := range autoSteps {
 		if st >= want {
 			return ti, st
@@ -238,6 +249,12 @@ func rangeSQL(t tier, agg Agg, step time.Duration, q *RangeQuery) (string, []any
 	}
 	if q.Source != "" {
 		where = append(where, "se.source = "+param(q.Source))
+	}
+	if !q.scope.all {
+		// rangeSQL's args shadows the args type: go through argList.
+		a := argList(args)
+		where = append(where, q.scope.seriesSQL("se", &a))
+		args = a
 	}
 	if q.Instances != nil {
 		where = append(where, "se.instance = ANY("+param(q.Instances)+"::text[])")

@@ -32,7 +32,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	ctx := t.Context()
+	ctx := store.AllSites(t.Context())
 	st, err := store.Open(ctx, pgtest.NewDatabase(t), store.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -379,7 +379,7 @@ func TestQueryRange(t *testing.T) {
 		want    []pt
 	}{
 		{"1h range is raw", store.RangeQuery{From: d, To: d.Add(time.Hour), Counters: []string{"cpu"}},
-			store.ResolutionRaw, 5 * time.Second, "cpu", []pt{{d, 1}, {d.Add(20 * time.Second), 3}, {d.Add(40 * time.Second), 2}, {d.Add(5 * time.Minute), 10}}},
+			store.ResolutionRaw, 20 * time.Second, "cpu", []pt{{d, 1}, {d.Add(20 * time.Second), 3}, {d.Add(40 * time.Second), 2}, {d.Add(5 * time.Minute), 10}}},
 		{"a step under 5m is raw", store.RangeQuery{From: d, To: d.Add(time.Hour), Step: time.Minute, Agg: store.AggMax, Counters: []string{"cpu"}},
 			store.ResolutionRaw, time.Minute, "cpu", []pt{{d, 3}, {d.Add(5 * time.Minute), 10}}},
 		{"2 day range is 5m", store.RangeQuery{From: d, To: d.Add(2 * day), Counters: []string{"cpu"}},

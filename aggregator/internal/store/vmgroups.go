@@ -1,0 +1,434 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// VM groups and the user fields of VMs (migration 008). A group's members
+// are its static members plus every live VM its rule matches, evaluated at
+// read time by the SQL function vm_rule_matches, so membership follows the
+// inventory (a tag change, a vMotion to another cluster) with no refresh.
+
+// GroupRule selects VMs by their inventory and user fields; every condition
+// given must hold, and an empty rule selects nothing (static members only).
+type GroupRule struct {
+	Site string `json:"site,omitempty"`
+	// NameGlob matches the VM's name, any case: * any run, ? one character.
+	NameGlob string `json:"name_glob,omitempty"`
+	// Folder is a prefix of the VM's inventory path
+	// ("/Datacenters/DC1/vm/web").
+	Folder string `json:"folder,omitempty"`
+	// Tags: the VM carries at least one of them ("category/name").
+	Tags []string `json:"tags,omitempty"`
+	// Cluster and Host are names.
+	Cluster string `json:"cluster,omitempty"`
+	Host    string `json:"host,omitempty"`
+	// Labels: the VM's user labels include all of these.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Empty reports whether the rule has no condition.
+func (r GroupRule) Empty() bool {
+	return r.Site == "" && r.NameGlob == "" && r.Folder == "" && len(r.Tags) == 0 && r.Cluster == "" && r.Host == "" && len(r.Labels) == 0
+}
+
+// sqlJSON is the rule as vm_rule_matches reads it: the glob becomes a LIKE
+// pattern (name_like).
+func (r GroupRule) sqlJSON() map[string]any {
+	m := map[string]any{}
+	if r.Empty() {
+		return m
+	}
+	b, _ := json.Marshal(r)
+	_ = json.Unmarshal(b, &m)
+	if r.NameGlob != "" {
+		m["name_like"] = globToLike(r.NameGlob)
+	}
+	return m
+}
+
+// globToLike turns a name glob into a LIKE pattern, escaping LIKE's own
+// wildcards.
+func globToLike(g string) string {
+	var b strings.Builder
+	for _, c := range g {
+		switch c {
+		case '*':
+			b.WriteByte('%')
+		case '?':
+			b.WriteByte('_')
+		case '%', '_', '\\':
+			b.WriteByte('\\')
+			b.WriteRune(c)
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// VMGroup is a group with its member counts.
+type VMGroup struct {
+	ID          uuid.UUID
+	Name        string
+	Description string
+	Rule        GroupRule
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	CreatedBy   string
+	// StaticMembers counts the static members in the caller's data scope;
+	// Members counts every member (static or by rule) in it.
+	StaticMembers, Members int64
+}
+
+// GroupInput is what a caller sets on a group.
+type GroupInput struct {
+	Name, Description string
+	Rule              GroupRule
+}
+
+// ErrGroupNameTaken is returned when another group has the name.
+var ErrGroupNameTaken = errors.New("store: a VM group with this name exists")
+
+// groupMemberSQL is the condition that the VM on alias o is a member of one
+// of the groups whose ids (as text) are in the parameter param.
+func groupMemberSQL(alias, param string) string {
+	return `EXISTS (SELECT 1 FROM vm_groups g WHERE g.id::text = ANY(` + param + `::text[]) AND (
+		EXISTS (SELECT 1 FROM vm_group_members m WHERE m.group_id = g.id AND m.site = ` + alias + `.site
+		    AND m.source = ` + alias + `.source AND m.moref = ` + alias + `.moref)
+		OR vm_rule_matches(g.rule, ` + alias + `.site, ` + alias + `.source, ` + alias + `.moref, ` + alias + `.name, ` + alias + `.path, ` + alias + `.props)))`
+}
+
+const groupCols = `g.id, g.name, g.description, g.rule, g.created_at, g.updated_at, g.created_by`
+
+// groupCounts are the member counts of group g within the scope's VM
+// condition (on alias v).
+func groupCounts(vmScope string) string {
+	return `,
+	(SELECT count(*) FROM vm_group_members m JOIN inventory_objects v ON v.site = m.site AND v.source = m.source
+	    AND v.kind = 'vm' AND v.moref = m.moref AND v.deleted_at IS NULL WHERE m.group_id = g.id AND ` + vmScope + `),
+	(SELECT count(*) FROM inventory_objects v WHERE v.kind = 'vm' AND v.deleted_at IS NULL AND ` + vmScope + ` AND (
+	    EXISTS (SELECT 1 FROM vm_group_members m WHERE m.group_id = g.id AND m.site = v.site AND m.source = v.source AND m.moref = v.moref)
+	    OR vm_rule_matches(g.rule, v.site, v.source, v.moref, v.name, v.path, v.props)))`
+}
+
+func scanGroup(row pgx.Row) (VMGroup, error) {
+	var g VMGroup
+	var rule map[string]any
+	if err := row.Scan(&g.ID, &g.Name, &g.Description, &rule, &g.CreatedAt, &g.UpdatedAt, &g.CreatedBy, &g.StaticMembers, &g.Members); err != nil {
+		return g, err
+	}
+	delete(rule, "name_like")
+	b, _ := json.Marshal(rule)
+	_ = json.Unmarshal(b, &g.Rule)
+	return g, nil
+}
+
+// VMGroups lists every group by name, with its members in the caller's
+// data scope counted.
+func (s *Store) VMGroups(ctx context.Context) ([]VMGroup, error) {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var a args
+	rows, err := s.pool.Query(ctx, `SELECT `+groupCols+groupCounts(sc.vmSQL("v", &a))+` FROM vm_groups g ORDER BY g.name`, a...)
+	if err != nil {
+		return nil, fmt.Errorf("store: vm groups: %w", err)
+	}
+	defer rows.Close()
+	out := []VMGroup{}
+	for rows.Next() {
+		g, err := scanGroup(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: vm groups: %w", err)
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: vm groups: %w", err)
+	}
+	return out, nil
+}
+
+// VMGroupByID returns one group, or ErrNotFound.
+func (s *Store) VMGroupByID(ctx context.Context, id uuid.UUID) (VMGroup, error) {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return VMGroup{}, err
+	}
+	a := args{id}
+	g, err := scanGroup(s.pool.QueryRow(ctx, `SELECT `+groupCols+groupCounts(sc.vmSQL("v", &a))+` FROM vm_groups g WHERE g.id = $1`, a...))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return VMGroup{}, ErrNotFound
+	}
+	if err != nil {
+		return VMGroup{}, fmt.Errorf("store: vm group %s: %w", id, err)
+	}
+	return g, nil
+}
+
+func groupConflict(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return ErrGroupNameTaken
+	}
+	return err
+}
+
+// CreateVMGroup creates a group and returns its id.
+func (s *Store) CreateVMGroup(ctx context.Context, in GroupInput, by string) (uuid.UUID, error) {
+	var id uuid.UUID
+	err := s.pool.QueryRow(ctx, `INSERT INTO vm_groups (name, description, rule, created_by) VALUES ($1, $2, $3, $4) RETURNING id`,
+		in.Name, in.Description, in.Rule.sqlJSON(), by).Scan(&id)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("store: create vm group: %w", groupConflict(err))
+	}
+	return id, nil
+}
+
+// UpdateVMGroup replaces a group's name, description and rule.
+func (s *Store) UpdateVMGroup(ctx context.Context, id uuid.UUID, in GroupInput) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE vm_groups SET name = $2, description = $3, rule = $4, updated_at = now() WHERE id = $1`,
+		id, in.Name, in.Description, in.Rule.sqlJSON())
+	if err != nil {
+		return fmt.Errorf("store: update vm group %s: %w", id, groupConflict(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// DeleteVMGroup deletes a group and its static memberships, and removes it
+// from every user's data scope in the same transaction (a scope never names
+// a group that is gone, which a later group of the same id could inherit).
+func (s *Store) DeleteVMGroup(ctx context.Context, id uuid.UUID) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("store: delete vm group %s: %w", id, err)
+	}
+	defer tx.Rollback(ctx)
+	tag, err := tx.Exec(ctx, `DELETE FROM vm_groups WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("store: delete vm group %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	if _, err := tx.Exec(ctx, `UPDATE users SET scope_vm_groups = array_remove(scope_vm_groups, $1::text) WHERE $1::text = ANY(scope_vm_groups)`, id.String()); err != nil {
+		return fmt.Errorf("store: delete vm group %s: scopes: %w", id, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("store: delete vm group %s: %w", id, err)
+	}
+	return nil
+}
+
+// GroupInAnyScope reports whether some user's data scope names the group.
+func (s *Store) GroupInAnyScope(ctx context.Context, id uuid.UUID) (bool, error) {
+	var in bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE $1::text = ANY(scope_vm_groups))`, id.String()).Scan(&in)
+	if err != nil {
+		return false, fmt.Errorf("store: vm group %s in scopes: %w", id, err)
+	}
+	return in, nil
+}
+
+// GroupsExist returns the ids of ids that are not groups.
+func (s *Store) GroupsExist(ctx context.Context, ids []string) (missing []string, err error) {
+	rows, err := s.pool.Query(ctx, `SELECT x FROM unnest($1::text[]) x WHERE NOT EXISTS (SELECT 1 FROM vm_groups g WHERE g.id::text = x)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: vm groups exist: %w", err)
+	}
+	missing, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: vm groups exist: %w", err)
+	}
+	return missing, nil
+}
+
+// VMRef names a VM by source and moref.
+type VMRef struct{ Source, Moref string }
+
+// SetGroupMembers adds (add true) or removes static members of a group.
+// Each VM must be a live VM in the caller's data scope (for a removal, a
+// member that is gone may be removed too); the result says per VM whether
+// it was applied (nil) or why not (ErrNotFound).
+func (s *Store) SetGroupMembers(ctx context.Context, id uuid.UUID, vms []VMRef, add bool) ([]error, error) {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.VMGroupByID(ctx, id); err != nil {
+		return nil, err
+	}
+	out := make([]error, len(vms))
+	for i, v := range vms {
+		o, err := s.Object(ctx, KindVM, v.Source, v.Moref)
+		switch {
+		case errors.Is(err, ErrNotFound) && !add:
+			// A forgotten or vanished VM can still leave the group, if
+			// its site is the caller's.
+			a := args{id, v.Source, v.Moref}
+			tag, err := s.pool.Exec(ctx, `DELETE FROM vm_group_members m WHERE m.group_id = $1 AND m.source = $2 AND m.moref = $3
+				AND m.site = (SELECT site FROM sources WHERE source = $2) AND `+sc.siteSQL("m.site", &a), a...)
+			if err != nil {
+				return nil, fmt.Errorf("store: vm group %s members: %w", id, err)
+			}
+			if tag.RowsAffected() == 0 {
+				out[i] = ErrNotFound
+			}
+			continue
+		case err != nil && errors.Is(err, ErrNotFound):
+			out[i] = ErrNotFound
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if add {
+			_, err = s.pool.Exec(ctx, `INSERT INTO vm_group_members (group_id, site, source, moref) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+				id, o.Site, o.Source, o.Moref)
+		} else {
+			_, err = s.pool.Exec(ctx, `DELETE FROM vm_group_members WHERE group_id = $1 AND site = $2 AND source = $3 AND moref = $4`,
+				id, o.Site, o.Source, o.Moref)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: vm group %s members: %w", id, err)
+		}
+		if _, err := s.pool.Exec(ctx, `UPDATE vm_groups SET updated_at = now() WHERE id = $1`, id); err != nil {
+			return nil, fmt.Errorf("store: vm group %s members: %w", id, err)
+		}
+	}
+	return out, nil
+}
+
+// VMUserFields are the fields an operator keeps on a VM.
+type VMUserFields struct {
+	Description, Owner string
+	Labels             map[string]string
+	UpdatedAt          *time.Time
+	UpdatedBy          string
+}
+
+// VMFieldsPatch changes some user fields: nil leaves a field as it is;
+// Labels replaces the whole label set.
+type VMFieldsPatch struct {
+	Description, Owner *string
+	Labels             *map[string]string
+}
+
+// PatchVM applies p to a live VM in the caller's data scope, or ErrNotFound.
+func (s *Store) PatchVM(ctx context.Context, source, moref string, p VMFieldsPatch, by string) error {
+	o, err := s.Object(ctx, KindVM, source, moref)
+	if err != nil {
+		return err
+	}
+	var labels any
+	if p.Labels != nil {
+		labels = *p.Labels
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO vm_user_fields (site, source, moref, description, owner, labels, updated_by)
+		VALUES ($1, $2, $3, coalesce($4, ''), coalesce($5, ''), coalesce($6::jsonb, '{}'), $7)
+		ON CONFLICT (site, source, moref) DO UPDATE SET
+		    description = coalesce($4, vm_user_fields.description), owner = coalesce($5, vm_user_fields.owner),
+		    labels = coalesce($6::jsonb, vm_user_fields.labels), updated_at = now(), updated_by = $7`,
+		o.Site, o.Source, o.Moref, p.Description, p.Owner, labels, by)
+	if err != nil {
+		return fmt.Errorf("store: patch vm %s/%s: %w", source, moref, err)
+	}
+	return nil
+}
+
+// ErrVMLive refuses to forget a VM that vCenter still has.
+var ErrVMLive = errors.New("store: the VM is still in vCenter's inventory")
+
+// ForgetVM removes a VM that vCenter no longer has (deleted from the
+// inventory), with its user fields and static group memberships; its
+// samples stay until retention. A live VM is ErrVMLive; an unknown one, or
+// one of a site outside the caller's data scope, ErrNotFound.
+func (s *Store) ForgetVM(ctx context.Context, source, moref string) error {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("store: forget vm %s/%s: %w", source, moref, err)
+	}
+	defer tx.Rollback(ctx)
+	var site string
+	var deleted bool
+	a := args{source, moref}
+	err = tx.QueryRow(ctx, `SELECT o.site, o.deleted_at IS NOT NULL FROM inventory_objects o
+		WHERE o.site = (SELECT site FROM sources WHERE source = $1) AND o.source = $1 AND o.kind = 'vm' AND o.moref = $2
+		AND `+sc.siteSQL("o.site", &a)+` FOR UPDATE`, a...).Scan(&site, &deleted)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return ErrNotFound
+	case err != nil:
+		return fmt.Errorf("store: forget vm %s/%s: %w", source, moref, err)
+	case !deleted:
+		return ErrVMLive
+	}
+	for _, q := range []string{
+		`DELETE FROM inventory_objects WHERE site = $1 AND source = $2 AND kind = 'vm' AND moref = $3`,
+		`DELETE FROM vm_user_fields WHERE site = $1 AND source = $2 AND moref = $3`,
+		`DELETE FROM vm_group_members WHERE site = $1 AND source = $2 AND moref = $3`,
+	} {
+		if _, err := tx.Exec(ctx, q, site, source, moref); err != nil {
+			return fmt.Errorf("store: forget vm %s/%s: %w", source, moref, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("store: forget vm %s/%s: %w", source, moref, err)
+	}
+	return nil
+}
+
+// GroupRef is a group a VM belongs to.
+type GroupRef struct {
+	ID   uuid.UUID
+	Name string
+}
+
+// vmExtras reads a VM's user fields and groups.
+func (s *Store) vmExtras(ctx context.Context, o *Object) (VMUserFields, []GroupRef, error) {
+	f := VMUserFields{Labels: map[string]string{}}
+	var at time.Time
+	err := s.pool.QueryRow(ctx, `SELECT description, owner, labels, updated_at, updated_by FROM vm_user_fields
+		WHERE site = $1 AND source = $2 AND moref = $3`, o.Site, o.Source, o.Moref).Scan(&f.Description, &f.Owner, &f.Labels, &at, &f.UpdatedBy)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return f, nil, fmt.Errorf("store: vm %s/%s user fields: %w", o.Source, o.Moref, err)
+	default:
+		f.UpdatedAt = &at
+	}
+	rows, err := s.pool.Query(ctx, `SELECT g.id, g.name FROM vm_groups g, inventory_objects o
+		WHERE o.site = $1 AND o.source = $2 AND o.kind = 'vm' AND o.moref = $3 AND (
+		    EXISTS (SELECT 1 FROM vm_group_members m WHERE m.group_id = g.id AND m.site = o.site AND m.source = o.source AND m.moref = o.moref)
+		    OR vm_rule_matches(g.rule, o.site, o.source, o.moref, o.name, o.path, o.props))
+		ORDER BY g.name`, o.Site, o.Source, o.Moref)
+	if err != nil {
+		return f, nil, fmt.Errorf("store: vm %s/%s groups: %w", o.Source, o.Moref, err)
+	}
+	groups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (GroupRef, error) {
+		var g GroupRef
+		err := r.Scan(&g.ID, &g.Name)
+		return g, err
+	})
+	if err != nil {
+		return f, nil, fmt.Errorf("store: vm %s/%s groups: %w", o.Source, o.Moref, err)
+	}
+	return f, groups, nil
+}

@@ -1,0 +1,40 @@
+package sdk
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// DecodeConfig decodes a channel's config into v strictly: an unknown field
+// or a value of the wrong type is a *ValidationError naming the field, so
+// that a typo in a config is refused rather than silently ignored.
+func DecodeConfig(raw json.RawMessage, v any) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = json.RawMessage("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.Decode(new(json.RawMessage)) != io.EOF {
+			return &ValidationError{Fields: []FieldError{{Field: "", Message: "trailing data after the config object"}}}
+		}
+		return nil
+	}
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		return &ValidationError{Fields: []FieldError{{Field: typeErr.Field, Message: fmt.Sprintf("want %s, got %s", typeErr.Type, typeErr.Value)}}}
+	case errors.As(err, &syntaxErr):
+		return &ValidationError{Fields: []FieldError{{Field: "", Message: fmt.Sprintf("not JSON: %v (at byte %d)", err, syntaxErr.Offset)}}}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return &ValidationError{Fields: []FieldError{{Field: field, Message: "unknown field"}}}
+	}
+	return &ValidationError{Fields: []FieldError{{Field: "", Message: err.Error()}}}
+}
