@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
@@ -22,6 +24,7 @@ type History interface {
 	QueryRange(ctx context.Context, q store.RangeQuery) (store.RangeResult, error)
 	Outages(ctx context.Context, site, source, kind, entity string, from, to time.Time) ([]store.Outage, error)
 	Top(ctx context.Context, q store.TopQuery) ([]store.TopEntry, store.Resolution, error)
+	SiteTimeline(ctx context.Context, site string, from, to time.Time) (store.Timeline, error)
 }
 
 // Limits of a history query.
@@ -89,6 +92,11 @@ func (h *historyResource) Routes() []Route {
 		Route{Method: "GET", Pattern: "/metrics/summary", Access: auth.PermMetricRead, Handle: h.summary,
 			Doc: Doc{Tag: tag, Summary: "Min, max and average of each metric (and instance) of one entity over a range",
 				Params: entityParams[:5], Response: ref("MetricsSummary"), Errors: []int{401, 403, 404, 422}}},
+		Route{Method: "GET", Pattern: "/sites/{id}/timeline", Access: auth.PermVMRead, Handle: h.timeline,
+			Doc: Doc{Tag: "vms", Summary: "A site's history: its agents' connections, the stretches with none (offline), backfill (late data " +
+				"arriving as a backlog drains) and gap records; {id} is the site name",
+				Params:   []Param{{Name: "from", Description: "RFC 3339; default to - 24h"}, {Name: "to", Description: "RFC 3339; default now"}},
+				Response: ref("SiteTimeline"), Errors: []int{401, 403, 404, 422}}},
 		Route{Method: "GET", Pattern: "/metrics/export", Access: auth.PermMetricRead, Export: true, Handle: h.export,
 			Doc: Doc{Tag: tag, Summary: "Export one entity's history as CSV (time, metric, instance, unit, value; empty value for an empty step), streamed",
 				Params: append(entityParams, Param{Name: "format", Description: "csv (the only format)"}), CSV: true, Errors: []int{401, 403, 404, 422}}},
@@ -423,14 +431,106 @@ func (h *historyResource) export(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
+// SiteTimeline is GET /sites/{id}/timeline.
+type SiteTimeline struct {
+	Site      string            `json:"site"`
+	From      time.Time         `json:"from"`
+	To        time.Time         `json:"to"`
+	Sessions  []TimelineSession `json:"sessions"`
+	Offline   []TimelinePeriod  `json:"offline"`
+	Backfills []TimelineFill    `json:"backfills"`
+	Gaps      []TimelineGap     `json:"gaps"`
+}
+
+// TimelineSession is one agent connection; To is null while it lasts.
+type TimelineSession struct {
+	Agent     Ref        `json:"agent"`
+	From      time.Time  `json:"from"`
+	To        *time.Time `json:"to"`
+	EndReason string     `json:"end_reason"`
+}
+
+// TimelinePeriod is a stretch of time.
+type TimelinePeriod struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+}
+
+// TimelineFill is a backfill stretch.
+type TimelineFill struct {
+	From     time.Time `json:"from"`
+	To       time.Time `json:"to"`
+	DataFrom time.Time `json:"data_from"`
+	DataTo   time.Time `json:"data_to"`
+	Batches  int64     `json:"batches"`
+}
+
+// TimelineGap is a gap record.
+type TimelineGap struct {
+	Agent   string    `json:"agent_id"`
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Batches int64     `json:"batches"`
+	Bytes   int64     `json:"bytes"`
+	Reason  string    `json:"reason"`
+}
+
+func (h *historyResource) timeline(w http.ResponseWriter, r *http.Request) error {
+	name := chi.URLParam(r, "id")
+	if !siteNameRE.MatchString(name) {
+		return newError(http.StatusNotFound, CodeSiteNotFound)
+	}
+	q := newQuery(r)
+	to := q.time("to")
+	if to.IsZero() {
+		to = h.a.now().UTC()
+	}
+	from := q.time("from")
+	if from.IsZero() {
+		from = to.Add(-24 * time.Hour)
+	}
+	switch {
+	case !to.After(from):
+		q.fe.add("to", FieldOutOfRange, map[string]any{"min": "from", "max": "∞"})
+	case to.Sub(from) > MaxHistoryRange:
+		q.fe.add("from", FieldOutOfRange, map[string]any{"min": "to - 400d", "max": "to"})
+	}
+	if err := q.err(); err != nil {
+		return err
+	}
+	if _, err := h.a.inventory.Site(r.Context(), name); err != nil {
+		return notFound(err, CodeSiteNotFound)
+	}
+	tl, err := h.a.history.SiteTimeline(r.Context(), name, from, to)
+	if err != nil {
+		return notFound(err, CodeSiteNotFound)
+	}
+	out := SiteTimeline{Site: name, From: from.UTC(), To: to.UTC(), Sessions: []TimelineSession{}, Offline: []TimelinePeriod{},
+		Backfills: []TimelineFill{}, Gaps: []TimelineGap{}}
+	for _, x := range tl.Sessions {
+		out.Sessions = append(out.Sessions, TimelineSession{Agent: Ref{ID: x.AgentID, Name: x.AgentName}, From: x.From, To: x.To, EndReason: x.EndReason})
+	}
+	for _, p := range tl.Offline {
+		out.Offline = append(out.Offline, TimelinePeriod{From: p.From, To: p.To})
+	}
+	for _, b := range tl.Backfills {
+		out.Backfills = append(out.Backfills, TimelineFill{From: b.From, To: b.To, DataFrom: b.DataFrom, DataTo: b.DataTo, Batches: b.Batches})
+	}
+	for _, g := range tl.Gaps {
+		out.Gaps = append(out.Gaps, TimelineGap{Agent: g.AgentID, From: g.From, To: g.To, Batches: g.Batches, Bytes: g.Bytes, Reason: g.Reason})
+	}
+	writeData(w, r, http.StatusOK, out)
+	return nil
+}
+
 // CoverageSpan is a stretch of a series' range with data, or without it
 // and why.
 type CoverageSpan struct {
 	From  time.Time `json:"from"`
 	To    time.Time `json:"to"`
 	State string    `json:"state"` // "data" or "missing"
-	// Cause is why a missing stretch has no data: spool_drop,
-	// beyond_retention, powered_off or no_data.
+	// Cause is why a missing stretch has no data: powered_off,
+	// beyond_retention, spool_drop, site_offline or no_data.
 	Cause  string `json:"cause,omitempty"`
 	Detail string `json:"detail,omitempty"`
 }
@@ -651,8 +751,9 @@ func stepGrid(from, to time.Time, step time.Duration) []time.Time {
 
 // causeRank orders the causes of a missing step: a powered-off VM first
 // (it had nothing to collect, whatever else happened), then a recorded
-// loss, then no recorded reason.
-var causeRank = map[string]int{store.CausePoweredOff: 0, store.CauseBeyondRetention: 1, store.CauseSpoolDrop: 2}
+// loss, then a site offline (its data may still be in the agent's spool),
+// then no recorded reason.
+var causeRank = map[string]int{store.CausePoweredOff: 0, store.CauseBeyondRetention: 1, store.CauseSpoolDrop: 2, store.CauseSiteOffline: 3}
 
 // coverage turns a series' values into stretches: with data, and without it
 // with the best-ranked outage overlapping each step (or no_data), merged
@@ -710,9 +811,16 @@ func formatStep(d time.Duration) string {
 // historySchemas are the OpenAPI schemas of the history routes.
 func historySchemas() map[string]any {
 	span := objectSchema(map[string]any{"from": dateTime, "to": dateTime, "state": desc(str, "data or missing"),
-		"cause":  desc(str, "for missing stretches: beyond_retention, spool_drop, powered_off or no_data"),
+		"cause":  desc(str, "for missing stretches: powered_off, beyond_retention, spool_drop, site_offline (its data may still arrive from the agent's spool) or no_data"),
 		"detail": desc(str, "the recorded reason in its source's words")})
 	return map[string]any{
+		"SiteTimeline": objectSchema(map[string]any{"site": str, "from": dateTime, "to": dateTime,
+			"sessions": arrayOf(objectSchema(map[string]any{"agent": ref("ObjectRef"), "from": dateTime, "to": nullable(dateTime, "null while connected"),
+				"end_reason": desc(str, "disconnected, reconnected, or lost (the replica holding it died: it ended at the agent's last heartbeat)")})),
+			"offline":   desc(arrayOf(objectSchema(map[string]any{"from": dateTime, "to": dateTime})), "no agent of the site connected"),
+			"backfills": desc(arrayOf(objectSchema(map[string]any{"from": dateTime, "to": dateTime, "data_from": dateTime, "data_to": dateTime, "batches": integer})), "late data arriving (from, to) and which data it was"),
+			"gaps":      desc(arrayOf(objectSchema(map[string]any{"agent_id": str, "from": dateTime, "to": dateTime, "batches": integer, "bytes": integer, "reason": str})), "data the agents recorded as lost"),
+		}),
 		"MetricInfo": objectSchema(map[string]any{"name": desc(str, "group.counter.rollup"), "unit": str,
 			"entity_kinds": strList, "per_instance": desc(boolean, "some series carry it per instance (vNIC, disk)")}),
 		"MetricsQuery": objectSchema(map[string]any{

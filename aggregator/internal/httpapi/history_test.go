@@ -144,6 +144,17 @@ func TestHistory(t *testing.T) {
 		t.Errorf("query with a bad entity = %d %s", res.status, res.raw)
 	}
 
+	// The site timeline carries the gap record.
+	res = get("/api/v1/sites/dc-east/timeline?from=" + from.Format(time.RFC3339))
+	var tl SiteTimeline
+	res.data(&tl)
+	if res.status != 200 || len(tl.Gaps) != 1 || tl.Gaps[0].Reason != "spool full" || tl.Gaps[0].Batches != 40 {
+		t.Errorf("timeline = %d %s", res.status, res.raw)
+	}
+	if res := get("/api/v1/sites/dc-east/timeline?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"); res.status != 422 {
+		t.Errorf("timeline with a reversed range = %d", res.status)
+	}
+
 	// The catalog.
 	res = get("/api/v1/metrics")
 	if res.status != 200 || !strings.Contains(string(res.raw), `{"name":"cpu.usage.average","unit":"%","entity_kinds":["vm"],"per_instance":false}`) {

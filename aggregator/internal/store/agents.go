@@ -291,10 +291,20 @@ func (s *Store) AgentConnected(ctx context.Context, id, version, remote string, 
 // valid across a renewal, see RenewAgentCert) is retired and refused from
 // then on.
 func (s *Store) AgentConnectedEvery(ctx context.Context, id, version, remote string, epoch uint64, certSerial string, heartbeat time.Duration) error {
-	_, err := s.pool.Exec(ctx, `UPDATE agents SET version = $2, remote_addr = $3, epoch = $4, connected = true,
-		first_seen = coalesce(first_seen, now()), last_seen = now(), lease_until = now() + $6 * interval '1 millisecond',
-		prev_cert_serial = CASE WHEN cert_serial = $5 THEN NULL ELSE prev_cert_serial END
-		WHERE id = $1`, id, version, remote, int64(epoch), certSerial, leaseMS(heartbeat))
+	// One statement: the registry row, the end of a session this agent
+	// left open (its replica died, or it reconnected before the close was
+	// recorded), and the new session.
+	_, err := s.pool.Exec(ctx, `WITH a AS (
+		    UPDATE agents SET version = $2, remote_addr = $3, epoch = $4, connected = true,
+		        first_seen = coalesce(first_seen, now()), last_seen = now(), lease_until = now() + $6 * interval '1 millisecond',
+		        prev_cert_serial = CASE WHEN cert_serial = $5 THEN NULL ELSE prev_cert_serial END
+		    WHERE id = $1 RETURNING id, site
+		), closed AS (
+		    UPDATE agent_sessions SET ended_at = least(now(), last_seen), end_reason = 'reconnected'
+		    WHERE agent_id = $1 AND ended_at IS NULL
+		)
+		INSERT INTO agent_sessions (agent_id, site, lease_until) SELECT id, site, now() + $6 * interval '1 millisecond' FROM a`,
+		id, version, remote, int64(epoch), certSerial, leaseMS(heartbeat))
 	if err != nil {
 		return fmt.Errorf("store: agent %s connected: %w", id, err)
 	}
@@ -310,7 +320,11 @@ func (s *Store) AgentHeartbeat(ctx context.Context, id string, hb *protocol.Hear
 // heartbeats every heartbeat, renews its lease, and reports whether the
 // agent has been revoked (by any aggregator replica or the CLI) meanwhile.
 func (s *Store) AgentHeartbeatEvery(ctx context.Context, id string, hb *protocol.Heartbeat, heartbeat time.Duration) (revoked bool, err error) {
-	err = s.pool.QueryRow(ctx, `UPDATE agents SET last_seen = now(), connected = revoked_at IS NULL,
+	err = s.pool.QueryRow(ctx, `WITH sess AS (
+		    UPDATE agent_sessions SET last_seen = now(), lease_until = now() + $7 * interval '1 millisecond'
+		    WHERE agent_id = $1 AND ended_at IS NULL
+		)
+		UPDATE agents SET last_seen = now(), connected = revoked_at IS NULL,
 		lease_until = now() + $7 * interval '1 millisecond', spool_depth = $2, spool_bytes = $3,
 		oldest_unsent_ms = $4, collection_lag_ms = $5, dropped_batches = $6 WHERE id = $1 RETURNING revoked_at IS NOT NULL`,
 		id, int64(hb.SpoolDepth), int64(hb.SpoolBytes), hb.OldestUnsentAge, hb.CollectionLag, int64(hb.Dropped), leaseMS(heartbeat)).Scan(&revoked)
@@ -326,7 +340,11 @@ func (s *Store) AgentHeartbeatEvery(ctx context.Context, id string, hb *protocol
 // AgentDisconnected records that an agent's connection ended, and ends its
 // lease.
 func (s *Store) AgentDisconnected(ctx context.Context, id string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE agents SET connected = false, last_seen = now(), lease_until = NULL WHERE id = $1`, id)
+	_, err := s.pool.Exec(ctx, `WITH sess AS (
+		    UPDATE agent_sessions SET ended_at = now(), last_seen = now(), end_reason = 'disconnected'
+		    WHERE agent_id = $1 AND ended_at IS NULL
+		)
+		UPDATE agents SET connected = false, last_seen = now(), lease_until = NULL WHERE id = $1`, id)
 	if err != nil {
 		return fmt.Errorf("store: agent %s disconnected: %w", id, err)
 	}

@@ -78,8 +78,9 @@ type Outage struct {
 }
 
 // Outages returns the recorded reasons why the entity may lack data in
-// [from, to), oldest first: the gap records of its site, and for a VM the
-// periods it was not powered on (from its inventory history). An entity
+// [from, to), oldest first: the gap records of its site, the stretches in
+// which no agent of its site was connected, and for a VM the periods it was
+// not powered on (from its inventory history). An entity
 // whose site is outside the caller's data scope has none.
 func (s *Store) Outages(ctx context.Context, site, source, kind, entity string, from, to time.Time) ([]Outage, error) {
 	sc, err := scopeOf(ctx)
@@ -113,6 +114,17 @@ func (s *Store) Outages(ctx context.Context, site, source, kind, entity string, 
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: outages of %s %s/%s: %w", kind, source, entity, err)
+	}
+	sess, err := s.sessions(ctx, site, from, to)
+	if err != nil {
+		return nil, err
+	}
+	offline, err := s.offline(ctx, site, sess, from, to)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range offline {
+		out = append(out, Outage{From: p.From, To: p.To, Cause: CauseSiteOffline, Detail: "no agent of the site was connected"})
 	}
 	if kind == KindVM {
 		off, err := s.powerOffPeriods(ctx, site, source, entity, from, to)
