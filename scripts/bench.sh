@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench.sh [GROUP] — run benchmark groups against a throwaway PostgreSQL.
-# Groups: ingest, protocol, spool, agent, api. Each prints its headline
+# Groups: ingest, protocol, spool, agent, api, query. Each prints its headline
 # figures as `figure: NAME VALUE UNIT` lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,7 @@ group() {
     spool) run ./agent/internal/spool/ . 2s ;;
     agent) run ./agent/... 'BenchmarkAgent' 1x; run ./scripts/e2e/ 'BenchmarkAgentCollect' 1x ;;
     api) run ./aggregator/internal/httpapi/ . 1s ;;
+    query) run ./aggregator/internal/store/ 'BenchmarkHistory' 1x ;;
     *) echo "bench: unknown group $1 (ingest, protocol, spool, agent, api)" >&2; return 2 ;;
   esac
 }

@@ -283,6 +283,28 @@ func rangeSQL(t tier, agg Agg, step time.Duration, q *RangeQuery) (string, []any
 		}[agg]
 		timeFilter = "s.ts > $2::timestamptz - " + param(t.width.Microseconds()) + "::bigint * interval '1 microsecond' AND s.ts < $3"
 	}
+	// One bucket per step (the step is the tier's width): each bucket is a
+	// point as it is, with no grouping.
+	pts := `SELECT sel.id, k.i, date_bin($1::bigint * interval '1 microsecond', s.ts, 'epoch') AS t, ` + val + ` AS v
+			FROM sel
+			JOIN ` + t.table + ` s ON s.series_id = sel.id AND ` + timeFilter + `
+			CROSS JOIN LATERAL unnest(sel.idx) AS k(i)
+			WHERE ` + present + `
+			GROUP BY 1, 2, 3`
+	if t.width > 0 && step == t.width {
+		row := map[Agg]string{
+			AggAvg:   "s.vsum[k.i] / s.vcnt[k.i]",
+			AggMin:   "s.vmin[k.i]::float8",
+			AggMax:   "s.vmax[k.i]::float8",
+			AggSum:   "s.vsum[k.i]",
+			AggCount: "s.vcnt[k.i]::float8",
+		}[agg]
+		pts = `SELECT sel.id, k.i, date_bin($1::bigint * interval '1 microsecond', s.ts, 'epoch') AS t, ` + row + ` AS v
+			FROM sel
+			JOIN ` + t.table + ` s ON s.series_id = sel.id AND ` + timeFilter + `
+			CROSS JOIN LATERAL unnest(sel.idx) AS k(i)
+			WHERE ` + present
+	}
 	sql := `
 		WITH sel AS (
 			SELECT se.id, array_agg(c.i::int ORDER BY c.i) AS idx
@@ -291,12 +313,7 @@ func rangeSQL(t tier, agg Agg, step time.Duration, q *RangeQuery) (string, []any
 			  AND (coalesce(cardinality($4::text[]), 0) = 0 OR c.name = ANY($4::text[]))
 			GROUP BY se.id
 		), pts AS (
-			SELECT sel.id, k.i, date_bin($1::bigint * interval '1 microsecond', s.ts, 'epoch') AS t, ` + val + ` AS v
-			FROM sel
-			JOIN ` + t.table + ` s ON s.series_id = sel.id AND ` + timeFilter + `
-			CROSS JOIN LATERAL unnest(sel.idx) AS k(i)
-			WHERE ` + present + `
-			GROUP BY 1, 2, 3
+			` + pts + `
 		)
 		SELECT se.id, se.site, se.source, se.entity_kind, se.entity_id, se.instance,
 		       se.counters[p.i], coalesce(se.units[p.i], ''),
