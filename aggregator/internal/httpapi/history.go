@@ -50,7 +50,7 @@ func (h *historyResource) Routes() []Route {
 		{Name: "from", Description: "RFC 3339 start (inclusive); default to - 1h"},
 		{Name: "to", Description: "RFC 3339 end (exclusive); default now"},
 		{Name: "step", Description: "width of a point, whole seconds (20s, 5m, 1h); default picked from the range"},
-		{Name: "agg", Description: "avg (default), min, max, sum or count of the values in a step"},
+		{Name: "agg", Description: "avg (default), min, max, sum or count of the values in a step; p95 where raw samples answer (ranges up to 6h, steps under 5m: the rollups keep no distributions)"},
 		{Name: "instance", Description: `only this instance ("" for the entity as a whole); repeat for several; default all`},
 	}
 	var out []Route
@@ -626,7 +626,8 @@ func (q *query) historyParams(now time.Time) historyParams {
 			p.step = d
 		}
 	}
-	p.agg = store.Agg(q.oneOf("agg", string(store.AggAvg), string(store.AggMin), string(store.AggMax), string(store.AggSum), string(store.AggCount)))
+	p.agg = store.Agg(q.oneOf("agg", string(store.AggAvg), string(store.AggMin), string(store.AggMax), string(store.AggSum), string(store.AggCount),
+		string(store.AggP95)))
 	if p.agg == "" {
 		p.agg = store.AggAvg
 	}
@@ -670,6 +671,10 @@ func (h *historyResource) query(ctx context.Context, o *store.Object, p historyP
 		Site: o.Site, Source: o.Source, EntityKind: o.Kind, EntityID: o.Moref,
 		Instances: p.instances, Counters: p.metrics, From: p.from, To: p.to, Step: p.step, Agg: p.agg,
 	})
+	if errors.Is(err, store.ErrInvalidQuery) && p.agg == store.AggP95 {
+		return nil, validationError(FieldError{Field: "agg", Code: FieldInvalidValue,
+			Params: map[string]any{"allowed": "avg, min, max, sum, count; p95 only where raw samples answer (ranges up to 6h, steps under 5m)"}})
+	}
 	if errors.Is(err, store.ErrInvalidQuery) {
 		// Too many points for the range: the step is what to change.
 		return nil, validationError(FieldError{Field: "step", Code: FieldOutOfRange, Params: map[string]any{"min": "(to - from) / " + strconv.Itoa(store.MaxPoints), "max": "720h"}})

@@ -106,6 +106,16 @@ func TestHistory(t *testing.T) {
 		t.Errorf("latest cpu.usage.average not in percent: %s", res.raw)
 	}
 
+	// p95 from raw samples; refused where a rollup tier would answer.
+	res = get("/api/v1/vms/" + web01 + "/metrics?metric=cpu.usage.average&agg=p95&step=1m&from=" + from.Format(time.RFC3339) + "&to=" + to.Format(time.RFC3339))
+	res.data(&h)
+	if res.status != 200 || h.Agg != "p95" || len(h.Series) != 1 || h.Series[0].Values[0] == nil || math.Abs(*h.Series[0].Values[0]-30) > 1e-3 {
+		t.Errorf("p95 = %d %.300s", res.status, res.raw)
+	}
+	if res := get("/api/v1/vms/" + web01 + "/metrics?agg=p95&from=" + to.Add(-48*time.Hour).Format(time.RFC3339)); res.status != 422 || !strings.Contains(string(res.raw), `"field":"agg"`) {
+		t.Errorf("p95 over two days = %d %.300s", res.status, res.raw)
+	}
+
 	// Top, summary, export and the many-entity query over the same data.
 	span := "&from=" + from.Add(-time.Minute).Format(time.RFC3339) + "&to=" + to.Add(time.Minute).Format(time.RFC3339)
 	res = get("/api/v1/metrics/top?metric=cpu.usage.average&kind=vm&agg=max" + span)

@@ -52,6 +52,11 @@ const (
 	AggMax   Agg = "max"
 	AggSum   Agg = "sum"
 	AggCount Agg = "count"
+	// AggP95 is the 95th percentile of the raw values of a step. Only raw
+	// samples can give it honestly (the rollup tiers keep min, max, sum and
+	// count, not distributions): a query that a rollup tier would answer
+	// is refused with ErrInvalidQuery.
+	AggP95 Agg = "p95"
 )
 
 // ErrInvalidQuery is wrapped by every QueryRange error caused by the query
@@ -145,6 +150,10 @@ func (s *Store) QueryRange(ctx context.Context, q RangeQuery) (RangeResult, erro
 	if q.To.Sub(q.From)/step > MaxPoints {
 		return res, fmt.Errorf("%w: %s / step %s exceeds %d points per series", ErrInvalidQuery, q.To.Sub(q.From), step, MaxPoints)
 	}
+	if agg == AggP95 && tiers[ti].width > 0 {
+		return res, fmt.Errorf("%w: p95 needs raw samples, which answer ranges up to %s with a step under 5m (and within raw retention); this query is answered by %s buckets",
+			ErrInvalidQuery, RawMaxRange, tiers[ti].res)
+	}
 	res.Resolution, res.Step = tiers[ti].res, step
 
 	sql, args := rangeSQL(tiers[ti], agg, step, &q)
@@ -185,7 +194,7 @@ func (q *RangeQuery) validate() error {
 		return fmt.Errorf("%w: step %s is not whole seconds", ErrInvalidQuery, q.Step)
 	}
 	switch q.Agg {
-	case "", AggAvg, AggMin, AggMax, AggSum, AggCount:
+	case "", AggAvg, AggMin, AggMax, AggSum, AggCount, AggP95:
 	default:
 		return fmt.Errorf("%w: unknown aggregation %q", ErrInvalidQuery, q.Agg)
 	}
@@ -270,6 +279,7 @@ func rangeSQL(t tier, agg Agg, step time.Duration, q *RangeQuery) (string, []any
 			AggMax:   "max(" + x + ")::float8",
 			AggSum:   "sum(" + x + "::float8)",
 			AggCount: "count(" + x + ")::float8",
+			AggP95:   "percentile_cont(0.95) WITHIN GROUP (ORDER BY " + x + ")",
 		}[agg]
 		timeFilter = "s.ts >= $2 AND s.ts < $3"
 	} else {
