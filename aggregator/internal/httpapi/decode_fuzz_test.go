@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"testing"
+	"time"
 )
 
 // requestBodies are the JSON bodies the API decodes, one fresh value each.
@@ -20,6 +21,11 @@ var requestBodies = []func() any{
 	func() any { return new(userRoles) },
 	func() any { return new(scopeBody) },
 	func() any { return new(enrollTokenCreate) },
+	func() any { return new(metricsQuery) },
+	func() any { return new(vmPatch) },
+	func() any { return new(vmBatch) },
+	func() any { return new(groupInput) },
+	func() any { return new(vmList) },
 }
 
 // FuzzDecodeRequest: the API decodes bodies and query strings from the
@@ -31,6 +37,11 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add(uint8(9), []byte(`{"site":"dc1","ttl":"24h"}`), "from=2026-01-01T00:00:00Z&to=bad&enabled=maybe")
 	f.Add(uint8(6), []byte(`{"username":"","email":"x@","password":1}`), "page=-1&page_size=100000&sort=nosuch")
 	f.Add(uint8(3), []byte("{\"name\":\"\xff\"}"), "q=%00&site=%ff")
+	f.Add(uint8(10), []byte(`{"entities":[{"kind":"vm","id":"vc:vm-1"}],"metrics":["cpu.usage.average"],"step":"5m","from":"2026-01-01T00:00:00Z"}`),
+		"metric=cpu.usage.average,mem.usage.average&step=20s&agg=p95&instance=&from=2026-01-01T00:00:00Z")
+	f.Add(uint8(11), []byte(`{"labels":{"tier":"web","bad key":"x"},"owner":"a"}`), "group=not-a-uuid&metric=cpu;x&step=0s")
+	f.Add(uint8(12), []byte(`{"vms":["vc:vm-1"],"action":"add_to_group","group":"nope"}`), "step=1000000h&agg=median")
+	f.Add(uint8(13), []byte(`{"name":"web","rule":{"site":"dc1","name_glob":"web-*","tags":[""],"labels":{"k":"v"}}}`), "instance=%ff")
 	f.Fuzz(func(t *testing.T, which uint8, body []byte, rawQuery string) {
 		dst := requestBodies[int(which)%len(requestBodies)]()
 		r := httptest.NewRequest(http.MethodPost, "/api/v1/x", bytes.NewReader(body))
@@ -50,6 +61,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		q.cursor("cursor")
 		q.sort(agentSortFields)
 		q.page()
+		q.groupID("group")
+		q.historyParams(time.Unix(1700000000, 0))
 		checkClientError(t, "query", q.err())
 	})
 }
