@@ -229,6 +229,12 @@ func (a *Agent) Events(_ context.Context, ev *protocol.Events) error {
 	return a.append(protocol.KindEvents, ev)
 }
 
+// Gap implements vsphere.Sink: a collection gap (samples vCenter no
+// longer had) is spooled and sent like any batch.
+func (a *Agent) Gap(_ context.Context, g *protocol.Gap) error {
+	return a.append(protocol.KindGap, g)
+}
+
 func (a *Agent) append(kind protocol.BatchKind, v any) error {
 	b, err := protocol.NewBatch(kind, protocol.CodecZstd, v)
 	if err != nil {

@@ -55,6 +55,13 @@ type Config struct {
 		BackfillBytesPerS int    `yaml:"backfill_bytes_per_s"`
 	} `yaml:"aggregator"`
 	Spool struct {
+		// MaxBytes bounds the batches the spool keeps while the aggregator
+		// is unreachable; beyond it the oldest are dropped and reported as
+		// a gap. A day offline takes about 0.4 MB per VM with the default
+		// counters (BenchmarkAgentSpoolPerDay: 1.9 GB at 5,000 VMs), so the
+		// default, DefaultSpoolMaxBytes, holds 7 days at 5,000 VMs; size it
+		// as VMs × days × 0.4 MB, plus headroom. Disk use is bounded also
+		// by MinFreeBytes.
 		MaxBytes     int64    `yaml:"max_bytes"`
 		MinFreeBytes int64    `yaml:"min_free_bytes"`
 		SyncInterval Duration `yaml:"sync_interval"`
@@ -80,6 +87,10 @@ type Config struct {
 	path        string
 }
 
+// DefaultSpoolMaxBytes is the default spool quota: 16 GiB, 7 days of a
+// 5,000-VM site offline with headroom (see Config.Spool.MaxBytes).
+const DefaultSpoolMaxBytes int64 = 16 << 30
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	var c Config
@@ -87,7 +98,7 @@ func DefaultConfig() Config {
 	c.Name = host
 	c.DataDir = "/var/lib/vmpulse-agent"
 	c.Aggregator.BackfillBytesPerS = 32 << 20
-	c.Spool.MaxBytes = 1 << 30
+	c.Spool.MaxBytes = DefaultSpoolMaxBytes
 	c.Spool.MinFreeBytes = 512 << 20
 	c.Spool.SyncInterval = Duration(time.Second)
 	c.Collection.RealtimeInterval = Duration(20 * time.Second)

@@ -97,6 +97,15 @@
 //	KindEvents     JSON Events
 //	KindGap        JSON Gap
 //
+// A Gap records data the agent knows is lost, so that the loss is
+// queryable rather than silent. A spool gap names the batches the spool
+// dropped (Epoch, FromSeq..ToSeq). A collection gap names samples the agent
+// could not read from their source (Source, EntityKind, EntityIDs,
+// Counters, Interval over [First, Last]; e.g. after an agent outage longer
+// than vCenter keeps the samples, Reason "beyond vCenter retention"); it
+// drops no batch, so its seq fields are 0 and the aggregator keys the
+// record by the (Epoch, Seq) of the batch that carries it.
+//
 // compressed with the batch codec (CodecZstd normally). Decompression is
 // bounded by MaxDecodedPayload and a samples payload by MaxValuesPerBatch
 // cells. NewBatch builds batches; Batch.Samples, Inventory, Events and Gap
@@ -136,7 +145,9 @@
 //	   Later, without a new version (an aggregator that predates them refuses
 //	   the stream with ErrCodeUnsupported, and the agent keeps its current
 //	   certificate): MsgRenewRequest (10) and MsgRenewResponse (11), see
-//	   Certificate renewal.
+//	   Certificate renewal. Gap gained the optional collection-gap fields
+//	   source, entity_kind, entity_ids, counters and interval; a reader
+//	   that ignores them sees a gap of the whole site over [First, Last].
 //
 // A change that an older peer would misread needs a new Version; message
 // types, batch kinds, codecs, column encodings and ErrorCode values are

@@ -241,5 +241,39 @@ func (g *Gap) validate() error {
 	if g.FromSeq > g.ToSeq {
 		return malformedf("gap: from_seq %d after to_seq %d", g.FromSeq, g.ToSeq)
 	}
-	return checkField("gap", "reason", g.Reason, false)
+	if err := checkField("gap", "reason", g.Reason, false); err != nil {
+		return err
+	}
+	if err := checkField("gap", "source", g.Source, false); err != nil {
+		return err
+	}
+	if err := checkField("gap", "entity_kind", g.EntityKind, false); err != nil {
+		return err
+	}
+	if g.Source == "" && (g.EntityKind != "" || len(g.EntityIDs) > 0) {
+		return malformedf("gap: entity_kind or entity_ids without a source")
+	}
+	if g.EntityKind == "" && len(g.EntityIDs) > 0 {
+		return malformedf("gap: entity_ids without an entity_kind")
+	}
+	if len(g.EntityIDs) > MaxGapEntities {
+		return errorf(ErrCodeTooLarge, "gap: %d entity_ids exceed %d", len(g.EntityIDs), MaxGapEntities)
+	}
+	for i, id := range g.EntityIDs {
+		if err := checkField("gap", fmt.Sprintf("entity_ids[%d]", i), id, true); err != nil {
+			return err
+		}
+	}
+	if len(g.Counters) > MaxCountersPerSeries {
+		return errorf(ErrCodeTooLarge, "gap: %d counters exceed %d", len(g.Counters), MaxCountersPerSeries)
+	}
+	for i, c := range g.Counters {
+		if err := checkField("gap", fmt.Sprintf("counters[%d]", i), c, true); err != nil {
+			return err
+		}
+	}
+	if g.Interval < 0 || g.Interval > maxGapInterval {
+		return malformedf("gap: interval %d s outside 0..%d", g.Interval, maxGapInterval)
+	}
+	return nil
 }

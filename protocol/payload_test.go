@@ -76,7 +76,7 @@ func TestNewBatchJSONKinds(t *testing.T) {
 		t.Errorf("gap span [%d, %d], want [100, 200]", b.First, b.Last)
 	}
 	gotGap, err := b.Gap()
-	if err != nil || *gotGap != *gap {
+	if err != nil || !reflect.DeepEqual(gotGap, gap) {
 		t.Fatalf("gap round trip: %+v, %v", gotGap, err)
 	}
 	if _, err := b.Samples(); CodeOf(err) != ErrCodeProtocol {
@@ -104,6 +104,14 @@ func TestNewBatchRejects(t *testing.T) {
 		{"event without key", KindEvents, CodecZstd, &Events{Events: []Event{{Source: "vc", Type: "X"}}}, ErrCodeMalformed, "events: event 0: key 0"},
 		{"event without source", KindEvents, CodecZstd, &Events{Events: []Event{{Key: 1, Type: "X"}}}, ErrCodeMalformed, "missing source"},
 		{"gap backwards", KindGap, CodecZstd, &Gap{First: 2, Last: 1}, ErrCodeMalformed, "gap: first 2 after last 1"},
+		{"gap entities without source", KindGap, CodecZstd, &Gap{EntityKind: "vm", EntityIDs: []string{"vm-1"}}, ErrCodeMalformed, "without a source"},
+		{"gap entities without kind", KindGap, CodecZstd, &Gap{Source: "vc", EntityIDs: []string{"vm-1"}}, ErrCodeMalformed, "without an entity_kind"},
+		{"gap empty entity id", KindGap, CodecZstd, &Gap{Source: "vc", EntityKind: "vm", EntityIDs: []string{""}}, ErrCodeMalformed, "missing entity_ids[0]"},
+		{"gap empty counter", KindGap, CodecZstd, &Gap{Source: "vc", Counters: []string{"a", ""}}, ErrCodeMalformed, "missing counters[1]"},
+		{"gap too many counters", KindGap, CodecZstd, &Gap{Source: "vc", Counters: make([]string, MaxCountersPerSeries+1)}, ErrCodeTooLarge, "counters exceed"},
+		{"gap too many entities", KindGap, CodecZstd, &Gap{Source: "vc", EntityKind: "vm", EntityIDs: make([]string, MaxGapEntities+1)}, ErrCodeTooLarge, "entity_ids exceed"},
+		{"gap long source", KindGap, CodecZstd, &Gap{Source: strings.Repeat("x", MaxStringLen+1)}, ErrCodeTooLarge, "source length"},
+		{"gap negative interval", KindGap, CodecZstd, &Gap{Source: "vc", Interval: -20}, ErrCodeMalformed, "interval -20"},
 		{"bad samples", KindSamples, CodecZstd, oneSeries([]int64{2, 1}, []float64{1, 2}), ErrCodeMalformed, "not after"},
 	}
 	for _, tt := range tests {
@@ -206,6 +214,8 @@ func FuzzBatchPayloads(f *testing.F) {
 	add(KindInventory, CodecZstd, &Inventory{Source: "vc", At: 1, Objects: []InventoryObject{{Kind: "vm", ID: "vm-1"}}})
 	add(KindEvents, CodecNone, &Events{Events: []Event{{Source: "vc", Key: 1, Type: "E", Time: 2}}})
 	add(KindGap, CodecZstd, &Gap{FromSeq: 1, ToSeq: 2, First: 3, Last: 4, Reason: "spool full"})
+	add(KindGap, CodecNone, &Gap{First: 3, Last: 4, Reason: "beyond vCenter retention", Detected: 5,
+		Source: "vc", EntityKind: "vm", EntityIDs: []string{"vm-1", "vm-2"}, Counters: []string{"cpu.usage.average"}, Interval: 20})
 	f.Fuzz(func(t *testing.T, kind, codec uint8, payload []byte) {
 		b := &Batch{Kind: BatchKind(kind), Codec: Codec(codec), Seq: 1, Payload: payload}
 		var (

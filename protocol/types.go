@@ -134,8 +134,24 @@ type Events struct {
 	Events []Event `json:"events"`
 }
 
-// Gap is the payload of a KindGap batch: the agent dropped batches it could
-// not keep (spool full) and tells the aggregator what is missing.
+// Gap is the payload of a KindGap batch: data the agent knows it lost, and
+// says so. There are two sorts.
+//
+// A spool gap: the agent dropped batches it could not keep (spool quota,
+// disk floor). FromSeq..ToSeq of Epoch name them, Batches and Bytes count
+// them, [First, Last] spans their data; the source fields are empty.
+//
+// A collection gap: the agent could not read samples from their source,
+// e.g. Reason "beyond vCenter retention" after an outage longer than
+// vCenter keeps them. Source is set, and EntityKind, EntityIDs, Counters
+// and Interval say which samples over [First, Last] are missing. It drops
+// no batch: Epoch, FromSeq, ToSeq, Batches and Bytes are 0, and the
+// aggregator identifies the record by the batch that carries it.
+//
+// The source fields were added without a new Version (see the package
+// documentation): an aggregator that predates them stores a collection gap
+// as a gap of the whole site over [First, Last], which is true, only less
+// precise.
 type Gap struct {
 	Epoch    uint64 `json:"epoch"`
 	FromSeq  uint64 `json:"from_seq"`
@@ -146,7 +162,32 @@ type Gap struct {
 	Last     int64  `json:"last"`  // Unix ms, newest data lost
 	Reason   string `json:"reason"`
 	Detected int64  `json:"detected"` // Unix ms
+
+	// Source is the vCenter/ESXi endpoint whose samples are missing, as in
+	// SeriesKey.Source; empty for a spool gap.
+	Source string `json:"source,omitempty"`
+	// EntityKind is the kind of the entities concerned ("vm", "host", ...);
+	// empty means every entity of Source.
+	EntityKind string `json:"entity_kind,omitempty"`
+	// EntityIDs lists the entities concerned (managed object reference
+	// values, at most MaxGapEntities); empty means every entity of
+	// EntityKind on Source.
+	EntityIDs []string `json:"entity_ids,omitempty"`
+	// Counters names the counters whose samples are missing (at most
+	// MaxCountersPerSeries); empty means all of them.
+	Counters []string `json:"counters,omitempty"`
+	// Interval is the sampling interval, in seconds, of the missing
+	// samples (20 for vCenter's realtime data); 0 if unknown.
+	Interval int32 `json:"interval,omitempty"`
 }
+
+// MaxGapEntities bounds Gap.EntityIDs; a sender splits larger sets into
+// several gap records.
+const MaxGapEntities = 1 << 16
+
+// maxGapInterval bounds Gap.Interval: a year, beyond vSphere's coarsest
+// interval (a day).
+const maxGapInterval = 366 * 24 * 3600
 
 // Hello is the first message an agent sends on the control stream.
 type Hello struct {

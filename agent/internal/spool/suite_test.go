@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -479,7 +480,7 @@ func checkGaps(t *testing.T, q *Queue, seqs []uint64, size int, reason string, n
 		Reason:   reason,
 		Detected: now.UnixMilli(),
 	}
-	if g != want {
+	if !reflect.DeepEqual(g, want) {
 		t.Fatalf("gap %+v, want %+v", g, want)
 	}
 	if g.ToSeq < seqs[dropped-1] || g.ToSeq >= gb.Seq {

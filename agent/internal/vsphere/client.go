@@ -43,6 +43,10 @@ type Sink interface {
 	Samples(ctx context.Context, s *protocol.Samples) error
 	Inventory(ctx context.Context, inv *protocol.Inventory) error
 	Events(ctx context.Context, ev *protocol.Events) error
+	// Gap records samples the collector could not read (a collection gap,
+	// see protocol.Gap), e.g. those older than vCenter keeps after an
+	// outage.
+	Gap(ctx context.Context, g *protocol.Gap) error
 }
 
 // MetaStore persists small checkpoints (high-water marks, event positions).

@@ -100,6 +100,7 @@ type memSink struct {
 	samples   []*protocol.Samples
 	inv       []*protocol.Inventory
 	events    []protocol.Event
+	gaps      []*protocol.Gap
 	failNext  int
 	invNotify chan struct{}
 }
@@ -147,6 +148,16 @@ func (m *memSink) Events(_ context.Context, ev *protocol.Events) error {
 		return errSinkDown
 	}
 	m.events = append(m.events, ev.Events...)
+	return nil
+}
+
+func (m *memSink) Gap(_ context.Context, g *protocol.Gap) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail() {
+		return errSinkDown
+	}
+	m.gaps = append(m.gaps, g)
 	return nil
 }
 

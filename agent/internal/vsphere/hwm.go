@@ -9,11 +9,14 @@ import (
 	"time"
 )
 
-// High-water marks record, per (entity, interval), the newest sample
-// timestamp the Sink accepted. They make perf collection resumable: after an
-// agent restart the next query starts just after the mark, so the gap is
-// re-read from vCenter's realtime store (about one hour deep) with neither
-// duplicates nor holes.
+// High-water marks record, per (entity, collection interval), how far the
+// entity's samples are accounted for: the newest sample timestamp the Sink
+// accepted, or the end of a stretch the Sink accepted a gap record for. They
+// make perf collection resumable: after an agent restart the next query
+// starts just after the mark, so the gap is re-read from vCenter (its
+// realtime store for the last hour, its historical intervals before that;
+// see retention.go) with neither duplicates nor holes, and what vCenter no
+// longer has is recorded as lost.
 //
 // All marks of one source are persisted under one MetaStore key,
 // "vsphere/hwm/<source>", in a compact binary form:
@@ -62,17 +65,32 @@ func (h *hwmStore) advance(entity string, interval int32, ts int64) {
 	}
 }
 
-// prune drops marks too old to be useful (older than the retention of
-// their interval, twice over), so deleted entities do not pile up.
-func (h *hwmStore) prune(now time.Time) {
+// prune drops the marks of interval older than before, so that entities
+// deleted long ago do not pile up. Each loop prunes only its own interval's
+// marks, after it planned with them.
+func (h *hwmStore) prune(interval int32, before time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for k, ts := range h.marks {
-		if ts < now.Add(-2*retention(k.interval)).UnixMilli() {
+		if k.interval == interval && ts < before.UnixMilli() {
 			delete(h.marks, k)
 			h.dirty = true
 		}
 	}
+}
+
+// newest returns the newest mark of interval, 0 if there is none: about
+// when the loop last collected, before an outage.
+func (h *hwmStore) newest(interval int32) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var n int64
+	for k, ts := range h.marks {
+		if k.interval == interval && ts > n {
+			n = ts
+		}
+	}
+	return n
 }
 
 // takeDirty reports whether marks changed since the last call and clears
@@ -171,27 +189,4 @@ func (h *hwmStore) load(meta MetaStore, source string) error {
 	h.dirty = false
 	h.mu.Unlock()
 	return nil
-}
-
-// retention is how far back vCenter keeps samples of an interval.
-func retention(interval int32) time.Duration {
-	if interval <= 20 {
-		return time.Hour
-	}
-	return 24 * time.Hour
-}
-
-// startTime decides where a query for (entity, interval) begins. With a
-// mark it starts one second after it, clamped to the interval's retention;
-// without one it returns ok=false and the caller asks for MaxSample=1.
-func (h *hwmStore) startTime(entity string, interval int32, now time.Time) (time.Time, bool) {
-	ts, ok := h.get(entity, interval)
-	if !ok {
-		return time.Time{}, false
-	}
-	start := time.UnixMilli(ts).Add(time.Second)
-	if floor := now.Add(-retention(interval)); start.Before(floor) {
-		start = floor
-	}
-	return start, true
 }

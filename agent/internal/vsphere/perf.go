@@ -61,6 +61,10 @@ type PerfConfig struct {
 	RealtimeEvery   time.Duration       // default 20 s
 	HistoricalEvery time.Duration       // default 5 min
 	QueryTimeout    time.Duration       // per QueryPerf call; default 60 s
+	// RealtimeWindow is how long the server keeps realtime samples;
+	// default DefaultRealtimeWindow (vSphere exposes no setting for it).
+	// Older ones are re-read from the historical intervals.
+	RealtimeWindow time.Duration
 }
 
 func (c *PerfConfig) defaults() {
@@ -75,6 +79,9 @@ func (c *PerfConfig) defaults() {
 	}
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = time.Minute
+	}
+	if c.RealtimeWindow <= 0 {
+		c.RealtimeWindow = DefaultRealtimeWindow
 	}
 }
 
@@ -95,13 +102,28 @@ type Stats struct {
 	Values        int // non-NaN values sent
 	Errors        int // failed queries or sink calls
 	QueryMetricsN int // the maxQueryMetrics in force
+
+	// Backfill is the part of the above spent re-reading an outage from
+	// vCenter's historical intervals.
+	Backfill BackfillStats
+}
+
+// BackfillStats describes what a cycle re-read of an outage longer than
+// the loop's own interval keeps, and what it recorded as lost.
+type BackfillStats struct {
+	Entities int // entities with an outage to re-read or record
+	Queries  int // QueryPerf calls at historical intervals
+	Values   int // non-NaN values they returned
+	Gaps     int // gap records sent
+	Failed   int // entities whose re-read failed this cycle
 }
 
 // resolvedCounter is one configured counter found on the server.
 type resolvedCounter struct {
-	key  int32
-	name string
-	unit string
+	key   int32
+	name  string
+	unit  string
+	level int32 // the statistics level from which historical intervals keep it
 }
 
 // connState is what the Collector derives from one connection.
@@ -109,6 +131,7 @@ type connState struct {
 	gen      uint64
 	counters map[string][]resolvedCounter // kind → columns, in config order
 	limit    atomic.Int64                 // metrics per query; lowered if the server refuses a query as too large
+	keeps    retention                    // the server's historical intervals
 }
 
 // queryLimit is the current metrics-per-query limit.
@@ -146,6 +169,12 @@ type Collector struct {
 	hwmSource string
 	unknown   map[string]bool
 	last      map[int32]Stats
+	// failures counts, per entity, the consecutive cycles whose re-read of
+	// an outage failed.
+	failures map[string]int
+
+	// now is the clock (tests move it).
+	now func() time.Time
 }
 
 // NewCollector returns a Collector for sess's endpoint.
@@ -156,10 +185,12 @@ func NewCollector(sess *Session, ents EntityLister, sink Sink, meta MetaStore, c
 	}
 	return &Collector{
 		sess: sess, ents: ents, sink: sink, meta: meta, cfg: cfg,
-		log:     log.With("endpoint", sess.Name(), "part", "perf"),
-		hwm:     newHWM(),
-		unknown: map[string]bool{},
-		last:    map[int32]Stats{},
+		log:      log.With("endpoint", sess.Name(), "part", "perf"),
+		hwm:      newHWM(),
+		unknown:  map[string]bool{},
+		last:     map[int32]Stats{},
+		failures: map[string]int{},
+		now:      time.Now,
 	}
 }
 
@@ -240,10 +271,14 @@ func (c *Collector) prepare(ctx context.Context, conn *Conn) (*connState, error)
 				c.mu.Unlock()
 				continue
 			}
-			st.counters[kind] = append(st.counters[kind], resolvedCounter{key: info.Key, name: name, unit: unitOf(info)})
+			st.counters[kind] = append(st.counters[kind], resolvedCounter{key: info.Key, name: name, unit: unitOf(info), level: info.Level})
 		}
 	}
 	st.limit.Store(int64(queryMetricsLimit(ctx, conn, c.cfg.MaxQueryMetrics)))
+	if st.keeps, err = readRetention(ctx, conn); err != nil {
+		return nil, err
+	}
+	c.log.Debug("perf: vCenter keeps samples", "realtime", c.cfg.RealtimeWindow, "historical", describeChain(st.keeps.historical))
 
 	src := c.sess.Source()
 	c.mu.Lock()

@@ -48,6 +48,7 @@ type discardSink struct{}
 func (discardSink) Samples(context.Context, *protocol.Samples) error     { return nil }
 func (discardSink) Inventory(context.Context, *protocol.Inventory) error { return nil }
 func (discardSink) Events(context.Context, *protocol.Events) error       { return nil }
+func (discardSink) Gap(context.Context, *protocol.Gap) error             { return nil }
 
 // seedBody returns the body stored in a fuzz seed file.
 func seedBody(tb testing.TB, target, name string) []byte {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,8 +111,7 @@ func perfQueryCases(t testing.TB, f *perfFixture, conn *Conn) map[string]*types.
 		t.Fatal(err)
 	}
 	now := time.Now()
-	rt, _ := c.specs(st, IntervalRealtime, now)
-	hist, _ := c.specs(st, IntervalHistorical, now)
+	rt, hist := latestSpecs(c, st, IntervalRealtime), latestSpecs(c, st, IntervalHistorical)
 	if len(rt) < 3 || len(hist) < 2 {
 		t.Fatalf("too few entities: %d realtime, %d historical", len(rt), len(hist))
 	}
@@ -137,6 +137,23 @@ func perfQueryCases(t testing.TB, f *perfFixture, conn *Conn) map[string]*types.
 		}),
 		"no-specs": req(nil, nil),
 	}
+}
+
+// latestSpecs are the queries for the latest sample of every active
+// entity of interval's kinds, with all their counters.
+func latestSpecs(c *Collector, st *connState, interval int32) []types.PerfQuerySpec {
+	var specs []types.PerfQuerySpec
+	for _, e := range c.ents.Entities() {
+		if !e.Active || !slices.Contains(kindsFor(interval), e.Kind) || len(st.counters[e.Kind]) == 0 {
+			continue
+		}
+		var ids []types.PerfMetricId
+		for _, rc := range st.counters[e.Kind] {
+			ids = append(ids, types.PerfMetricId{CounterId: rc.key, Instance: "*"})
+		}
+		specs = append(specs, types.PerfQuerySpec{Entity: e.Ref, IntervalId: interval, MetricId: ids, MaxSample: 1, Format: string(types.PerfFormatNormal)})
+	}
+	return specs
 }
 
 // TestQueryPerfFastMatchesGovmomi checks the specialised decoder against

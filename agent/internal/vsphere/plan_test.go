@@ -102,22 +102,26 @@ func TestHWMEncodeDecode(t *testing.T) {
 	}
 }
 
-func TestHWMStartTime(t *testing.T) {
+func TestHWMNewestAndPrune(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	h := newHWM()
-	if _, ok := h.startTime("vm-1", 20, now); ok {
-		t.Fatal("start time for an entity without a mark")
+	if h.newest(20) != 0 {
+		t.Fatal("newest mark of an empty store")
 	}
 	h.advance("vm-1", 20, now.Add(-5*time.Minute).UnixMilli())
-	if st, _ := h.startTime("vm-1", 20, now); !st.Equal(now.Add(-5*time.Minute + time.Second)) {
-		t.Errorf("start = %v, want mark+1s", st)
-	}
 	h.advance("vm-2", 20, now.Add(-3*time.Hour).UnixMilli())
-	if st, _ := h.startTime("vm-2", 20, now); !st.Equal(now.Add(-time.Hour)) {
-		t.Errorf("start = %v, want clamped to now-1h", st)
+	h.advance("cluster-1", 300, now.Add(-3*time.Hour).UnixMilli())
+	if got := h.newest(20); got != now.Add(-5*time.Minute).UnixMilli() {
+		t.Errorf("newest = %d, want vm-1's mark", got)
 	}
-	h.prune(now)
+	h.prune(20, now.Add(-2*time.Hour))
 	if _, ok := h.get("vm-2", 20); ok {
-		t.Error("mark older than twice the retention survived prune")
+		t.Error("mark older than the cutoff survived prune")
+	}
+	if _, ok := h.get("vm-1", 20); !ok {
+		t.Error("recent mark pruned")
+	}
+	if _, ok := h.get("cluster-1", 300); !ok {
+		t.Error("prune of the realtime marks dropped a mark of another interval")
 	}
 }

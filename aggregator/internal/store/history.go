@@ -91,9 +91,13 @@ func (s *Store) Outages(ctx context.Context, site, source, kind, entity string, 
 		return []Outage{}, err
 	}
 	out := []Outage{}
+	// A spool gap concerns the whole site; a collection gap (migration
+	// 010) names its source, entity kind and entities when it is narrower.
 	rows, err := s.pool.Query(ctx, `SELECT first_ts, last_ts, reason FROM ingest_gaps
 		WHERE site = $1 AND first_ts IS NOT NULL AND last_ts IS NOT NULL AND first_ts < $3 AND last_ts >= $2
-		ORDER BY first_ts`, site, from, to)
+		  AND (source IS NULL OR source = $4) AND (entity_kind IS NULL OR entity_kind = $5)
+		  AND (entity_ids IS NULL OR entity_ids @> ARRAY[$6::text])
+		ORDER BY first_ts`, site, from, to, source, kind, entity)
 	if err != nil {
 		return nil, fmt.Errorf("store: outages of %s %s/%s: %w", kind, source, entity, err)
 	}

@@ -274,9 +274,12 @@ func (s *Store) claimSources(ctx context.Context, site string, sources []string)
 	return nil
 }
 
-// WriteGap records data an agent lost, exactly once. A gap that widens an
-// earlier one (same epoch and from_seq, larger to_seq) replaces it; an older,
-// narrower one arriving late does not.
+// WriteGap records data an agent lost, exactly once. A spool gap that
+// widens an earlier one (same epoch and from_seq, larger to_seq) replaces
+// it; an older, narrower one arriving late does not. A collection gap (one
+// with a Source: samples the agent could not read from vCenter) drops no
+// batch and has no seqs of its own: it is keyed by the batch that carries
+// it, and its source must belong to the agent's site.
 func (s *Store) WriteGap(ctx context.Context, m BatchMeta, g *protocol.Gap) (Result, error) {
 	var first, last *time.Time
 	if g.First != 0 {
@@ -287,7 +290,22 @@ func (s *Store) WriteGap(ctx context.Context, m BatchMeta, g *protocol.Gap) (Res
 		t := time.UnixMilli(g.Last).UTC()
 		last = &t
 	}
+	if g.Source != "" {
+		if err := s.claimSources(ctx, m.Site, []string{g.Source}); err != nil {
+			return Result{}, err
+		}
+	}
 	dup, err := s.inBatchTx(ctx, m, first, last, 1, 0, func(tx pgx.Tx) error {
+		if g.Source != "" {
+			_, err := tx.Exec(ctx, `
+				INSERT INTO ingest_gaps (agent_id, site, epoch, from_seq, to_seq, batches, bytes, first_ts, last_ts, reason, detected_at,
+				                         source, entity_kind, entity_ids, counters, interval_s)
+				VALUES ($1, $2, $3, $4, $4, 0, 0, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+				ON CONFLICT DO NOTHING`,
+				m.AgentID, m.Site, int64(m.Epoch), int64(m.Seq), first, last, g.Reason, time.UnixMilli(g.Detected).UTC(),
+				g.Source, nullString(g.EntityKind), nullStrings(g.EntityIDs), nullStrings(g.Counters), nullInterval(g.Interval))
+			return err
+		}
 		_, err := tx.Exec(ctx, `
 			INSERT INTO ingest_gaps (agent_id, site, epoch, from_seq, to_seq, batches, bytes, first_ts, last_ts, reason, detected_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -304,6 +322,29 @@ func (s *Store) WriteGap(ctx context.Context, m BatchMeta, g *protocol.Gap) (Res
 		return Result{}, fmt.Errorf("store: write gap: %w", asReject(err))
 	}
 	return Result{Duplicate: dup, Rows: 1}, nil
+}
+
+// nullString, nullStrings and nullInterval store a collection gap's
+// "unspecified" (empty, 0) as NULL, so that NULL alone means "all".
+func nullString(v string) *string {
+	if v == "" {
+		return nil
+	}
+	return &v
+}
+
+func nullStrings(v []string) []string {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+func nullInterval(v int32) *int32 {
+	if v == 0 {
+		return nil
+	}
+	return &v
 }
 
 // WriteEvents stores vCenter events, each (site, source, key) once.

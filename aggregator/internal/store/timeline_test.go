@@ -86,3 +86,37 @@ func TestSiteTimeline(t *testing.T) {
 		t.Error("timeline of a site outside the scope")
 	}
 }
+
+// TestOutagesCollectionGap: a gap record naming its entities (a collection
+// gap, migration 010) is a cause for those entities only; a spool gap for
+// the whole site.
+func TestOutagesCollectionGap(t *testing.T) {
+	f := inventoryFixture(t)
+	now := time.Now().UTC()
+	if _, err := f.st.Pool().Exec(f.ctx, `INSERT INTO ingest_gaps (agent_id, site, epoch, from_seq, to_seq, batches, bytes, first_ts, last_ts, reason,
+		    source, entity_kind, entity_ids, interval_s)
+		VALUES ($1, 'dc1', 1, 7, 7, 0, 0, $2, $3, 'beyond vCenter retention', $4, 'vm', ARRAY['vm-2'], 20),
+		       ($1, 'dc1', 1, 8, 9, 2, 100, $2, $3, 'spool full', NULL, NULL, NULL, NULL)`,
+		f.agent, now.Add(-3*time.Hour), now.Add(-2*time.Hour), vcA); err != nil {
+		t.Fatal(err)
+	}
+	causes := func(vm string) []string {
+		out, err := f.st.Outages(f.ctx, "dc1", vcA, store.KindVM, vm, now.Add(-4*time.Hour), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c []string
+		for _, o := range out {
+			if o.Cause != store.CausePoweredOff {
+				c = append(c, o.Cause)
+			}
+		}
+		return c
+	}
+	if got := causes("vm-2"); len(got) != 2 || got[0] != store.CauseBeyondRetention && got[1] != store.CauseBeyondRetention {
+		t.Errorf("vm-2 outages = %v, want the retention gap and the spool gap", got)
+	}
+	if got := causes("vm-1"); len(got) != 1 || got[0] != store.CauseSpoolDrop {
+		t.Errorf("vm-1 outages = %v, want only the spool gap", got)
+	}
+}
