@@ -30,6 +30,8 @@ func DecodeConfig(raw json.RawMessage, v any) error {
 	switch {
 	case errors.As(err, &typeErr):
 		return &ValidationError{Fields: []FieldError{{Field: typeErr.Field, Message: fmt.Sprintf("want %s, got %s", typeErr.Type, typeErr.Value)}}}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &ValidationError{Fields: []FieldError{{Field: "", Message: "not JSON: the config ends early"}}}
 	case errors.As(err, &syntaxErr):
 		return &ValidationError{Fields: []FieldError{{Field: "", Message: fmt.Sprintf("not JSON: %v (at byte %d)", err, syntaxErr.Offset)}}}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):

@@ -29,7 +29,7 @@ func (a *hclogAdapter) level(l hclog.Level) slog.Level {
 	switch l {
 	case hclog.Trace:
 		lv = slog.LevelDebug - 4
-	case hclog.Debug, hclog.NoLevel, hclog.DefaultLevel:
+	case hclog.Debug, hclog.NoLevel:
 		lv = slog.LevelDebug
 	case hclog.Info:
 		lv = slog.LevelInfo
@@ -56,8 +56,10 @@ func (a *hclogAdapter) Log(l hclog.Level, msg string, args ...any) {
 	attrs = append(attrs, a.implied...)
 	for i := 0; i+1 < len(args); i += 2 {
 		k := fmt.Sprint(args[i])
-		if k == "timestamp" || k == "plugin" || k == "id" && !a.fromPlugin {
-			continue // go-plugin's own additions; the host's record has them
+		// go-plugin adds these; the host's record has its own time and
+		// the plugin's name already.
+		if k == "timestamp" || k == "plugin" || (k == "id" && !a.fromPlugin) {
+			continue
 		}
 		attrs = append(attrs, k, args[i+1])
 	}
@@ -90,11 +92,12 @@ func (a *hclogAdapter) With(args ...any) hclog.Logger {
 
 func (a *hclogAdapter) Name() string { return "" }
 
-// Named is how go-plugin tags the plugin's stderr lines; the host's logger
-// already names the plugin, so the binary's name adds nothing.
-func (a *hclogAdapter) Named(string) hclog.Logger {
+// Named is how go-plugin tags the plugin's stderr lines (named after the
+// binary) and its own stdio copier ("stdio"). The host's logger already
+// names the plugin, so the name itself adds nothing.
+func (a *hclogAdapter) Named(name string) hclog.Logger {
 	b := *a
-	b.fromPlugin = true
+	b.fromPlugin = name != "stdio"
 	return &b
 }
 

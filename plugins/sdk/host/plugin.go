@@ -551,7 +551,9 @@ func (m *managed) attempt(ctx context.Context, method string, fn func(context.Co
 	case ctx.Err() != nil:
 		m.stats.end(method, outcomeCanceled, d)
 		return fmt.Errorf("plugin %s: %s: %w", m.name, method, ctx.Err()), false
-	case cctx.Err() != nil:
+	case cctx.Err() != nil || pastDeadline(cctx):
+		// The plugin's side may reset the stream at the deadline a moment
+		// before the host's own timer fires: the clock decides.
 		n := m.stats.end(method, outcomeTimeout, d)
 		if hr := m.h.cfg.HangRestart; hr > 0 && n >= hr && !inst.hasExited() {
 			m.lost(inst, fmt.Errorf("%d calls in a row timed out", n))
@@ -594,4 +596,10 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 		l.buf = l.buf[:0]
 	}
 	return len(p), nil
+}
+
+// pastDeadline reports whether ctx's deadline has (all but) passed.
+func pastDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < time.Millisecond
 }
