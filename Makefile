@@ -7,13 +7,32 @@ LDFLAGS := -X main.version=$(VERSION)
 BENCH ?=
 FUZZTIME ?= 30s
 
-.PHONY: all build test bench fuzz demo fmt vet clean
+.PHONY: all build console dist test bench fuzz demo fmt vet clean
 
 all: build
 
-build:
+## build: the binaries in bin/, the aggregator with the web console embedded
+## (-tags console; the console is built with npm first).
+build: console
 	@mkdir -p bin
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./aggregator/cmd/... ./agent/cmd/... ./scripts/vcsim
+	$(GO) build -tags console -ldflags "$(LDFLAGS)" -o bin/ ./aggregator/cmd/... ./agent/cmd/... ./scripts/vcsim
+
+## console: the web console (aggregator/web: npm ci when needed, type check,
+## Vite build, .gz/.br, size budget) into aggregator/internal/console/dist.
+console:
+	aggregator/web/scripts/console.sh build
+
+## dist: release archives of the aggregator (console embedded) and the agent
+## for linux/amd64 and linux/arm64, static, in var/dist/.
+dist: console
+	@rm -rf var/dist && mkdir -p var/dist
+	@set -e; for arch in amd64 arm64; do \
+	  d=var/dist/vmpulse-$(VERSION)-linux-$$arch; mkdir -p $$d; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -tags console -trimpath -ldflags "$(LDFLAGS) -s -w" -o $$d/ ./aggregator/cmd/vmpulse-aggregator ./agent/cmd/vmpulse-agent; \
+	  cp -r deploy README.md $$d/; \
+	  tar -C var/dist -czf $$d.tar.gz $$(basename $$d); rm -rf $$d; \
+	  echo "dist: $$d.tar.gz"; \
+	done
 
 ## test: formatting, vet, every Go test (integration included, against a
 ## throwaway PostgreSQL and the in-process vCenter simulator), fuzz seed
@@ -21,7 +40,7 @@ build:
 test:
 	scripts/test.sh
 
-## bench: every benchmark group, or one with BENCH=name (ingest, protocol, spool, agent, api).
+## bench: every benchmark group, or one with BENCH=name (ingest, protocol, spool, agent, api, query, realtime, alerts, backup, plugins).
 bench:
 	scripts/bench.sh $(BENCH)
 
@@ -39,4 +58,4 @@ vet:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin var
+	rm -rf bin var aggregator/internal/console/dist

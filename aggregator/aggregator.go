@@ -6,14 +6,24 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmpulse/vmpulse/aggregator/internal/alert"
+	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
+	"github.com/vmpulse/vmpulse/aggregator/internal/backup"
+	"github.com/vmpulse/vmpulse/aggregator/internal/console"
 	"github.com/vmpulse/vmpulse/aggregator/internal/httpapi"
 	"github.com/vmpulse/vmpulse/aggregator/internal/ingest"
+	"github.com/vmpulse/vmpulse/aggregator/internal/jobs"
 	"github.com/vmpulse/vmpulse/aggregator/internal/pki"
+	"github.com/vmpulse/vmpulse/aggregator/internal/realtime"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
+	"github.com/vmpulse/vmpulse/plugins/sdk/host"
 	"github.com/vmpulse/vmpulse/protocol"
 )
 
@@ -26,7 +36,21 @@ type Aggregator struct {
 	CA     *pki.CA
 	Ingest *ingest.Server
 	API    *httpapi.API
-	httpLn net.Listener
+	// Realtime is the live sample feed: ingest publishes to it after
+	// COMMIT, the API's realtime routes serve it, and it relays to and
+	// from the other replicas through PostgreSQL.
+	Realtime *realtime.Hub
+	// Jobs runs the maintenance jobs; Backups makes and restores backups
+	// and keeps this replica in step with a restore's maintenance mode.
+	Jobs    *jobs.Runner
+	Backups *backup.Service
+	// Alerts evaluates the rules on what this replica ingests; Dispatcher
+	// sends the notifications while this replica holds the lease, through
+	// the notifier plugins of plugins (nil when none are installed).
+	Alerts     *alert.Engine
+	Dispatcher *alert.Dispatcher
+	plugins    *host.Host
+	httpLn     net.Listener
 }
 
 // New opens the database (applying migrations), loads or creates the CA,
@@ -52,14 +76,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		return nil, err
 	}
 	a := &Aggregator{cfg: cfg, log: log.With("component", "aggregator"), Store: st, CA: ca}
+	a.Realtime = realtime.New(realtime.Options{Pool: st.Pool(), Relay: true, Logger: log.With("component", "realtime")})
 	a.Ingest = ingest.New(ingest.Config{
 		Addr:              cfg.Ingest.Listen,
 		HeartbeatInterval: time.Duration(cfg.Ingest.HeartbeatInterval),
 		MaxInFlight:       cfg.Ingest.MaxInFlight,
 		AgentCertLifetime: time.Duration(cfg.Ingest.AgentCertLifetime),
+		Publisher:         a.Realtime,
 		Logger:            log.With("component", "ingest"),
 	}, st, ca)
 	if err := a.Ingest.Listen(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := a.newOps(ctx, cfg, log); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -67,6 +97,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		st.Close()
 		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
 	}
+	notifier := a.newAlerts(ctx, cfg, log)
 	kek := ca.DeriveKey("vmpulse jwt key encryption v1")
 	a.API, err = httpapi.New(cfg.HTTP, httpapi.Deps{
 		Pool: st.Pool(), Ready: st.Ready, Logger: log.With("component", "api"),
@@ -82,11 +113,24 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		// /system: the store's catalog queries, the ingest counters, and
 		// the build (the version main sets with -ldflags is read back from
 		// the binary's build information: httpapi.ReadBuild).
-		System: st,
-		Ingest: ingestMonitor{a.Ingest},
-		Info:   httpapi.SystemInfo{StartedAt: started, Config: configSummary(cfg)},
+		System:   st,
+		Ingest:   ingestMonitor{a.Ingest},
+		Info:     httpapi.SystemInfo{StartedAt: started, Config: configSummary(cfg)},
+		Realtime: a.Realtime,
+		Jobs:     a.Jobs,
+		Backups:  a.Backups,
+		Alerts:   alert.NewDB(st.Pool()),
+		Notifier: notifier,
+		Plugins:  pluginStatus(a.plugins),
 	})
 	if err != nil {
+		a.httpLn.Close()
+		st.Close()
+		return nil, err
+	}
+	// The web console (static files, embedded with -tags console) answers
+	// every path outside the API's routes: / and the console's own URLs.
+	if err := console.Mount(a.API.Handler(), console.Handler()); err != nil {
 		a.httpLn.Close()
 		st.Close()
 		return nil, err
@@ -107,65 +151,125 @@ func (a *Aggregator) HTTPAddr() net.Addr { return a.httpLn.Addr() }
 // audit log, close the database.
 func (a *Aggregator) Run(ctx context.Context) error {
 	defer a.Store.Close()
+	defer a.Backups.Close() // cancels a backup or restore this replica runs
+	// A replica starting while a restore runs elsewhere must not commit.
+	if err := a.Backups.CheckMaintenance(ctx); err != nil {
+		a.log.Warn("maintenance check failed; ingest stays paused until it succeeds", "err", err)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.Ingest.Serve(ctx) })
+	// When ctx ends the feed stops, which ends the WebSocket and stream
+	// connections, so the HTTP server's shutdown does not wait for them.
+	g.Go(func() error { return a.Realtime.Run(ctx) })
 	g.Go(func() error {
 		err := a.API.Serve(ctx, a.httpLn)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		return errors.Join(err, a.API.Close(cctx))
 	})
-	g.Go(func() error { a.every(ctx, time.Minute, "rollups", a.rollups); return nil })
-	g.Go(func() error { a.every(ctx, time.Hour, "partitions and retention", a.maintain); return nil })
+	// Partitions, rollups, retention, reordering, cleanup and scheduled
+	// backups: each job runs on one replica at a time (jobs.Runner).
+	g.Go(func() error { return a.Jobs.Run(ctx) })
+	// Every replica follows the maintenance mode of a restore.
+	g.Go(func() error { return a.Backups.Watch(ctx) })
+	// Alerts: every replica evaluates the batches it committed (the
+	// realtime feed); one at a time delivers the outbox.
+	g.Go(func() error { return a.Alerts.Run(ctx) })
+	g.Go(func() error { return a.Alerts.Consume(ctx, a.Realtime) })
+	if a.Dispatcher != nil {
+		g.Go(func() error { return a.Dispatcher.Run(ctx) })
+	}
+	if a.plugins != nil {
+		defer a.plugins.Close()
+	}
 	a.log.Info("aggregator running", "ingest", a.IngestAddr().String(), "http", a.HTTPAddr().String(), "timescaledb", a.Store.Timescale())
 	return g.Wait()
 }
 
-// every runs job now and then at each interval until ctx ends; a failed
-// run is logged and retried at the next tick.
-func (a *Aggregator) every(ctx context.Context, interval time.Duration, name string, job func(context.Context) error) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if err := job(ctx); err != nil && ctx.Err() == nil {
-			a.log.Error(name+" failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// newAlerts makes the alert engine and, when notifier plugins are
+// installed, the plugin host and the dispatcher; it returns the notifier
+// (nil when there is none).
+//
+// Until the configuration has a section of its own, the notifier plugins
+// are the executables in data_dir/plugins, each pinned by its SHA-256 in
+// data_dir/plugins/SHA256SUMS (sha256sum's format); an unpinned plugin is
+// refused. Without that folder notifications stay queued in the outbox.
+func (a *Aggregator) newAlerts(ctx context.Context, cfg Config, log *slog.Logger) alert.Notifier {
+	a.Alerts = alert.NewEngine(a.Store.Pool(), alert.SitesFromAgents(a.Store), alert.Config{Logger: log.With("component", "alert")})
+	if n, err := alert.NewDB(a.Store.Pool()).InstallDefaultPack(ctx); err != nil {
+		a.log.Error("alert default pack not installed", "err", err)
+	} else if n > 0 {
+		a.log.Info("alert default pack installed", "rules", n)
+	}
+	dir := filepath.Join(cfg.DataDir, "plugins")
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		a.log.Warn("no notifier plugins (no " + dir + "): alert notifications stay queued")
+		return nil
+	}
+	pins := map[string]host.PluginConfig{}
+	if b, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if sum, file, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
+				pins[strings.TrimSuffix(filepath.Base(strings.TrimLeft(strings.TrimSpace(file), "*")), ".exe")] = host.PluginConfig{SHA256: sum}
+			}
 		}
 	}
+	h, err := host.New(host.Config{Dir: dir, Plugins: pins, HostName: "vmpulse-aggregator", Logger: log.With("component", "plugins")})
+	if err == nil {
+		err = h.Start(ctx)
+	}
+	if err != nil {
+		a.log.Error("notifier plugins unavailable: alert notifications stay queued", "dir", dir, "err", err)
+		return nil
+	}
+	a.plugins = h
+	name, _ := os.Hostname()
+	n := alert.PluginNotifier{Host: h}
+	a.Dispatcher = alert.NewDispatcher(a.Store.Pool(), n, alert.DispatcherConfig{Name: name + " " + cfg.HTTP.Listen, Logger: log.With("component", "alert-dispatcher")})
+	return n
 }
 
-func (a *Aggregator) rollups(ctx context.Context) error {
-	rep, err := a.Store.RunRollups(ctx, time.Now())
+// newOps makes the backup service and the job runner, and writes the
+// jobs' rows.
+func (a *Aggregator) newOps(ctx context.Context, cfg Config, log *slog.Logger) error {
+	dir := cfg.Backup.Dir
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "backups")
+	}
+	var err error
+	a.Backups, err = backup.New(a.Store, backup.Options{Dir: dir, BinDir: cfg.Backup.PgBinDir, Compression: cfg.Backup.Compression,
+		Pauser: a.Ingest, Logger: log.With("component", "backup"),
+		// Scheduled backups and the outcome of restores are audited like
+		// API calls (the API exists by the time they run).
+		Audit: func(ctx context.Context, rec audit.Record) {
+			if a.API == nil {
+				return
+			}
+			if err := a.API.Audit().Append(ctx, rec); err != nil {
+				a.log.Warn("audit append failed", "action", rec.Action, "err", err)
+			}
+		}})
 	if err != nil {
 		return err
 	}
-	if rep.Batches > 0 {
-		a.log.Debug("rollups", "batches", rep.Batches, "took", rep.Duration)
-	}
-	return nil
-}
-
-// maintain keeps daily partitions created ahead and applies retention.
-func (a *Aggregator) maintain(ctx context.Context) error {
-	now := time.Now()
-	if err := a.Store.EnsurePartitions(ctx, now, now.AddDate(0, 0, a.cfg.Database.PartitionsAhead)); err != nil {
-		return err
-	}
-	r := a.cfg.Retention
-	rep, err := a.Store.ApplyRetention(ctx, now, store.Retention{
-		Raw: time.Duration(r.Raw), R5m: time.Duration(r.R5m), R1h: time.Duration(r.R1h), R1d: time.Duration(r.R1d)})
+	r := cfg.Retention
+	maint := jobs.Maintenance(a.Store, jobs.MaintenanceConfig{
+		Schedules: map[string]string{jobs.JobPartitions: cfg.Jobs.Partitions, jobs.JobRollups: cfg.Jobs.Rollups,
+			jobs.JobRetention: cfg.Jobs.Retention, jobs.JobReorder: cfg.Jobs.Reorder, jobs.JobCleanup: cfg.Jobs.Cleanup},
+		PartitionsAhead: cfg.Database.PartitionsAhead,
+		// PUT /system/settings overrides the file's retention, on every
+		// replica at its next run.
+		Retention: func(ctx context.Context) (store.Retention, error) {
+			return jobs.StoredRetention(ctx, a.Store.Pool(),
+				store.Retention{Raw: time.Duration(r.Raw), R5m: time.Duration(r.R5m), R1h: time.Duration(r.R1h), R1d: time.Duration(r.R1d)})
+		},
+	})
+	a.Jobs, err = jobs.New(a.Store.Pool(), jobs.Options{RetryBase: time.Duration(cfg.Jobs.RetryBase), RetryMax: time.Duration(cfg.Jobs.RetryMax),
+		Logger: log.With("component", "jobs")}, append(maint, a.Backups.Job())...)
 	if err != nil {
 		return err
 	}
-	if len(rep.DroppedPartitions) > 0 || rep.Deleted5m+rep.Deleted1h+rep.Deleted1d > 0 {
-		a.log.Info("retention applied", "dropped_partitions", rep.DroppedPartitions,
-			"deleted_5m", rep.Deleted5m, "deleted_1h", rep.Deleted1h, "deleted_1d", rep.Deleted1d)
-	}
-	return nil
+	return a.Jobs.Sync(ctx)
 }
 
 // IssueEnrollToken issues a single-use enrollment token for site (created
@@ -216,6 +320,11 @@ var (
 	_ httpapi.Commander     = (*ingest.Server)(nil)
 	_ httpapi.SystemStore   = (*store.Store)(nil)
 	_ httpapi.IngestMonitor = ingestMonitor{}
+	_ httpapi.RealtimeFeed  = (*realtime.Hub)(nil)
+	_ ingest.Publisher      = (*realtime.Hub)(nil)
+	_ httpapi.JobRunner     = (*jobs.Runner)(nil)
+	_ httpapi.Backups       = (*backup.Service)(nil)
+	_ backup.Pauser         = (*ingest.Server)(nil)
 )
 
 // IssueEnrollToken issues a token for site (created if new), valid for ttl.
@@ -258,4 +367,13 @@ func configSummary(cfg Config) httpapi.ConfigSummary {
 			"1h": d(cfg.Retention.R1h), "1d": d(cfg.Retention.R1d)},
 		HTTPListen: cfg.HTTP.Listen,
 	}
+}
+
+// pluginStatus is the API's view of the plugin host: nil (not a typed nil)
+// when no plugins are installed.
+func pluginStatus(h *host.Host) httpapi.PluginStatus {
+	if h == nil {
+		return nil
+	}
+	return h
 }

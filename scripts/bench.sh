@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench.sh [GROUP] — run benchmark groups against a throwaway PostgreSQL.
-# Groups: ingest, protocol, spool, agent, api, query. Each prints its headline
+# Groups: ingest, protocol, spool, agent, api, query, plugins, realtime, backup, alerts. Each prints its headline
 # figures as `figure: NAME VALUE UNIT` lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,19 +14,27 @@ run() { # package, bench regexp, benchtime
   go test -run '^$' -bench "$2" -benchtime "$3" -benchmem "$1"
 }
 
+# The agent group runs every BenchmarkAgent* of ./agent/...: the uplink's
+# backfill drain, BenchmarkAgentSpoolPerDay (spool_mb_per_day_5000vms: spool
+# bytes a day offline adds at 5,000 VMs; builds var/bench/spool-inv5000
+# once), then the end-to-end collection benchmark.
 group() {
   case "$1" in
     ingest) run ./aggregator/internal/ingest/ 'BenchmarkIngest$' 4x ;;
     protocol) run ./protocol/ . 1s ;;
     spool) run ./agent/internal/spool/ . 2s ;;
     agent) run ./agent/... 'BenchmarkAgent' 1x; run ./scripts/e2e/ 'BenchmarkAgentCollect' 1x ;;
-    api) run ./aggregator/internal/httpapi/ . 1s ;;
+    api) run ./aggregator/internal/httpapi/ 'Benchmark(AuthOverhead|Login)$' 1s ;;
     query) run ./aggregator/internal/store/ 'BenchmarkHistory' 1x ;;
-    *) echo "bench: unknown group $1 (ingest, protocol, spool, agent, api)" >&2; return 2 ;;
+    realtime) run ./aggregator/internal/httpapi/ 'BenchmarkRealtime$' 30x ;;
+    backup) run ./aggregator/internal/backup/ 'BenchmarkBackupRestore$' 1x; run ./aggregator/internal/jobs/ 'BenchmarkReorder$' 1x ;;
+    plugins) run ./plugins/sdk/host/ 'BenchmarkNotifyNoop$' 5000x; run ./plugins/sdk/host/ 'BenchmarkRestart$' 20x ;;
+    alerts) run ./aggregator/internal/alert/ 'BenchmarkAlert' 3x ;;
+    *) echo "bench: unknown group $1 (ingest, protocol, spool, agent, api, query, plugins, realtime, backup, alerts)" >&2; return 2 ;;
   esac
 }
 
-groups=${1:-ingest protocol spool agent api}
+groups=${1:-ingest protocol spool agent api plugins}
 # go test prints a benchmark's name before running it, so a figure printed
 # by the benchmark can land on that line: put every figure on its own line.
 scripts/pg.sh with bash -c "$(declare -f run group); set -euo pipefail; for g in $groups; do echo \"== \$g\"; group \$g; done" 2>&1 \

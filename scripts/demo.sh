@@ -86,6 +86,7 @@ cat <<TXT
 
 vmpulse demo is running.
 
+  Web console       http://127.0.0.1:$hport/   (log in as admin / $adminpw)
   REST API          http://127.0.0.1:$hport/api/v1   (OpenAPI: /api/v1/openapi.json, health: /healthz /readyz)
   API login         admin / $adminpw
   aggregator QUIC   127.0.0.1:$iport (agents, mutual TLS)

@@ -31,10 +31,12 @@ type WriterOptions struct {
 	// unreachable, busy or slow) is retried before its records are dropped,
 	// logged and counted. A write the database refuses for its content is
 	// not retried as is: its batch is written again record by record. 0
-	// means 3.
+	// means 30, which with the backoff below rides out about two minutes
+	// of a database restart or failover (the queue keeps filling meanwhile,
+	// up to QueueSize).
 	Retries int
-	// RetryDelay is the first backoff between retries, doubled each time.
-	// 0 means 200ms.
+	// RetryDelay is the first backoff between retries, doubled each time
+	// up to maxRetryDelay. 0 means 200ms.
 	RetryDelay time.Duration
 }
 
@@ -99,7 +101,7 @@ func NewWriter(pool *pgxpool.Pool, opts WriterOptions) *Writer {
 		opts.BatchSize = 256
 	}
 	if opts.Retries <= 0 {
-		opts.Retries = 3
+		opts.Retries = 30
 	}
 	if opts.RetryDelay <= 0 {
 		opts.RetryDelay = 200 * time.Millisecond
@@ -253,6 +255,9 @@ func (w *Writer) write(batch []*Record) {
 	}
 }
 
+// maxRetryDelay caps the backoff between retries of a write.
+const maxRetryDelay = 5 * time.Second
+
 // writeWithRetry appends batch to the chain, retrying (with backoff) while
 // the failure is not the database refusing the data.
 func (w *Writer) writeWithRetry(batch []*Record) error {
@@ -261,7 +266,7 @@ func (w *Writer) writeWithRetry(batch []*Record) error {
 	for attempt := 0; attempt <= w.opts.Retries; attempt++ {
 		if attempt > 0 {
 			time.Sleep(delay)
-			delay *= 2
+			delay = min(2*delay, maxRetryDelay)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = appendChain(ctx, w.pool, batch)

@@ -2,10 +2,12 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 )
 
 // Session is an open session as the online-users list shows it.
@@ -55,4 +57,37 @@ func (s *Service) ListSessions(ctx context.Context, q ListSessionsQuery) ([]Sess
 		return nil, 0, fmt.Errorf("auth: list sessions: %w", err)
 	}
 	return out, total, nil
+}
+
+// ForceLogout ends session id on behalf of actor (DELETE /sessions/{id}).
+// Ending another user's session is acting on that user: refused with an
+// *EscalationError when the session's user holds more than actor (so a
+// session admin cannot keep logging an administrator out). A missing or
+// already ended session is ErrNotFound.
+func (s *Service) ForceLogout(ctx context.Context, actor *Principal, id uuid.UUID) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("auth: force logout: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	var owner uuid.UUID
+	err = tx.QueryRow(ctx, `SELECT user_id FROM sessions WHERE id = $1 AND revoked_at IS NULL FOR UPDATE`, id).Scan(&owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("auth: force logout: %w", err)
+	}
+	if actor == nil || actor.UserID != owner {
+		if err := authorizeOver(ctx, tx, actor, owner); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE sessions SET revoked_at = $2, revoke_reason = 'forced_logout' WHERE id = $1`, id, s.now()); err != nil {
+		return fmt.Errorf("auth: force logout: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("auth: force logout: %w", err)
+	}
+	return nil
 }

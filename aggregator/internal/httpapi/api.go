@@ -23,8 +23,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vmpulse/vmpulse/aggregator/internal/alert"
 	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+	"github.com/vmpulse/vmpulse/aggregator/internal/realtime"
 )
 
 // Deps are the API's collaborators, wired by main.
@@ -60,6 +62,28 @@ type Deps struct {
 	// Info is the static part of /system/info (version, start time,
 	// configuration summary).
 	Info SystemInfo
+	// Realtime is the live sample feed of the /realtime routes
+	// (*realtime.Hub, fed by ingest and relayed between replicas). Nil
+	// gives the API a feed of its own that nothing publishes to and that
+	// relays nothing (tests).
+	Realtime RealtimeFeed
+	// Jobs serves /system/jobs (*jobs.Runner); nil answers 503.
+	Jobs JobRunner
+	// Plugins reports the plugin host's plugins for GET /system/plugins
+	// and /metrics; nil when none are installed.
+	Plugins PluginStatus
+	// Backups serves /backups and the maintenance mode of a restore
+	// (*backup.Service); nil answers 503 and never enters maintenance.
+	Backups Backups
+	// Alerts serves the alert routes (rules, alerts, silences, channels);
+	// nil uses the alert tables of Pool (alert.NewDB), which is what main
+	// wires too. The engine and the dispatcher run beside the API.
+	Alerts AlertStore
+	// Notifier sends channel tests and lets the notifier plugins check a
+	// channel's config (alert.PluginNotifier over the plugin host); nil
+	// answers the channel test with 503 NOTIFIER_UNAVAILABLE and stores
+	// configs unchecked by a plugin.
+	Notifier alert.Notifier
 }
 
 // API is the REST API.
@@ -73,6 +97,14 @@ type API struct {
 	commander Commander
 	system    SystemStore
 	ingest    IngestMonitor
+	realtime  RealtimeFeed
+	jobs      JobRunner
+	backups   Backups
+	pool      *pgxpool.Pool // settings (settings.go)
+	alerts    AlertStore
+	notifier  alert.Notifier
+	rtLimits  realtimeLimits
+	rtStop    func() // stops a feed the API made itself
 	info      SystemInfo
 	build     Build
 	now       func() time.Time
@@ -89,6 +121,7 @@ type API struct {
 	metrics      *prometheus.Registry
 	httpMetrics  *httpMetrics
 	metricsToken []byte
+	plugins      PluginStatus
 }
 
 // New builds the API: validates cfg (defaults filled in), syncs the
@@ -137,16 +170,27 @@ func New(cfg Config, deps Deps) (*API, error) {
 		ready:     deps.Ready,
 		agents:    deps.Agents,
 		inventory: deps.Inventory,
+		plugins:   deps.Plugins,
 		history:   deps.History,
 		commander: deps.Commander,
 		system:    deps.System,
 		ingest:    deps.Ingest,
+		realtime:  deps.Realtime,
+		jobs:      deps.Jobs,
+		backups:   deps.Backups,
+		pool:      deps.Pool,
+		alerts:    deps.Alerts,
+		notifier:  deps.Notifier,
+		rtLimits:  defaultRealtimeLimits,
 		info:      info,
 		build:     build,
 		now:       now,
 		auth:      svc,
 		logs:      audit.NewStore(deps.Pool),
 		proxies:   proxies,
+	}
+	if a.alerts == nil {
+		a.alerts = alert.NewDB(deps.Pool)
 	}
 	a.httpMetrics = newHTTPMetrics()
 	if cfg.Metrics.On() && cfg.Metrics.Auth == MetricsAuthToken && cfg.Metrics.TokenFile != "" {
@@ -160,6 +204,13 @@ func New(cfg Config, deps Deps) (*API, error) {
 	}
 	if a.openapi, err = a.openAPIDocument(); err != nil {
 		return nil, fmt.Errorf("httpapi: openapi: %w", err)
+	}
+	if a.realtime == nil {
+		hub := realtime.New(realtime.Options{Pool: deps.Pool, Logger: log.With("component", "realtime")})
+		hctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = hub.Run(hctx) }()
+		a.realtime, a.rtStop = hub, func() { stop(); <-done }
 	}
 	a.audit = audit.NewWriter(deps.Pool, audit.WriterOptions{Logger: log, QueueSize: cfg.AuditQueue})
 	if cfg.Metrics.On() {
@@ -206,6 +257,9 @@ func (a *API) Audit() *audit.Writer { return a.audit }
 // Close drains the audit writer. Call it after the HTTP server has shut
 // down, so no request is still producing records.
 func (a *API) Close(ctx context.Context) error {
+	if a.rtStop != nil {
+		a.rtStop()
+	}
 	if err := a.audit.Close(ctx); err != nil {
 		return fmt.Errorf("httpapi: close: %w", err)
 	}

@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
+	"time"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
@@ -48,6 +50,10 @@ func (b *loginRequest) validate(v *fieldErrors) {
 	}
 }
 
+// loginTimeout bounds a login and its login-log write, which run to the
+// end even when the client has gone.
+const loginTimeout = 10 * time.Second
+
 // Login-log reasons of the API's own (auth.Attempt has the others).
 const loginInvalidRequest = "invalid_request"
 
@@ -67,7 +73,12 @@ func (h *authResource) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	st.actorName = *body.Username
-	tokens, at, err := h.a.auth.Login(r.Context(), *body.Username, *body.Password, auth.Client{IP: st.ip, UserAgent: userAgentOf(r)})
+	// A login is carried through even when the client hangs up (a half
+	// close cancels the request's context): the attempt must reach the
+	// login log, and a lost answer is the client's own doing.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), loginTimeout)
+	defer cancel()
+	tokens, at, err := h.a.auth.Login(ctx, *body.Username, *body.Password, auth.Client{IP: st.ip, UserAgent: userAgentOf(r)})
 	rec := audit.LoginRecord{Username: at.Username, Result: "failure", Reason: at.Reason}
 	if at.UserID != [16]byte{} {
 		rec.UserID = at.UserID.String()
@@ -93,7 +104,9 @@ func (h *authResource) login(w http.ResponseWriter, r *http.Request) error {
 func (h *authResource) appendLogin(r *http.Request, rec audit.LoginRecord) {
 	st := stateOf(r)
 	rec.IP, rec.UserAgent, rec.RequestID = st.ip, userAgentOf(r), st.requestID
-	if err := h.a.logs.AppendLogin(r.Context(), rec); err != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), loginTimeout)
+	defer cancel()
+	if err := h.a.logs.AppendLogin(ctx, rec); err != nil {
 		h.a.log.Error("login log write failed", "request_id", st.requestID, "username", rec.Username, "result", rec.Result,
 			"reason", rec.Reason, "ip", rec.IP, "err", err)
 	}

@@ -26,6 +26,9 @@ var requestBodies = []func() any{
 	func() any { return new(vmBatch) },
 	func() any { return new(groupInput) },
 	func() any { return new(vmList) },
+	func() any { return new(backupCreate) },
+	func() any { return new(scheduleInput) },
+	func() any { return new(settingsInput) },
 }
 
 // FuzzDecodeRequest: the API decodes bodies and query strings from the

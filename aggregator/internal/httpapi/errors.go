@@ -11,6 +11,8 @@ import (
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+	"github.com/vmpulse/vmpulse/aggregator/internal/backup"
+	"github.com/vmpulse/vmpulse/aggregator/internal/jobs"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
@@ -66,6 +68,23 @@ const (
 	CodeVMLive         = "VM_LIVE"
 	CodeGroupNotFound  = "VM_GROUP_NOT_FOUND"
 	CodeGroupNameTaken = "VM_GROUP_NAME_TAKEN"
+	// CodeGroupInScope refuses to delete a VM group some user's data
+	// scope names (emptying that scope would make it unrestricted).
+	CodeGroupInScope = "VM_GROUP_IN_SCOPE"
+	// The realtime feed's codes: a plain request to the WebSocket route;
+	// a client dropped for falling behind; a subscription over the
+	// per-connection limit; a client that stopped answering pings; the
+	// server going away (streams end); a stream resumed from an event the
+	// replica no longer holds (samples were missed).
+	CodeUpgradeRequired      = "REALTIME_UPGRADE_REQUIRED"
+	CodeSlowConsumer         = "REALTIME_SLOW_CONSUMER"
+	CodeTooManySubscriptions = "REALTIME_TOO_MANY_SUBSCRIPTIONS"
+	CodeHeartbeatTimeout     = "REALTIME_HEARTBEAT_TIMEOUT"
+	CodeGoingAway            = "REALTIME_GOING_AWAY"
+	CodeResumeGap            = "REALTIME_RESUME_GAP"
+	// CodeMaintenance: a restore is running; every route but its status
+	// answers 503 with it (the backups' own codes are backup.Code*).
+	CodeMaintenance = backup.CodeMaintenance
 )
 
 // Field error codes.
@@ -81,6 +100,7 @@ const (
 	FieldUnknownPermission = "unknown_permission"
 	FieldTaken             = "taken"
 	FieldUnknownGroup      = "unknown_vm_group"
+	FieldLabelRuleScope    = "label_rule_in_scope"
 	FieldWrongPassword     = "wrong_password"
 	FieldCycle             = "cycle"
 	// FieldInvalidText refuses a string (body field or query parameter)
@@ -130,6 +150,13 @@ func errorFor(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	var be *backup.Error
+	if errors.As(err, &be) {
+		return backupAPIError(be)
+	}
+	if errors.Is(err, jobs.ErrNotFound) {
+		return newError(http.StatusNotFound, CodeJobNotFound)
 	}
 	var (
 		policy   *auth.PolicyError

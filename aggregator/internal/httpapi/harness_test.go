@@ -163,6 +163,7 @@ type env struct {
 	logs   *logSink
 	tokens map[string]string // built-in role → access token of a user holding it
 	users  map[string]string // built-in role → user id
+	ops    *ops              // job runner and backup service (jobs_test.go)
 }
 
 // newEnv starts an API on a fresh database with one user per built-in role
@@ -192,8 +193,9 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 	cmds := &fakeCommander{refuse: map[string]bool{}}
 	ingestStats := &fakeIngest{st: IngestStats{Listening: true, Addr: "127.0.0.1:7443", BatchesStored: 7, BatchesDuplicate: 1}}
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	ops := newOps(t, st, log) // the job runner and backup service (jobs_test.go)
 	api, err := New(cfg, Deps{Pool: st.Pool(), Ready: st.Ready, Logger: log, Now: c.Now, KeyEncryptionKey: testKEK, Agents: agents,
-		Inventory: st, History: st, Commander: cmds, System: st, Ingest: ingestStats,
+		Inventory: st, History: st, Commander: cmds, System: st, Ingest: ingestStats, Jobs: ops.jobs, Backups: ops.backups,
 		Info: SystemInfo{Version: "1.2.3-test", StartedAt: c.Now().Add(-time.Hour), Config: ConfigSummary{IngestListen: ":7443",
 			HeartbeatInterval: "10s", AgentCertLifetime: "720h", Retention: map[string]string{"raw": "168h", "5m": "720h", "1h": "2160h", "1d": "0s"}}}})
 	if err != nil {
@@ -204,7 +206,8 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	e := &env{t: t, api: api, pool: st.Pool(), store: st, agents: agents, cmds: cmds, ingest: ingestStats, clock: c, logs: sink, tokens: map[string]string{}, users: map[string]string{}}
+	e := &env{t: t, api: api, pool: st.Pool(), store: st, agents: agents, cmds: cmds, ingest: ingestStats, clock: c, logs: sink, tokens: map[string]string{}, users: map[string]string{},
+		ops: ops}
 	// The installer's stand-in: every permission, no scope limit, nobody's self.
 	setup := &auth.Principal{Username: "test-setup", SessionID: uuid.New(), Permissions: slices.Sorted(slices.Values(auth.AllPermissions()))}
 	for _, r := range auth.BuiltinRoles() {

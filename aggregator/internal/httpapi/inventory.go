@@ -38,11 +38,10 @@ type Inventory interface {
 	VMGroups(ctx context.Context) ([]store.VMGroup, error)
 	VMGroupByID(ctx context.Context, id uuid.UUID) (store.VMGroup, error)
 	CreateVMGroup(ctx context.Context, in store.GroupInput, by string) (uuid.UUID, error)
-	UpdateVMGroup(ctx context.Context, id uuid.UUID, in store.GroupInput) error
+	UpdateVMGroup(ctx context.Context, id uuid.UUID, in store.GroupInput, c store.GroupChange) error
 	DeleteVMGroup(ctx context.Context, id uuid.UUID) error
-	SetGroupMembers(ctx context.Context, id uuid.UUID, vms []store.VMRef, add bool) ([]error, error)
-	GroupInAnyScope(ctx context.Context, id uuid.UUID) (bool, error)
-	GroupsExist(ctx context.Context, ids []string) ([]string, error)
+	SetGroupMembers(ctx context.Context, id uuid.UUID, vms []store.VMRef, add bool, c store.GroupChange) ([]error, error)
+	ScopeGroups(ctx context.Context, ids []string) (missing, labelRuled []string, err error)
 }
 
 // Commander sends commands to the agents connected to this aggregator (the

@@ -339,6 +339,11 @@ func (a *API) newMetricsRegistry(pool *pgxpool.Pool) (*prometheus.Registry, erro
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
+	if m, ok := a.plugins.(interface{ Metrics() prometheus.Collector }); ok {
+		if err := reg.Register(m.Metrics()); err != nil {
+			return nil, fmt.Errorf("metrics: plugins: %w", err)
+		}
+	}
 	return reg, nil
 }
 

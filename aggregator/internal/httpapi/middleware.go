@@ -274,14 +274,24 @@ func (a *API) cors(next http.Handler) http.Handler {
 	})
 }
 
-// bodyLimit caps request bodies; decoding reports the overflow as 413.
+// bodyLimit caps request bodies; decoding reports the overflow as 413. A
+// declared Content-Length over the limit is refused by each route, inside
+// its audit record (tooLarge), not here where it would go unrecorded.
 func (a *API) bodyLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, a.cfg.BodyLimit)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// tooLarge refuses a request whose declared body is over the limit before
+// anything else of the route runs (authentication included).
+func (a *API) tooLarge(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > a.cfg.BodyLimit {
 			writeError(w, r, a.log, newError(http.StatusRequestEntityTooLarge, CodeTooLarge))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, a.cfg.BodyLimit)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -179,7 +179,14 @@ func componentSchemas() map[string]any {
 	maps.Copy(schemas, inventorySchemas())
 	maps.Copy(schemas, historySchemas())
 	maps.Copy(schemas, vmGroupSchemas())
+	maps.Copy(schemas, pluginSchemas())
+	maps.Copy(schemas, realtimeSchemas())
 	maps.Copy(schemas, systemSchemas())
+	maps.Copy(schemas, jobSchemas())
+	maps.Copy(schemas, backupSchemas())
+	maps.Copy(schemas, opsHealthSchemas())
+	maps.Copy(schemas, settingsSchemas())
+	maps.Copy(schemas, alertSchemas())
 	return schemas
 }
 

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -44,8 +46,20 @@ type Route struct {
 	Resource string
 	// Export marks a streaming route that gets the export timeout.
 	Export bool
-	Handle handlerFunc
-	Doc    Doc
+	// Stream marks a long-lived response (the realtime WebSocket and
+	// Server-Sent Events feeds): no request timeout; the handler ends it
+	// when the client goes, the feed stops or the credential lapses.
+	Stream bool
+	// SelfAuth lets a WebSocket upgrade without an Authorization header
+	// through to the handler, which authenticates the caller itself
+	// (browsers cannot set headers on a WebSocket) and checks Access.
+	// Every other request to the route is authorized as usual.
+	SelfAuth bool
+	// DuringMaintenance serves the route while a restore runs; every other
+	// route answers 503 MAINTENANCE then (see API.maintenanceGate).
+	DuringMaintenance bool
+	Handle            handlerFunc
+	Doc               Doc
 }
 
 func (rt Route) mutating() bool { return rt.Method != http.MethodGet && rt.Method != http.MethodHead }
@@ -68,6 +82,9 @@ func checkRoutes(routes []Route) error {
 		if rt.Handle == nil {
 			errs = append(errs, fmt.Errorf("route %s has no handler", id))
 		}
+		if rt.SelfAuth && !auth.KnownPermission(rt.Access) {
+			errs = append(errs, fmt.Errorf("route %s authenticates itself but names no permission to check", id))
+		}
 		if rt.Doc.Summary == "" {
 			errs = append(errs, fmt.Errorf("route %s is not documented", id))
 		}
@@ -88,8 +105,15 @@ func (a *API) routeHandler(rt Route) http.Handler {
 		}
 	})
 	h = a.authorize(rt, h)
+	if !rt.DuringMaintenance {
+		h = a.maintenanceGate(h)
+	}
+	h = a.tooLarge(h)
 	if rt.Action != "" {
 		h = a.audited(rt, h)
+	}
+	if rt.Stream {
+		return h
 	}
 	timeout := a.cfg.RequestTimeout
 	if rt.Export {
@@ -105,6 +129,10 @@ func (a *API) authorize(rt Route, next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt.SelfAuth && r.Header.Get("Authorization") == "" && isWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		bearer, ok := bearerToken(r)
 		if !ok {
 			writeError(w, r, a.log, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Err: errors.New("no bearer token")})
@@ -144,67 +172,124 @@ func bearerToken(r *http.Request) (string, bool) {
 func (a *API) audited(rt Route, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		st := stateOf(r)
-		status := sw.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		rec := audit.Record{
-			Time:         st.start,
-			Source:       "api",
-			ActorType:    "anonymous",
-			ActorName:    audit.SanitizeText(st.actorName, 0),
-			Action:       rt.Action,
-			ResourceType: rt.Resource,
-			ResourceID:   logPath(chi.URLParam(r, "id")),
-			Status:       status,
-			IP:           st.ip,
-			UserAgent:    userAgentOf(r),
-			RequestID:    st.requestID,
-			LatencyUS:    time.Since(st.start).Microseconds(),
-		}
-		if st.actorID != "" {
-			rec.ActorType, rec.ActorID = "user", st.actorID
-		}
-		if p := st.principal; p != nil {
-			rec.ActorType, rec.ActorID, rec.ActorName = p.ActorType(), p.UserID.String(), p.Username
-			if !p.IsSession() {
-				rec.ActorID = p.TokenID.String()
-				rec.ActorName = p.Username + " (token " + p.TokenName + ")"
+		// Deferred, so that a handler's panic is recorded too (as the 500
+		// the recoverer outside will answer) before it travels on.
+		defer func() {
+			if v := recover(); v != nil {
+				if v != http.ErrAbortHandler {
+					a.writeAudit(rt, r, http.StatusInternalServerError)
+				}
+				panic(v)
 			}
-		}
-		if st.resourceID != "" {
-			rec.ResourceID = st.resourceID
-		}
-		switch {
-		case status < 400:
-			rec.Result = audit.ResultSuccess
-		case status == http.StatusForbidden || (status == http.StatusUnauthorized && rt.Access != AccessPublic && rt.Access != AccessRefresh):
-			// Refused for lack of credentials or permission; a failed
-			// login or refresh is a failure of that operation instead.
-			rec.Result = audit.ResultDenied
-		default:
-			rec.Result = audit.ResultFailure
-		}
-		summary := map[string]any{}
-		for k, v := range st.summary {
-			summary[k] = v
-		}
-		if st.errCode != "" {
-			summary["error"] = st.errCode
-		}
-		if b, err := json.Marshal(audit.Redact(summary)); err == nil {
-			rec.Summary = b
-		}
-		// The request's context may be cancelled already; the record must
-		// still be queued.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-		defer cancel()
-		if err := a.audit.Append(ctx, rec); err != nil {
-			a.log.Error("audit append failed", "request_id", st.requestID, "action", rt.Action, "err", err)
-		}
+			status := sw.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			a.writeAudit(rt, r, status)
+		}()
+		next.ServeHTTP(sw, r)
 	})
+}
+
+// maxAuditSummary caps the JSON summary of an audit record: a request body
+// is summarised, and an anonymous caller must not be able to store
+// megabytes per record (or fill the writer's queue with them).
+const maxAuditSummary = 8 << 10
+
+// capSummary cuts long strings of a summary to 256 characters and, if the
+// result is still over maxAuditSummary, keeps only its keys.
+func capSummary(v any) any {
+	switch x := v.(type) {
+	case string:
+		if utf8.RuneCountInString(x) > 256 {
+			return string([]rune(x)[:256]) + "…(cut)"
+		}
+		return x
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = capSummary(e)
+		}
+		return out
+	case []any:
+		if len(x) > 50 {
+			x = append(x[:50:50], "…(cut)")
+		}
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = capSummary(e)
+		}
+		return out
+	}
+	return v
+}
+
+// writeAudit queues the audit record of a request answered with status.
+func (a *API) writeAudit(rt Route, r *http.Request, status int) {
+	st := stateOf(r)
+	rec := audit.Record{
+		Time:         st.start,
+		Source:       "api",
+		ActorType:    "anonymous",
+		ActorName:    audit.SanitizeText(st.actorName, 0),
+		Action:       rt.Action,
+		ResourceType: rt.Resource,
+		ResourceID:   logPath(chi.URLParam(r, "id")),
+		Status:       status,
+		IP:           st.ip,
+		UserAgent:    userAgentOf(r),
+		RequestID:    st.requestID,
+		LatencyUS:    time.Since(st.start).Microseconds(),
+	}
+	if st.actorID != "" {
+		rec.ActorType, rec.ActorID = "user", st.actorID
+	}
+	if p := st.principal; p != nil {
+		rec.ActorType, rec.ActorID, rec.ActorName = p.ActorType(), p.UserID.String(), p.Username
+		if !p.IsSession() {
+			rec.ActorID = p.TokenID.String()
+			rec.ActorName = p.Username + " (token " + p.TokenName + ")"
+		}
+	}
+	if st.resourceID != "" {
+		rec.ResourceID = st.resourceID
+	}
+	switch {
+	case status < 400:
+		rec.Result = audit.ResultSuccess
+	case status == http.StatusForbidden || (status == http.StatusUnauthorized && rt.Access != AccessPublic && rt.Access != AccessRefresh):
+		// Refused for lack of credentials or permission; a failed
+		// login or refresh is a failure of that operation instead.
+		rec.Result = audit.ResultDenied
+	default:
+		rec.Result = audit.ResultFailure
+	}
+	summary := map[string]any{}
+	for k, v := range st.summary {
+		summary[k] = v
+	}
+	if st.errCode != "" {
+		summary["error"] = st.errCode
+	}
+	b, err := json.Marshal(capSummary(audit.Redact(summary)))
+	if err == nil && len(b) > maxAuditSummary {
+		keys := make([]string, 0, len(summary))
+		for k := range summary {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b, err = json.Marshal(map[string]any{"cut": true, "bytes": len(b), "keys": keys, "error": st.errCode})
+	}
+	if err == nil {
+		rec.Summary = b
+	}
+	// The request's context may be cancelled already; the record must
+	// still be queued.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	if err := a.audit.Append(ctx, rec); err != nil {
+		a.log.Error("audit append failed", "request_id", st.requestID, "action", rt.Action, "err", err)
+	}
 }
 
 // setAuditResource names the resource a handler created, for the audit
@@ -234,7 +319,13 @@ func (a *API) routeTable() []Route {
 		&inventoryResource{a},
 		&historyResource{a},
 		&vmGroupsResource{a},
+		&pluginsResource{a},
+		&realtimeResource{a},
 		&systemResource{a},
+		&jobsResource{a},
+		&backupsResource{a},
+		&settingsResource{a},
+		&alertsResource{a},
 		&docsResource{a},
 	} {
 		out = append(out, res.Routes()...)

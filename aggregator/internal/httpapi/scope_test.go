@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -52,6 +53,7 @@ var siteDataExempt = map[string]string{
 	"DELETE /sessions/{id}":           "who is online (session:admin)",
 	"GET /system/info":                "the aggregator's version and configuration",
 	"GET /system/storage":             "database table sizes, no site's rows",
+	"GET /system/plugins":             "the aggregator's plugins, no site data",
 	"GET /openapi.json":               "the API's description",
 	"GET /vm-groups":                  "group definitions are configuration; member counts are scoped (TestVMGroupsAPI)",
 	"POST /vm-groups":                 "group definitions; a scoped caller's rule is limited to its sites (TestVMGroupsAPI)",
@@ -60,6 +62,39 @@ var siteDataExempt = map[string]string{
 	"DELETE /vm-groups/{id}":          "group definitions (TestVMGroupsAPI)",
 	"POST /vm-groups/{id}/members":    "members must be VMs in the caller's scope (TestVMGroupsAPI)",
 	"DELETE /vm-groups/{id}/members":  "members must be VMs in the caller's scope (TestVMGroupsAPI)",
+
+	"GET /system/jobs":             "the aggregator's jobs: schedules and run records, no site's rows",
+	"GET /system/jobs/{name}":      "the aggregator's jobs: schedules and run records, no site's rows",
+	"POST /system/jobs/{name}/run": "runs a fleet-wide maintenance job (system:write)",
+	"GET /backups":                 "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
+	"POST /backups":                "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
+	"GET /backups/schedule":        "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
+	"PUT /backups/schedule":        "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
+	"GET /backups/restore":         "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
+	"GET /backups/{id}":            "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
+	"GET /backups/{id}/download":   "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
+	"POST /backups/{id}/restore":   "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
+	"DELETE /backups/{id}":         "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
+	"GET /system/settings":         "runtime settings (retention tiers), no site's rows",
+	"PUT /system/settings":         "runtime settings (retention tiers), no site's rows",
+
+	// The alerts module: its configuration (rules, silences, channels).
+	"GET /alert-rules":                      "rule definitions are configuration (their alerts are scoped)",
+	"POST /alert-rules":                     "rule definitions; a scoped caller's rule must name only its sites (TestAlertScope)",
+	"GET /alert-rules/{id}":                 "rule definitions are configuration",
+	"PUT /alert-rules/{id}":                 "rule definitions; a scoped caller may only change rules of its sites (TestAlertScope)",
+	"DELETE /alert-rules/{id}":              "rule definitions; a scoped caller may only delete rules of its sites (TestAlertScope)",
+	"POST /alert-rules/{id}/enable":         "rule definitions; a scoped caller may only enable rules of its sites (TestAlertScope)",
+	"POST /alert-rules/{id}/disable":        "rule definitions; a scoped caller may only disable rules of its sites (TestAlertScope)",
+	"GET /silences":                         "silence definitions are configuration",
+	"POST /silences":                        "silence definitions; a scoped caller's must match only its sites (TestAlertScope)",
+	"DELETE /silences/{id}":                 "silence definitions; a scoped caller may only end silences of its sites (TestAlertScope)",
+	"GET /notification-channels":            "notification channels are configuration (alert:write)",
+	"POST /notification-channels":           "notification channels are configuration",
+	"GET /notification-channels/{id}":       "notification channels are configuration",
+	"PUT /notification-channels/{id}":       "notification channels are configuration",
+	"DELETE /notification-channels/{id}":    "notification channels are configuration",
+	"POST /notification-channels/{id}/test": "sends a fixed test message, no site data",
 }
 
 // TestDataScopeEveryRoute is generated from the route table: for every data
@@ -106,6 +141,7 @@ func TestDataScopeEveryRoute(t *testing.T) {
 	res.data(&tok)
 
 	// The {id} of each kind of data route, on each side.
+	alertIDs := e.seedAlerts(f)
 	ids := map[string][2]string{ // prefix → {dc-east, dc-west}
 		"/vms/":        {objectID(vcEast, "vm-1"), objectID(vcWest, "vm-1")},
 		"/hosts/":      {objectID(vcEast, "host-1"), objectID(vcWest, "host-9")},
@@ -113,6 +149,10 @@ func TestDataScopeEveryRoute(t *testing.T) {
 		"/datastores/": {objectID(vcEast, "datastore-1"), objectID(vcWest, "datastore-9")},
 		"/sites/":      {"dc-east", "dc-west"},
 		"/agents/":     {f.east.ID, f.west.ID},
+		// An alert on web-01 (dc-east) and one on edge-01 (dc-west).
+		"/alerts/": {fmt.Sprint(alertIDs["dc-east"]), fmt.Sprint(alertIDs["dc-west"])},
+		// The latest values of a VM.
+		"/realtime/vms/": {objectID(vcEast, "vm-1"), objectID(vcWest, "vm-1")},
 	}
 	idFor := func(pattern string, side int) (string, bool) {
 		for prefix, v := range ids {
@@ -133,6 +173,8 @@ func TestDataScopeEveryRoute(t *testing.T) {
 		"POST /metrics/query":            {`{"entities":[{"kind":"vm","id":"` + westVM + `"}]}`, http.StatusOK},
 		"POST /vms/batch":                {`{"vms":["` + westVM + `"],"action":"set_labels","labels":{"a":"b"}}`, http.StatusOK},
 		"PATCH /vms/{id}":                {`{"owner":"mallory"}`, http.StatusNotFound},
+		"POST /alert-rules/preview": {`{"rule":{"entity_kind":"vm","severity":"info","conditions":[{"metric":"cpu.usage.average","op":">","threshold":1}],` +
+			`"scope":{"sites":["dc-west"]}}}`, http.StatusOK},
 	}
 	// Queries aimed at dc-west for the routes that name an entity in
 	// their query, and the status they must answer.
@@ -144,6 +186,12 @@ func TestDataScopeEveryRoute(t *testing.T) {
 		"GET /metrics/export":  {{"?kind=vm&entity=" + url.QueryEscape(westVM), http.StatusNotFound}},
 		"GET /metrics/top": {{"?metric=cpu.usage.average", http.StatusOK}, {"?metric=cpu.usage.average&site=dc-west", http.StatusOK},
 			{"?metric=cpu.usage.average&order=asc&kind=vm", http.StatusOK}},
+		// A stream of dc-west's entities is refused before it starts
+		// (TestRealtimeScope checks what a scoped subscriber receives).
+		"GET /realtime/stream": {{"?vm=" + url.QueryEscape(westVM), http.StatusNotFound},
+			{"?host=" + url.QueryEscape(objectID(vcWest, "host-9")) + "&metric=cpu.usage.average", http.StatusNotFound},
+			{"?vm=" + url.QueryEscape(objectID(vcEast, "vm-1")) + "&vm=" + url.QueryEscape(westVM), http.StatusNotFound}},
+		"GET /realtime/overview": {{"?limit=50", http.StatusOK}},
 	}
 	// dc-west has samples too, so that fleet-wide answers would name it.
 	if _, err := e.store.WriteSamples(t.Context(), store.BatchMeta{AgentID: f.west.ID, Site: "dc-west", Epoch: 1, Seq: 4, Kind: protocol.KindSamples},

@@ -16,7 +16,8 @@ func (h *sessionsResource) Routes() []Route {
 			Summary: "Open sessions: who is online, since when, from where, last activity",
 			Params:  append([]Param{{Name: "user", Description: "username"}}, pageParams...), Response: pageSchema(ref("Session")), Errors: []int{401, 403, 422}}},
 		{Method: "DELETE", Pattern: "/sessions/{id}", Access: auth.PermSessionAdmin, Action: "session.revoke", Resource: "session", Handle: h.revoke, Doc: Doc{Tag: "sessions",
-			Summary: "Force a session to log out, at once", Response: objectSchema(nil), Errors: []int{401, 403, 404}}},
+			Summary:  "Force a session to log out, at once; not the session of a user who holds more than the caller (AUTH_ESCALATION_DENIED)",
+			Response: objectSchema(nil), Errors: []int{401, 403, 404}, Codes: []string{CodeEscalation}}},
 	}
 }
 
@@ -40,7 +41,8 @@ func (h *sessionsResource) revoke(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	if err := h.a.auth.RevokeSession(r.Context(), id, "forced_logout"); err != nil {
+	p, _ := auth.PrincipalFrom(r.Context())
+	if err := h.a.auth.ForceLogout(r.Context(), p, id); err != nil {
 		return notFound(err, CodeSessionNotFound)
 	}
 	writeData(w, r, http.StatusOK, struct{}{})

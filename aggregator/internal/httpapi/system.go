@@ -174,6 +174,10 @@ type HealthComponents struct {
 	Ingest   IngestHealth   `json:"ingest"`
 	Agents   AgentsHealth   `json:"agents"`
 	Storage  StorageHealth  `json:"storage"`
+	// Jobs and Backups are present when the job runner and the backup
+	// service are wired (jobs_health.go).
+	Jobs    *JobsHealth    `json:"jobs,omitempty"`
+	Backups *BackupsHealth `json:"backups,omitempty"`
 }
 
 // DatabaseHealth is the database check: a ping with its latency.
@@ -258,6 +262,8 @@ func systemSchemas() map[string]any {
 					"max_collection_lag_ms": desc(integer, "over connected agents"), "max_oldest_unsent_ms": desc(integer, "over connected agents"),
 					"spool_depth": desc(integer, "sum over connected agents")}),
 				"storage": objectSchema(map[string]any{"status": status, "database_bytes": integer, "error": str}),
+				"jobs":    desc(ref("JobsHealth"), "present when the job runner is wired"),
+				"backups": desc(ref("BackupsHealth"), "present when the backup service is wired"),
 			}),
 		}),
 		"SystemStorage": objectSchema(map[string]any{
@@ -357,10 +363,11 @@ func (a *API) checkHealth(ctx context.Context) Health {
 		c.Storage.Status, c.Storage.Error = HealthDegraded, "the database size could not be read"
 	}
 
+	a.opsHealth(ctx, c)
 	switch {
 	case c.Database.Status == HealthDown:
 		doc.Status = HealthDown
-	case c.Ingest.Status != HealthOK || c.Agents.Status != HealthOK || c.Storage.Status != HealthOK:
+	case c.Ingest.Status != HealthOK || c.Agents.Status != HealthOK || c.Storage.Status != HealthOK || !c.opsOK():
 		doc.Status = HealthDegraded
 	}
 	return doc

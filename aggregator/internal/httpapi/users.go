@@ -301,14 +301,18 @@ func (h *usersResource) setScope(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	// A scope names VM groups by id; each must exist.
-	if missing, err := h.a.inventory.GroupsExist(r.Context(), *body.VMGroups); err != nil {
+	// A scope names VM groups by id; each must exist, and none may select
+	// by labels (vm:write edits labels, and must not widen a scope).
+	if missing, labelRuled, err := h.a.inventory.ScopeGroups(r.Context(), *body.VMGroups); err != nil {
 		return err
-	} else if len(missing) > 0 {
+	} else if len(missing)+len(labelRuled) > 0 {
 		var fields []FieldError
 		for i, g := range *body.VMGroups {
-			if slices.Contains(missing, g) {
+			switch {
+			case slices.Contains(missing, g):
 				fields = append(fields, FieldError{Field: fmt.Sprintf("vm_groups[%d]", i), Code: FieldUnknownGroup, Params: map[string]any{"name": g}})
+			case slices.Contains(labelRuled, g):
+				fields = append(fields, FieldError{Field: fmt.Sprintf("vm_groups[%d]", i), Code: FieldLabelRuleScope, Params: map[string]any{"name": g}})
 			}
 		}
 		return validationError(fields...)

@@ -20,10 +20,14 @@ import (
 // VM groups (/vm-groups). vSphere-owned fields are read-only; an operator
 // keeps a description, an owner and labels on a VM.
 //
-// Groups can limit data scopes, so changing one is guarded like a grant: a
-// caller whose own scope is limited may not change a group that any user's
-// scope names, and a rule such a caller writes must name one of the
-// caller's sites (a rule without a site would match every site's VMs).
+// Groups can limit data scopes, so changing one is guarded like a grant:
+// a group that some user's scope names can be changed (rule, members) only
+// by a caller who may set scopes (user:write and an unrestricted scope), in
+// the same transaction as the check, and deleted by nobody until it leaves
+// every scope (an emptied scope would mean everything); such a group cannot
+// select by labels (vm:write edits labels). A caller whose own scope is
+// limited sees only the groups of its scope and those wholly within its
+// sites, and a rule it writes must name one of its sites.
 
 // Limits of the user fields.
 const (
@@ -63,8 +67,8 @@ func (h *vmGroupsResource) Routes() []Route {
 			Summary: "Replace a VM group's name, description and rule", Body: ref("VMGroupInput"), Response: group,
 			Errors: []int{401, 403, 404, 409, 422}, Codes: []string{CodeEscalation, CodeGroupNameTaken}}},
 		{Method: "DELETE", Pattern: "/vm-groups/{id}", Access: auth.PermVMWrite, Action: "vm_group.delete", Resource: "vm_group", Handle: h.delete, Doc: Doc{Tag: tag,
-			Summary: "Delete a VM group; it leaves every data scope that named it", Response: objectSchema(nil), Errors: []int{401, 403, 404},
-			Codes: []string{CodeEscalation}}},
+			Summary: "Delete a VM group; refused while some user's data scope names it (VM_GROUP_IN_SCOPE)", Response: objectSchema(nil),
+			Errors: []int{401, 403, 404, 409}, Codes: []string{CodeGroupInScope}}},
 		{Method: "POST", Pattern: "/vm-groups/{id}/members", Access: auth.PermVMWrite, Action: "vm_group.add_members", Resource: "vm_group", Handle: h.members(true),
 			Doc: Doc{Tag: tag, Summary: "Add static members (VMs in the caller's data scope); per-VM results", Body: ref("VMList"), Response: ref("VMBatchResult"),
 				Errors: []int{401, 403, 404, 422}, Codes: []string{CodeEscalation}}},
@@ -245,12 +249,9 @@ func (h *vmGroupsResource) batch(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch *body.Action {
 	case BatchAddToGroup, BatchRemoveFromGroup:
-		if err := h.guardGroup(r, body.group, nil); err != nil {
-			return err
-		}
-		res, err := h.a.inventory.SetGroupMembers(ctx, body.group, refs, *body.Action == BatchAddToGroup)
+		res, err := h.a.inventory.SetGroupMembers(ctx, body.group, refs, *body.Action == BatchAddToGroup, groupChange(r))
 		if err != nil {
-			return notFound(err, CodeGroupNotFound)
+			return groupWriteError(err)
 		}
 		for i, e := range res {
 			items[i].OK, items[i].Code = e == nil, itemCode(e)
@@ -371,40 +372,36 @@ func (b *groupInput) input() store.GroupInput {
 	return in
 }
 
-// guardGroup refuses a group change that could widen someone's data scope
-// (see the package comment above): id is the group changed (uuid.Nil for
-// a new one), rule the rule it will have (nil: unchanged).
-func (h *vmGroupsResource) guardGroup(r *http.Request, id uuid.UUID, rule *store.GroupRule) error {
+// groupChange says what the caller may change of groups that are data
+// scopes: only a caller who may set scopes (user:write, unrestricted).
+func groupChange(r *http.Request) store.GroupChange {
 	p, ok := auth.PrincipalFrom(r.Context())
-	if !ok || p.Scope.Unrestricted() {
+	return store.GroupChange{MayChangeScopes: ok && p.Has(auth.PermUserWrite) && p.Scope.Unrestricted()}
+}
+
+// guardRule refuses a rule a caller with a restricted scope may not write:
+// one that does not name one of the caller's sites would match VMs of
+// every site.
+func guardRule(r *http.Request, rule *store.GroupRule) error {
+	p, ok := auth.PrincipalFrom(r.Context())
+	if !ok || p.Scope.Unrestricted() || rule.Empty() || slices.Contains(p.Scope.Sites, rule.Site) {
 		return nil
 	}
-	deny := func(reason string) error {
-		e := newError(http.StatusForbidden, CodeEscalation)
-		e.Data = map[string]any{"reason": reason}
-		return e
-	}
-	if id != uuid.Nil {
-		if _, err := h.a.inventory.VMGroupByID(r.Context(), id); err != nil {
-			return notFound(err, CodeGroupNotFound)
-		}
-		used, err := h.a.inventory.GroupInAnyScope(r.Context(), id)
-		if err != nil {
-			return err
-		}
-		if used {
-			return deny("group_in_a_data_scope")
-		}
-	}
-	if rule != nil && !rule.Empty() && !slices.Contains(p.Scope.Sites, rule.Site) {
-		return deny("rule_outside_scope")
-	}
-	return nil
+	e := newError(http.StatusForbidden, CodeEscalation)
+	e.Data = map[string]any{"reason": "rule_outside_scope"}
+	return e
 }
 
 func groupWriteError(err error) error {
-	if errors.Is(err, store.ErrGroupNameTaken) {
+	switch {
+	case errors.Is(err, store.ErrGroupNameTaken):
 		return newError(http.StatusConflict, CodeGroupNameTaken)
+	case errors.Is(err, store.ErrGroupInScope):
+		e := newError(http.StatusForbidden, CodeEscalation)
+		e.Data = map[string]any{"reason": "group_in_a_data_scope"}
+		return e
+	case errors.Is(err, store.ErrLabelRuleInScope):
+		return validationError(FieldError{Field: "rule.labels", Code: FieldLabelRuleScope, Params: map[string]any{"name": "this group"}})
 	}
 	return notFound(err, CodeGroupNotFound)
 }
@@ -415,7 +412,7 @@ func (h *vmGroupsResource) create(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	in := body.input()
-	if err := h.guardGroup(r, uuid.Nil, &in.Rule); err != nil {
+	if err := guardRule(r, &in.Rule); err != nil {
 		return err
 	}
 	p, _ := auth.PrincipalFrom(r.Context())
@@ -462,10 +459,10 @@ func (h *vmGroupsResource) update(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	in := body.input()
-	if err := h.guardGroup(r, id, &in.Rule); err != nil {
+	if err := guardRule(r, &in.Rule); err != nil {
 		return err
 	}
-	if err := h.a.inventory.UpdateVMGroup(r.Context(), id, in); err != nil {
+	if err := h.a.inventory.UpdateVMGroup(r.Context(), id, in, groupChange(r)); err != nil {
 		return groupWriteError(err)
 	}
 	return h.respond(w, r, http.StatusOK, id)
@@ -476,10 +473,10 @@ func (h *vmGroupsResource) delete(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	if err := h.guardGroup(r, id, nil); err != nil {
-		return err
-	}
 	if err := h.a.inventory.DeleteVMGroup(r.Context(), id); err != nil {
+		if errors.Is(err, store.ErrGroupInScope) {
+			return newError(http.StatusConflict, CodeGroupInScope)
+		}
 		return notFound(err, CodeGroupNotFound)
 	}
 	writeData(w, r, http.StatusOK, struct{}{})
@@ -506,18 +503,15 @@ func (h *vmGroupsResource) members(add bool) handlerFunc {
 		if len(body.VMs) > maxGroupMembers {
 			return validationError(FieldError{Field: "vms", Code: FieldOutOfRange, Params: map[string]any{"min": 1, "max": maxGroupMembers}})
 		}
-		if err := h.guardGroup(r, id, nil); err != nil {
-			return err
-		}
 		refs := make([]store.VMRef, len(body.VMs))
 		items := make([]BatchItem, len(body.VMs))
 		for i, vm := range body.VMs {
 			refs[i].Source, refs[i].Moref, _ = parseObjectID(vm)
 			items[i].ID = vm
 		}
-		res, err := h.a.inventory.SetGroupMembers(r.Context(), id, refs, add)
+		res, err := h.a.inventory.SetGroupMembers(r.Context(), id, refs, add, groupChange(r))
 		if err != nil {
-			return notFound(err, CodeGroupNotFound)
+			return groupWriteError(err)
 		}
 		done := 0
 		for i, e := range res {

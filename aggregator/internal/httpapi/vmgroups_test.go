@@ -69,21 +69,24 @@ func TestVMGroupsAPI(t *testing.T) {
 	if got := e.vmNames(ops, "group="+g.ID); !slices.Equal(got, []string{"db-01", "web-01", "web-02"}) {
 		t.Errorf("members for the dc-east user = %v", got)
 	}
-	res = e.do("GET", "/api/v1/vm-groups/"+g.ID, ops, "")
-	if res.status != 200 || !strings.Contains(string(res.raw), `"members":3`) {
-		t.Errorf("group for the dc-east user: %d %s", res.status, res.raw)
+	// The group itself spans both sites (a rule without a site, a member
+	// of dc-west): to the dc-east user it does not exist.
+	if res := e.do("GET", "/api/v1/vm-groups/"+g.ID, ops, ""); res.status != 404 {
+		t.Errorf("a group beyond the dc-east user's sites: %d %s", res.status, res.raw)
 	}
-	res = e.do("DELETE", "/api/v1/vm-groups/"+g.ID+"/members", ops, `{"vms":["`+west1+`"]}`)
-	if res.status != 200 || !strings.Contains(string(res.raw), `"failed":1`) {
+	if res := e.do("DELETE", "/api/v1/vm-groups/"+g.ID+"/members", ops, `{"vms":["`+west1+`"]}`); res.status != 404 {
 		t.Errorf("dc-east user removes dc-west's VM: %d %s", res.status, res.raw)
 	}
 	// A scoped user's rule must name one of its sites.
 	if res := e.do("POST", "/api/v1/vm-groups", ops, `{"name":"all-db","rule":{"name_glob":"db-*"}}`); res.status != 403 || res.code() != CodeEscalation {
 		t.Errorf("scoped rule without a site = %d %s", res.status, res.raw)
 	}
-	if res := e.do("POST", "/api/v1/vm-groups", ops, `{"name":"east-db","rule":{"name_glob":"db-*","site":"dc-east"}}`); res.status != 201 {
+	res = e.do("POST", "/api/v1/vm-groups", ops, `{"name":"east-db","rule":{"name_glob":"db-*","site":"dc-east"}}`)
+	if res.status != 201 || !strings.Contains(string(res.raw), `"members":1`) {
 		t.Errorf("scoped rule on its site = %d %s", res.status, res.raw)
 	}
+	var eastDB VMGroup
+	res.data(&eastDB)
 
 	// A group as data scope: only its members; and a group in a scope is
 	// closed to scoped editors.
@@ -97,7 +100,8 @@ func TestVMGroupsAPI(t *testing.T) {
 	if res := e.do("GET", "/api/v1/hosts", byGroup, ""); !strings.Contains(string(res.raw), `"total":0`) {
 		t.Errorf("hosts by group scope: %s", res.raw)
 	}
-	if res := e.do("PUT", "/api/v1/vm-groups/"+g.ID, ops, `{"name":"web","rule":{"site":"dc-east","name_glob":"*"}}`); res.status != 403 || res.code() != CodeEscalation {
+	e.scopedUser("db-viewer", `["viewer"]`, `{"sites":[],"vm_groups":["`+eastDB.ID+`"]}`)
+	if res := e.do("PUT", "/api/v1/vm-groups/"+eastDB.ID, ops, `{"name":"east-db","rule":{"site":"dc-east","name_glob":"*"}}`); res.status != 403 || res.code() != CodeEscalation {
 		t.Errorf("scoped edit of a group in a scope = %d %s", res.status, res.raw)
 	}
 	res = e.do("PUT", "/api/v1/users/"+e.users["viewer"]+"/scope", admin, `{"sites":[],"vm_groups":["00000000-0000-0000-0000-000000000000"]}`)
@@ -132,12 +136,62 @@ func TestVMGroupsAPI(t *testing.T) {
 	if res := e.do("POST", "/api/v1/vms/batch", ops, `{"vms":["`+east1+`"],"action":"explode"}`); res.status != 422 {
 		t.Errorf("batch with an unknown action = %d %s", res.status, res.raw)
 	}
-	if res := e.do("DELETE", "/api/v1/vm-groups/"+g.ID, admin, ""); res.status != 200 {
-		t.Errorf("delete group = %d %s", res.status, res.raw)
+	// A group that is a scope: deleting it would empty that scope (which
+	// means everything), so nobody may; changing it needs user:write.
+	if res := e.do("DELETE", "/api/v1/vm-groups/"+g.ID, admin, ""); res.status != 409 || res.code() != CodeGroupInScope {
+		t.Errorf("delete a group in a scope = %d %s", res.status, res.raw)
 	}
-	// The deleted group left the scope that named it: that user now has an
-	// empty group list, and no VM.
-	if res := e.do("GET", "/api/v1/auth/me", byGroup, ""); strings.Contains(string(res.raw), g.ID) {
-		t.Errorf("deleted group still in a scope: %s", res.raw)
+	if got := e.vmNames(byGroup, ""); len(got) != 4 {
+		t.Errorf("VMs by group scope after the refused delete = %v", got)
+	}
+	operator := e.tokens["operator"] // vm:write, unrestricted, no user:write
+	if res := e.do("PUT", "/api/v1/vm-groups/"+g.ID, operator, `{"name":"web","rule":{"name_glob":"*"}}`); res.status != 403 || res.code() != CodeEscalation {
+		t.Errorf("operator widens a group in a scope = %d %s", res.status, res.raw)
+	}
+	if res := e.do("POST", "/api/v1/vm-groups/"+g.ID+"/members", operator, `{"vms":["`+objectID(vcEast, "vm-2")+`"]}`); res.status != 403 {
+		t.Errorf("operator adds a member to a group in a scope = %d %s", res.status, res.raw)
+	}
+	if got := e.vmNames(byGroup, ""); !slices.Equal(got, []string{"db-01", "edge-01", "web-01", "web-02"}) {
+		t.Errorf("VMs by group scope after the refused changes = %v", got)
+	}
+	if res := e.do("PUT", "/api/v1/vm-groups/"+g.ID, admin, `{"name":"web","rule":{"labels":{"team":"x"}}}`); res.status != 422 || !strings.Contains(string(res.raw), FieldLabelRuleScope) {
+		t.Errorf("a label rule on a group in a scope = %d %s", res.status, res.raw)
+	}
+	if res := e.do("PUT", "/api/v1/vm-groups/"+g.ID, admin, `{"name":"web","rule":{"name_glob":"web-01"}}`); res.status != 200 {
+		t.Errorf("admin narrows a group in a scope = %d %s", res.status, res.raw)
+	}
+	// Label rules cannot become scopes.
+	res = e.do("POST", "/api/v1/vm-groups", admin, `{"name":"team-x","rule":{"labels":{"team":"x"}}}`)
+	var tx VMGroup
+	res.data(&tx)
+	res = e.do("PUT", "/api/v1/users/"+e.users["viewer"]+"/scope", admin, `{"sites":[],"vm_groups":["`+tx.ID+`"]}`)
+	if res.status != 422 || !strings.Contains(string(res.raw), FieldLabelRuleScope) {
+		t.Errorf("a label-rule group as a scope = %d %s", res.status, res.raw)
+	}
+
+	// Another site's group is invisible to a site-scoped user, and cannot
+	// be changed by one.
+	res = e.do("POST", "/api/v1/vm-groups", admin, `{"name":"west-secret","rule":{"site":"dc-west","host":"esx9"}}`)
+	var west VMGroup
+	res.data(&west)
+	if res := e.do("GET", "/api/v1/vm-groups", ops, ""); strings.Contains(string(res.raw), "west-secret") || strings.Contains(string(res.raw), "dc-west") {
+		t.Errorf("dc-east user lists dc-west's group: %s", res.raw)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/vm-groups/" + west.ID, ""},
+		{"PUT", "/api/v1/vm-groups/" + west.ID, `{"name":"renamed","rule":{}}`},
+		{"DELETE", "/api/v1/vm-groups/" + west.ID, ""},
+		{"POST", "/api/v1/vm-groups/" + west.ID + "/members", `{"vms":["` + east1 + `"]}`},
+	} {
+		if res := e.do(c.method, c.path, ops, c.body); res.status != 404 || res.code() != CodeGroupNotFound {
+			t.Errorf("dc-east user %s dc-west's group = %d %s", c.method, res.status, res.raw)
+		}
+	}
+	if res := e.do("GET", "/api/v1/vm-groups/"+west.ID, admin, ""); !strings.Contains(string(res.raw), `"west-secret"`) {
+		t.Errorf("dc-west's group after the refused changes: %s", res.raw)
+	}
+	// A group outside every scope can be deleted.
+	if res := e.do("DELETE", "/api/v1/vm-groups/"+west.ID, admin, ""); res.status != 200 {
+		t.Errorf("delete a group = %d %s", res.status, res.raw)
 	}
 }

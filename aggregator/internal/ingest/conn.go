@@ -355,6 +355,11 @@ func (s *Server) serveData(ctx context.Context, ac *agentConn, st *quic.Stream, 
 				}
 				return
 			}
+			// Committed and new (a redelivery was published the first
+			// time): hand the samples to the realtime hub before the ack.
+			if d.samples != nil && ack.Status == protocol.AckStored && s.cfg.Publisher != nil {
+				s.cfg.Publisher.PublishSamples(ac.site, ac.agentID, d.samples)
+			}
 		}
 		if err := protocol.WriteMessage(st, &ack); err != nil {
 			st.CancelRead(quic.StreamErrorCode(protocol.ErrCodeShutdown)) // unblock the reader
@@ -378,6 +383,8 @@ type decoded struct {
 	b     *protocol.Batch
 	ack   protocol.Ack
 	write func(context.Context) (store.Result, error)
+	// samples is the payload of a samples batch, published once stored.
+	samples *protocol.Samples
 }
 
 // decode decompresses and decodes a batch's payload. A payload that cannot
@@ -393,6 +400,7 @@ func (s *Server) decode(ac *agentConn, b *protocol.Batch) decoded {
 		var p *protocol.Samples
 		if p, err = b.Samples(); err == nil {
 			d.write = func(ctx context.Context) (store.Result, error) { return s.store.WriteSamples(ctx, meta, p) }
+			d.samples = p
 		}
 	case protocol.KindInventory:
 		var p *protocol.Inventory
@@ -426,7 +434,7 @@ func (s *Server) store1(ctx context.Context, ac *agentConn, d decoded) (protocol
 	ack := protocol.Ack{Epoch: b.Epoch, Seq: b.Seq}
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		res, err := d.write(ctx)
+		res, err := s.gated(ctx, d.write) // waits while paused for a restore (gate.go)
 		if err == nil {
 			if res.Duplicate {
 				s.Stats.BatchesDuplicate.Add(1)

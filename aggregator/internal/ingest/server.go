@@ -2,7 +2,9 @@
 // authenticates them by client certificate and renews those certificates,
 // keeps the agent registry current from hellos and heartbeats, and turns
 // data streams of batches into durable rows, acknowledging each batch only
-// after it is committed.
+// after it is committed. The samples of each newly committed batch go to
+// the Config.Publisher (the realtime hub) before the ack, without waiting
+// for its consumers.
 //
 // Backpressure: each data stream is served by one reader and one writer
 // goroutine joined by a one-slot queue. While the store cannot commit
@@ -73,7 +75,19 @@ type Config struct {
 	// DrainTimeout bounds the drain at shutdown (see Serve); default
 	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// Publisher, if set, receives every samples batch once it is
+	// committed (the realtime hub).
+	Publisher Publisher
+	Logger    *slog.Logger
+}
+
+// Publisher receives the samples of every newly committed batch (not of
+// redeliveries, which were published when first committed), after COMMIT
+// and before the ack. It is called on the path that acknowledges batches,
+// so it must not block: a consumer that cannot keep up is its problem, not
+// ingest's. p is shared and must not be modified.
+type Publisher interface {
+	PublishSamples(site, agentID string, p *protocol.Samples)
 }
 
 // DefaultDrainTimeout is the default Config.DrainTimeout: ample for
@@ -108,6 +122,7 @@ type Server struct {
 	draining chan struct{} // closed when the drain starts
 	mu       sync.Mutex
 	conns    map[string]*agentConn // by agent ID
+	gate     gate                  // maintenance mode: Pause/Resume (gate.go)
 }
 
 // New prepares a server; call Listen then Serve.

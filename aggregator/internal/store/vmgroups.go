@@ -133,15 +133,31 @@ func scanGroup(row pgx.Row) (VMGroup, error) {
 	return g, nil
 }
 
-// VMGroups lists every group by name, with its members in the caller's
-// data scope counted.
+// groupVisibleSQL is the condition that the group on alias g is visible
+// in the scope: every group to an unrestricted caller; to a restricted one,
+// the groups of its scope, and the groups wholly within its sites (a rule
+// naming one of them, or no rule, and static members only of them). Any
+// other group is as absent as a missing one.
+func (d dataScope) groupVisibleSQL(g string, a *args) string {
+	if d.all {
+		return "true"
+	}
+	sites := a.add(d.sites)
+	return `(` + g + `.id::text = ANY(` + a.add(d.groups) + `::text[]) OR (
+		(` + g + `.rule = '{}'::jsonb OR ` + g + `.rule->>'site' = ANY(` + sites + `::text[]))
+		AND NOT EXISTS (SELECT 1 FROM vm_group_members vm WHERE vm.group_id = ` + g + `.id AND NOT vm.site = ANY(` + sites + `::text[]))))`
+}
+
+// VMGroups lists the groups visible in the caller's data scope by name, with
+// their members in that scope counted.
 func (s *Store) VMGroups(ctx context.Context) ([]VMGroup, error) {
 	sc, err := scopeOf(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var a args
-	rows, err := s.pool.Query(ctx, `SELECT `+groupCols+groupCounts(sc.vmSQL("v", &a))+` FROM vm_groups g ORDER BY g.name`, a...)
+	counts := groupCounts(sc.vmSQL("v", &a))
+	rows, err := s.pool.Query(ctx, `SELECT `+groupCols+counts+` FROM vm_groups g WHERE `+sc.groupVisibleSQL("g", &a)+` ORDER BY g.name`, a...)
 	if err != nil {
 		return nil, fmt.Errorf("store: vm groups: %w", err)
 	}
@@ -160,14 +176,16 @@ func (s *Store) VMGroups(ctx context.Context) ([]VMGroup, error) {
 	return out, nil
 }
 
-// VMGroupByID returns one group, or ErrNotFound.
+// VMGroupByID returns one group visible in the caller's data scope, or
+// ErrNotFound.
 func (s *Store) VMGroupByID(ctx context.Context, id uuid.UUID) (VMGroup, error) {
 	sc, err := scopeOf(ctx)
 	if err != nil {
 		return VMGroup{}, err
 	}
 	a := args{id}
-	g, err := scanGroup(s.pool.QueryRow(ctx, `SELECT `+groupCols+groupCounts(sc.vmSQL("v", &a))+` FROM vm_groups g WHERE g.id = $1`, a...))
+	counts := groupCounts(sc.vmSQL("v", &a))
+	g, err := scanGroup(s.pool.QueryRow(ctx, `SELECT `+groupCols+counts+` FROM vm_groups g WHERE g.id = $1 AND `+sc.groupVisibleSQL("g", &a), a...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return VMGroup{}, ErrNotFound
 	}
@@ -196,118 +214,193 @@ func (s *Store) CreateVMGroup(ctx context.Context, in GroupInput, by string) (uu
 	return id, nil
 }
 
-// UpdateVMGroup replaces a group's name, description and rule.
-func (s *Store) UpdateVMGroup(ctx context.Context, id uuid.UUID, in GroupInput) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE vm_groups SET name = $2, description = $3, rule = $4, updated_at = now() WHERE id = $1`,
-		id, in.Name, in.Description, in.Rule.sqlJSON())
-	if err != nil {
-		return fmt.Errorf("store: update vm group %s: %w", id, groupConflict(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return nil
+// Groups can be data scopes, so changing a group that some user's scope
+// names changes what that user sees: such a change needs the caller's
+// right to set scopes (GroupChange.MayChangeScopes), and is checked in the
+// same transaction as the change, with the group's row locked.
+var (
+	// ErrGroupInScope refuses a change to a group that some user's data
+	// scope names, by a caller who may not change scopes (or, for a
+	// delete, by anyone: remove it from the scopes first).
+	ErrGroupInScope = errors.New("store: the VM group is some user's data scope")
+	// ErrLabelRuleInScope refuses a label condition on a group that is a
+	// data scope: labels are edited with vm:write, which must not widen a
+	// scope.
+	ErrLabelRuleInScope = errors.New("store: a VM group that is a data scope cannot select by labels")
+)
+
+// GroupChange says who changes a group.
+type GroupChange struct {
+	// MayChangeScopes is true for a caller who may set users' data scopes
+	// (user:write and an unrestricted scope of their own).
+	MayChangeScopes bool
 }
 
-// DeleteVMGroup deletes a group and its static memberships, and removes it
-// from every user's data scope in the same transaction (a scope never names
-// a group that is gone, which a later group of the same id could inherit).
-func (s *Store) DeleteVMGroup(ctx context.Context, id uuid.UUID) error {
+// lockGroup locks a group visible in the caller's scope for the rest of tx
+// and reports whether some user's scope names it.
+func (s *Store) lockGroup(ctx context.Context, tx pgx.Tx, id uuid.UUID) (inScope bool, err error) {
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return false, err
+	}
+	a := args{id}
+	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE g.id::text = ANY(scope_vm_groups))
+		FROM vm_groups g WHERE g.id = $1 AND `+sc.groupVisibleSQL("g", &a)+` FOR UPDATE OF g`, a...).Scan(&inScope)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, ErrNotFound
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: lock vm group %s: %w", id, err)
+	}
+	return inScope, nil
+}
+
+// inTx runs fn in a transaction.
+func (s *Store) inTx(ctx context.Context, what string, fn func(tx pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("store: delete vm group %s: %w", id, err)
+		return fmt.Errorf("store: %s: %w", what, err)
 	}
 	defer tx.Rollback(ctx)
-	tag, err := tx.Exec(ctx, `DELETE FROM vm_groups WHERE id = $1`, id)
-	if err != nil {
-		return fmt.Errorf("store: delete vm group %s: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	if _, err := tx.Exec(ctx, `UPDATE users SET scope_vm_groups = array_remove(scope_vm_groups, $1::text) WHERE $1::text = ANY(scope_vm_groups)`, id.String()); err != nil {
-		return fmt.Errorf("store: delete vm group %s: scopes: %w", id, err)
+	if err := fn(tx); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("store: delete vm group %s: %w", id, err)
+		return fmt.Errorf("store: %s: %w", what, err)
 	}
 	return nil
 }
 
-// GroupInAnyScope reports whether some user's data scope names the group.
-func (s *Store) GroupInAnyScope(ctx context.Context, id uuid.UUID) (bool, error) {
-	var in bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE $1::text = ANY(scope_vm_groups))`, id.String()).Scan(&in)
-	if err != nil {
-		return false, fmt.Errorf("store: vm group %s in scopes: %w", id, err)
-	}
-	return in, nil
+// UpdateVMGroup replaces a group's name, description and rule.
+func (s *Store) UpdateVMGroup(ctx context.Context, id uuid.UUID, in GroupInput, c GroupChange) error {
+	return s.inTx(ctx, "update vm group", func(tx pgx.Tx) error {
+		inScope, err := s.lockGroup(ctx, tx, id)
+		switch {
+		case err != nil:
+			return err
+		case inScope && !c.MayChangeScopes:
+			return ErrGroupInScope
+		case inScope && len(in.Rule.Labels) > 0:
+			return ErrLabelRuleInScope
+		}
+		if _, err := tx.Exec(ctx, `UPDATE vm_groups SET name = $2, description = $3, rule = $4, updated_at = now() WHERE id = $1`,
+			id, in.Name, in.Description, in.Rule.sqlJSON()); err != nil {
+			return fmt.Errorf("store: update vm group %s: %w", id, groupConflict(err))
+		}
+		return nil
+	})
 }
 
-// GroupsExist returns the ids of ids that are not groups.
-func (s *Store) GroupsExist(ctx context.Context, ids []string) (missing []string, err error) {
-	rows, err := s.pool.Query(ctx, `SELECT x FROM unnest($1::text[]) x WHERE NOT EXISTS (SELECT 1 FROM vm_groups g WHERE g.id::text = x)`, ids)
+// DeleteVMGroup deletes a group and its static memberships. A group some
+// user's scope names is ErrGroupInScope, whoever asks: removing it from a
+// scope would leave that scope empty, which means everything.
+func (s *Store) DeleteVMGroup(ctx context.Context, id uuid.UUID) error {
+	return s.inTx(ctx, "delete vm group", func(tx pgx.Tx) error {
+		inScope, err := s.lockGroup(ctx, tx, id)
+		switch {
+		case err != nil:
+			return err
+		case inScope:
+			return ErrGroupInScope
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM vm_groups WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("store: delete vm group %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// ScopeGroups checks ids for use in a data scope: missing lists those that
+// are not groups, labelRuled those whose rule selects by labels (see
+// ErrLabelRuleInScope).
+func (s *Store) ScopeGroups(ctx context.Context, ids []string) (missing, labelRuled []string, err error) {
+	rows, err := s.pool.Query(ctx, `SELECT x, g.id IS NULL, coalesce(g.rule ? 'labels', false)
+		FROM unnest($1::text[]) x LEFT JOIN vm_groups g ON g.id::text = x`, ids)
 	if err != nil {
-		return nil, fmt.Errorf("store: vm groups exist: %w", err)
+		return nil, nil, fmt.Errorf("store: scope groups: %w", err)
 	}
-	missing, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("store: vm groups exist: %w", err)
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var gone, labels bool
+		if err := rows.Scan(&id, &gone, &labels); err != nil {
+			return nil, nil, fmt.Errorf("store: scope groups: %w", err)
+		}
+		if gone {
+			missing = append(missing, id)
+		} else if labels {
+			labelRuled = append(labelRuled, id)
+		}
 	}
-	return missing, nil
+	return missing, labelRuled, rows.Err()
 }
 
 // VMRef names a VM by source and moref.
 type VMRef struct{ Source, Moref string }
 
-// SetGroupMembers adds (add true) or removes static members of a group.
-// Each VM must be a live VM in the caller's data scope (for a removal, a
-// member that is gone may be removed too); the result says per VM whether
-// it was applied (nil) or why not (ErrNotFound).
-func (s *Store) SetGroupMembers(ctx context.Context, id uuid.UUID, vms []VMRef, add bool) ([]error, error) {
+// SetGroupMembers adds (add true) or removes static members of a group
+// visible in the caller's scope. Each VM must be a live VM in the caller's
+// data scope (for a removal, a member that is gone may be removed too, if
+// its site is in the scope); the result says per VM whether it was applied
+// (nil) or why not (ErrNotFound). A group some user's scope names needs
+// c.MayChangeScopes (ErrGroupInScope).
+func (s *Store) SetGroupMembers(ctx context.Context, id uuid.UUID, vms []VMRef, add bool, c GroupChange) ([]error, error) {
 	sc, err := scopeOf(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.VMGroupByID(ctx, id); err != nil {
-		return nil, err
-	}
 	out := make([]error, len(vms))
-	for i, v := range vms {
-		o, err := s.Object(ctx, KindVM, v.Source, v.Moref)
+	err = s.inTx(ctx, "vm group members", func(tx pgx.Tx) error {
+		inScope, err := s.lockGroup(ctx, tx, id)
 		switch {
-		case errors.Is(err, ErrNotFound) && !add:
-			// A forgotten or vanished VM can still leave the group, if
-			// its site is the caller's.
-			a := args{id, v.Source, v.Moref}
-			tag, err := s.pool.Exec(ctx, `DELETE FROM vm_group_members m WHERE m.group_id = $1 AND m.source = $2 AND m.moref = $3
-				AND m.site = (SELECT site FROM sources WHERE source = $2) AND `+sc.siteSQL("m.site", &a), a...)
-			if err != nil {
-				return nil, fmt.Errorf("store: vm group %s members: %w", id, err)
-			}
-			if tag.RowsAffected() == 0 {
-				out[i] = ErrNotFound
-			}
-			continue
-		case err != nil && errors.Is(err, ErrNotFound):
-			out[i] = ErrNotFound
-			continue
 		case err != nil:
-			return nil, err
+			return err
+		case inScope && !c.MayChangeScopes:
+			return ErrGroupInScope
 		}
-		if add {
-			_, err = s.pool.Exec(ctx, `INSERT INTO vm_group_members (group_id, site, source, moref) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-				id, o.Site, o.Source, o.Moref)
-		} else {
-			_, err = s.pool.Exec(ctx, `DELETE FROM vm_group_members WHERE group_id = $1 AND site = $2 AND source = $3 AND moref = $4`,
-				id, o.Site, o.Source, o.Moref)
+		for i, v := range vms {
+			a := args{v.Source, v.Moref}
+			var site string
+			err := tx.QueryRow(ctx, `SELECT o.site FROM inventory_objects o WHERE o.site = (SELECT site FROM sources WHERE source = $1)
+				AND o.source = $1 AND o.kind = 'vm' AND o.moref = $2 AND o.deleted_at IS NULL AND `+sc.vmSQL("o", &a), a...).Scan(&site)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows) && !add:
+				// A forgotten or vanished VM can still leave the group, if
+				// its site is the caller's.
+				a := args{id, v.Source, v.Moref}
+				tag, err := tx.Exec(ctx, `DELETE FROM vm_group_members m WHERE m.group_id = $1 AND m.source = $2 AND m.moref = $3
+					AND m.site = (SELECT site FROM sources WHERE source = $2) AND `+sc.siteSQL("m.site", &a), a...)
+				if err != nil {
+					return fmt.Errorf("store: vm group %s members: %w", id, err)
+				}
+				if tag.RowsAffected() == 0 {
+					out[i] = ErrNotFound
+				}
+				continue
+			case errors.Is(err, pgx.ErrNoRows):
+				out[i] = ErrNotFound
+				continue
+			case err != nil:
+				return fmt.Errorf("store: vm group %s members: %w", id, err)
+			}
+			if add {
+				_, err = tx.Exec(ctx, `INSERT INTO vm_group_members (group_id, site, source, moref) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+					id, site, v.Source, v.Moref)
+			} else {
+				_, err = tx.Exec(ctx, `DELETE FROM vm_group_members WHERE group_id = $1 AND site = $2 AND source = $3 AND moref = $4`,
+					id, site, v.Source, v.Moref)
+			}
+			if err != nil {
+				return fmt.Errorf("store: vm group %s members: %w", id, err)
+			}
 		}
-		if err != nil {
-			return nil, fmt.Errorf("store: vm group %s members: %w", id, err)
+		if _, err := tx.Exec(ctx, `UPDATE vm_groups SET updated_at = now() WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("store: vm group %s members: %w", id, err)
 		}
-		if _, err := s.pool.Exec(ctx, `UPDATE vm_groups SET updated_at = now() WHERE id = $1`, id); err != nil {
-			return nil, fmt.Errorf("store: vm group %s members: %w", id, err)
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

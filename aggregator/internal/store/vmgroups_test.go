@@ -48,7 +48,7 @@ func TestVMGroups(t *testing.T) {
 	if _, err := f.st.CreateVMGroup(ctx, store.GroupInput{Name: "web"}, "test"); !errors.Is(err, store.ErrGroupNameTaken) {
 		t.Errorf("duplicate name: %v", err)
 	}
-	res, err := f.st.SetGroupMembers(ctx, web, []store.VMRef{{Source: vcA, Moref: "vm-4"}, {Source: vcA, Moref: "vm-404"}}, true)
+	res, err := f.st.SetGroupMembers(ctx, web, []store.VMRef{{Source: vcA, Moref: "vm-4"}, {Source: vcA, Moref: "vm-404"}}, true, store.GroupChange{})
 	if err != nil || res[0] != nil || !errors.Is(res[1], store.ErrNotFound) {
 		t.Fatalf("add members: %v, %v", res, err)
 	}
@@ -111,7 +111,8 @@ func TestVMGroups(t *testing.T) {
 	if vms, _, err := f.st.VMs(mixed, store.VMQuery{}); err != nil || !slices.Equal(vmNames(vms), []string{"db_01", "edge-01"}) {
 		t.Errorf("VMs by site and group scope = %v, %v", vmNames(vms), err)
 	}
-	if groups, err := f.st.VMGroups(byGroup); err != nil || len(groups) != 4 || groups[3].Name != "web" || groups[3].Members != 1 {
+	// A group-only scope sees its own groups, nothing else.
+	if groups, err := f.st.VMGroups(byGroup); err != nil || len(groups) != 2 || groups[0].Name != "dba" || groups[1].Name != "prod" || groups[1].Members != 1 {
 		t.Errorf("groups as seen by the group scope = %+v, %v", groups, err)
 	}
 

@@ -1,0 +1,95 @@
+// The VM list's state lives in the URL: every /vms filter, the sort and the
+// page. parseVMList and vmListSearch are inverses on valid state
+// (test/filters.test.ts); anything invalid in a URL falls back to the
+// default rather than reaching the API.
+
+export const VM_FILTERS = ['q', 'site', 'datacenter', 'cluster', 'host', 'power_state', 'tools_status', 'group', 'tag'] as const;
+export type VMFilterKey = (typeof VM_FILTERS)[number];
+
+export const POWER_STATES = ['poweredOn', 'poweredOff', 'suspended'] as const;
+export const TOOLS_STATES = ['guestToolsRunning', 'guestToolsNotRunning', 'guestToolsExecutingScripts'] as const;
+/** Fields GET /vms sorts by. */
+export const VM_SORT_FIELDS = ['name', 'site', 'power_state', 'num_cpu', 'memory_mb', 'updated_at'] as const;
+export const PAGE_SIZES = [50, 100, 200, 500] as const;
+export const DEFAULT_PAGE_SIZE = 100;
+
+export interface VMListState {
+  filters: Partial<Record<VMFilterKey, string>>;
+  /** "field" or "-field"; empty for the API's default (name). */
+  sort: string;
+  page: number;
+  pageSize: number;
+}
+
+const enums: Partial<Record<VMFilterKey, readonly string[]>> = { power_state: POWER_STATES, tools_status: TOOLS_STATES };
+const maxLen: Record<VMFilterKey, number> = {
+  q: 200, site: 63, datacenter: 255, cluster: 512, host: 512, power_state: 32, tools_status: 32, group: 36, tag: 255,
+};
+const uuidRE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function validSort(s: string): boolean {
+  return (VM_SORT_FIELDS as readonly string[]).includes(s.replace(/^-/, ''));
+}
+
+/** parseVMList reads the list state from a query string ("?a=b" or "a=b"). */
+export function parseVMList(search: string): VMListState {
+  const p = new URLSearchParams(search);
+  const filters: VMListState['filters'] = {};
+  for (const k of VM_FILTERS) {
+    const v = p.get(k)?.trim();
+    if (!v || v.length > maxLen[k]) continue;
+    if (enums[k] && !enums[k].includes(v)) continue;
+    if (k === 'group' && !uuidRE.test(v)) continue;
+    filters[k] = v;
+  }
+  const sort = p.get('sort') ?? '';
+  const page = Number(p.get('page'));
+  const size = Number(p.get('page_size'));
+  return {
+    filters,
+    sort: validSort(sort) ? sort : '',
+    page: Number.isInteger(page) && page >= 1 && page <= 1_000_000 ? page : 1,
+    pageSize: (PAGE_SIZES as readonly number[]).includes(size) ? size : DEFAULT_PAGE_SIZE,
+  };
+}
+
+/** vmListSearch writes the state as a query string, defaults left out, keys in a fixed order. */
+export function vmListSearch(s: VMListState): string {
+  const p = new URLSearchParams();
+  for (const k of VM_FILTERS) {
+    const v = s.filters[k];
+    if (v) p.set(k, v);
+  }
+  if (s.sort) p.set('sort', s.sort);
+  if (s.page > 1) p.set('page', String(s.page));
+  if (s.pageSize !== DEFAULT_PAGE_SIZE) p.set('page_size', String(s.pageSize));
+  const qs = p.toString();
+  return qs ? '?' + qs : '';
+}
+
+/** vmListQuery is the GET /vms query of a state. */
+export function vmListQuery(s: VMListState): Record<string, string | number> {
+  const q: Record<string, string | number> = { page: s.page, page_size: s.pageSize };
+  for (const k of VM_FILTERS) {
+    const v = s.filters[k];
+    if (v) q[k] = v;
+  }
+  if (s.sort) q.sort = s.sort;
+  return q;
+}
+
+/** toggleSort cycles a column: ascending, descending, back to the default. */
+export function toggleSort(current: string, field: string): string {
+  if (current === field) return '-' + field;
+  if (current === '-' + field) return '';
+  return field;
+}
+
+/** Ranges of the VM charts, in the URL as ?range=. */
+export const RANGES = { '1h': 3_600_000, '24h': 86_400_000, '7d': 7 * 86_400_000, '30d': 30 * 86_400_000 } as const;
+export type RangeKey = keyof typeof RANGES;
+
+export function parseRange(search: string): RangeKey {
+  const r = new URLSearchParams(search).get('range') ?? '';
+  return r in RANGES ? (r as RangeKey) : '1h';
+}

@@ -1,0 +1,254 @@
+import { api, ApiError, type OverviewTopItem, type Page, type RealtimeOverview, type Site } from '../api';
+import { Badge, ErrorBox, Loading } from '../components/common';
+import { locale, t } from '../i18n';
+import { formatBytes, formatDuration, formatMetric, formatNumber, formatPercent, formatRelative, formatTime } from '../lib/format';
+import { useAsync, useNow } from '../lib/hooks';
+import { POWER_STATES, TOOLS_STATES } from '../lib/filters';
+import { etaAt, siteFromAgents, siteFromOverview, sortSites, type SiteHealth, type SiteState } from '../lib/sites';
+
+interface Fleet {
+  sites: Page<Site>;
+  health: SiteHealth[];
+  byPower: Record<string, number>;
+  byTools: Record<string, number>;
+  total: number;
+  top: RealtimeOverview['top'] | null;
+  /** Agent details were refused (no system:read and no realtime overview). */
+  limited: boolean;
+}
+
+const refused = (e: unknown) => e instanceof ApiError && (e.status === 403 || e.status === 404);
+
+/**
+ * loadFleet reads GET /realtime/overview (per-site backlog, drain rate and
+ * ETA, counts and top VMs) with GET /sites (VM and host counts). Where the
+ * overview is missing or refused it falls back to GET /agents and
+ * GET /vms/stats, which have everything but the drain.
+ */
+async function loadFleet(signal: AbortSignal): Promise<Fleet> {
+  const [sites, rt] = await Promise.all([
+    api.sites(signal),
+    api.realtimeOverview(signal).catch((e: unknown) => (refused(e) ? null : Promise.reject(e))),
+  ]);
+  if (rt) {
+    const bySite = new Map(rt.sites.map((s) => [s.site, s]));
+    return {
+      sites,
+      health: sites.items.map((s) => siteFromOverview(s, bySite.get(s.name))),
+      byPower: rt.vms.by_power_state,
+      byTools: rt.vms.by_tools_status,
+      total: rt.vms.total,
+      top: rt.top,
+      limited: false,
+    };
+  }
+  const [agents, stats] = await Promise.all([
+    api.agents(signal).then(
+      (p) => p.items,
+      (e: unknown) => (refused(e) ? null : Promise.reject(e)),
+    ),
+    api.vmStats({}, signal),
+  ]);
+  return {
+    sites,
+    health: sites.items.map((s) => siteFromAgents(s, agents)),
+    byPower: stats.by_power_state,
+    byTools: stats.by_tools_status,
+    total: stats.total,
+    top: null,
+    limited: agents === null,
+  };
+}
+
+const stateTone: Record<SiteState, 'ok' | 'warn' | 'bad' | 'muted'> = { online: 'ok', catching_up: 'warn', offline: 'bad', no_agent: 'muted' };
+
+function DrainText({ h, now }: { h: SiteHealth; now: Date }) {
+  const l = locale.value;
+  const d = h.drain;
+  switch (d.kind) {
+    case 'caught_up':
+      return <>{t('site.drain.caughtUp')}</>;
+    case 'draining':
+      return (
+        <span data-eta-seconds={Math.round(d.etaSeconds)}>
+          {t('site.drain.eta', {
+            eta: formatDuration(d.etaSeconds * 1000, l),
+            at: formatTime(etaAt(now, d.etaSeconds), l),
+            rate: formatNumber(d.perSecond * 60, l),
+          })}
+        </span>
+      );
+    case 'stalled':
+      return <>{t('site.drain.stalled')}</>;
+    case 'waiting':
+      return <>{t('site.drain.waiting')}</>;
+  }
+  return <>–</>;
+}
+
+function SiteTile({ h, now }: { h: SiteHealth; now: Date }) {
+  const l = locale.value;
+  const s = h.site;
+  return (
+    <article class={'tile tile-' + h.state} data-site={s.name} data-state={h.state} data-drain={h.drain.kind} aria-labelledby={'site-' + s.name}>
+      <header class="tile-head">
+        <h3 id={'site-' + s.name}>{s.name}</h3>
+        <Badge tone={stateTone[h.state]}>{t('site.state.' + h.state)}</Badge>
+      </header>
+      {s.description && <p class="muted tile-desc">{s.description}</p>}
+      <dl class="tile-stats">
+        <div>
+          <dt>{t('site.vms')}</dt>
+          <dd>
+            <a href={'/vms?site=' + encodeURIComponent(s.name)}>{formatNumber(s.vms, l)}</a>
+          </dd>
+        </div>
+        <div>
+          <dt>{t('site.hosts')}</dt>
+          <dd>{formatNumber(s.hosts, l)}</dd>
+        </div>
+        <div>
+          <dt>{t('site.agents')}</dt>
+          <dd>{t('site.agentsConnected', { connected: formatNumber(s.agents_connected, l), total: formatNumber(s.agents, l) })}</dd>
+        </div>
+        {h.detail && (
+          <>
+            <div>
+              <dt>{t('site.lastSeen')}</dt>
+              <dd>{h.lastSeen ? <time dateTime={h.lastSeen}>{formatRelative(h.lastSeen, now, l)}</time> : t('site.never')}</dd>
+            </div>
+            <div data-field="backlog">
+              <dt>{t('site.backlog')}</dt>
+              <dd>
+                {h.spoolBatches > 0
+                  ? t('site.backlogValue', { batches: formatNumber(h.spoolBatches, l), size: formatBytes(h.spoolBytes, l) })
+                  : t('site.backlogNone')}
+              </dd>
+            </div>
+            {h.oldestUnsentMS > 0 && (
+              <div>
+                <dt>{t('site.oldestUnsent')}</dt>
+                <dd>{formatDuration(h.oldestUnsentMS, l)}</dd>
+              </div>
+            )}
+            {h.drain.kind !== 'unknown' && (
+              <div data-field="drain">
+                <dt>{t('site.drain')}</dt>
+                <dd>
+                  <DrainText h={h} now={now} />
+                </dd>
+              </div>
+            )}
+            <div>
+              <dt>{t('site.lag')}</dt>
+              <dd>{formatDuration(h.lagMS, l)}</dd>
+            </div>
+            <div data-field="dropped" class={h.dropped > 0 ? 'stat-bad' : undefined}>
+              <dt>{t('site.dropped')}</dt>
+              <dd>{formatNumber(h.dropped, l)}</dd>
+            </div>
+          </>
+        )}
+      </dl>
+    </article>
+  );
+}
+
+function CountBar({ title, counts, order, param, prefix }: { title: string; counts: Record<string, number>; order: readonly string[]; param: string; prefix: string }) {
+  const l = locale.value;
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  const keys = [...order.filter((k) => k in counts), ...Object.keys(counts).filter((k) => !order.includes(k))];
+  return (
+    <section class="card count-card" aria-label={title}>
+      <h2 class="card-title">{title}</h2>
+      <div class="bar" aria-hidden="true">
+        {keys.map((k) => (
+          <span key={k} class={'bar-seg seg-' + k} style={{ flexGrow: counts[k] ?? 0 }} />
+        ))}
+      </div>
+      <ul class="count-list">
+        {keys.map((k) => (
+          <li key={k} data-count={k}>
+            <span class={'dot seg-' + k} aria-hidden="true" />
+            {order.includes(k) ? <a href={'/vms?' + param + '=' + encodeURIComponent(k)}>{t(prefix + k)}</a> : <span>{k && k !== 'unknown' ? k : t('state.unknown')}</span>}
+            <span class="count">{formatNumber(counts[k] ?? 0, l)}</span>
+          </li>
+        ))}
+        {total === 0 && <li class="muted">{t('overview.noVMs')}</li>}
+      </ul>
+    </section>
+  );
+}
+
+function TopList({ title, items, ready }: { title: string; items: OverviewTopItem[]; ready?: boolean }) {
+  const l = locale.value;
+  return (
+    <section class="card top-card" aria-label={title}>
+      <h3 class="card-title">{title}</h3>
+      {items.length === 0 ? (
+        <p class="muted">{t('overview.topEmpty')}</p>
+      ) : (
+        <ol class="top-list">
+          {items.map((it) => (
+            <li key={it.id}>
+              <a href={'/vms/' + encodeURIComponent(it.id)}>{it.name || it.id}</a>
+              <span class="muted top-site">{it.site}</span>
+              <span class="count">{ready && it.ready_percent !== undefined ? formatPercent(it.ready_percent, l) : formatMetric(it.value, it.unit, l)}</span>
+            </li>
+          ))}
+        </ol>
+      )}
+    </section>
+  );
+}
+
+export function Overview() {
+  const fleet = useAsync(loadFleet, [], 30_000);
+  const now = useNow();
+  const l = locale.value;
+  const f = fleet.data;
+  return (
+    <div class="page">
+      <div class="page-head">
+        <h1>{t('overview.title')}</h1>
+        {f && <p class="muted">{t('overview.summary', { sites: formatNumber(f.sites.total, l), vms: formatNumber(f.total, l) })}</p>}
+      </div>
+      {fleet.error !== undefined && <ErrorBox error={fleet.error} onRetry={fleet.reload} />}
+      {!f && !fleet.error && <Loading />}
+      {f && (
+        <>
+          <h2 class="section-title">{t('overview.sites')}</h2>
+          {f.limited && <p class="muted">{t('overview.noAgentPermission')}</p>}
+          {f.sites.items.length === 0 ? (
+            <p class="muted">{t('overview.noSites')}</p>
+          ) : (
+            <div class="tiles" data-testid="site-tiles">
+              {sortSites(f.health).map((h) => (
+                <SiteTile key={h.site.name} h={h} now={now} />
+              ))}
+            </div>
+          )}
+          {f.sites.total > f.sites.items.length && (
+            <p class="muted">{t('overview.moreSites', { shown: formatNumber(f.sites.items.length, l), total: formatNumber(f.sites.total, l) })}</p>
+          )}
+          <h2 class="section-title">{t('overview.vms')}</h2>
+          <div class="counts">
+            <CountBar title={t('overview.byPower')} counts={f.byPower} order={POWER_STATES} param="power_state" prefix="power." />
+            <CountBar title={t('overview.byTools')} counts={f.byTools} order={TOOLS_STATES} param="tools_status" prefix="tools." />
+          </div>
+          {f.top && (
+            <>
+              <h2 class="section-title">{t('overview.top', { window: formatDuration(f.top.window_seconds * 1000, l) })}</h2>
+              <div class="counts">
+                <TopList title={t('overview.top.cpu_usage')} items={f.top.cpu_usage} />
+                <TopList title={t('overview.top.cpu_ready')} items={f.top.cpu_ready} ready />
+                <TopList title={t('overview.top.memory_balloon')} items={f.top.memory_balloon} />
+                <TopList title={t('overview.top.disk_latency')} items={f.top.disk_latency} />
+              </div>
+            </>
+          )}
+        </>
+      )}
+    </div>
+  );
+}

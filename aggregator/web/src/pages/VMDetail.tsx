@@ -1,0 +1,265 @@
+import { useMemo } from 'preact/hooks';
+import { api, type HistoryAnswer, type VMDetail as Detail } from '../api';
+import { Chart } from '../components/Chart';
+import { Badge, Card, ErrorBox, Fields, Loading } from '../components/common';
+import { locale, t, tv } from '../i18n';
+import { chartBands } from '../lib/coverage';
+import { formatBytes, formatDateTime, formatDuration, formatMemoryMB, formatNumber, formatRelative } from '../lib/format';
+import { parseRange, RANGES, type RangeKey } from '../lib/filters';
+import { useAsync, useNow } from '../lib/hooks';
+import { search } from '../lib/router';
+import { powerTone } from './VMList';
+
+/** The charts of this slice: one metric each, the VM as a whole (instance ""). */
+export const CHARTS = [
+  { metric: 'cpu.usage.average', key: 'chart.cpu' },
+  { metric: 'mem.usage.average', key: 'chart.memory' },
+  { metric: 'disk.usage.average', key: 'chart.disk' },
+  { metric: 'net.usage.average', key: 'chart.network' },
+] as const;
+
+function rangeHref(id: string, r: RangeKey): string {
+  return '/vms/' + encodeURIComponent(id) + (r === '1h' ? '' : '?range=' + r);
+}
+
+function Charts({ id, range }: { id: string; range: RangeKey }) {
+  // The range ends now when the page (or the range) is opened; "now" is
+  // rounded to the minute so a reload within it asks the same question.
+  const to = useMemo(() => Math.floor(Date.now() / 60_000) * 60_000 + 60_000, [id, range]);
+  const from = to - RANGES[range];
+  const hist = useAsync(
+    (s) =>
+      api.vmMetrics(
+        id,
+        { metric: CHARTS.map((c) => c.metric).join(','), instance: [''], from: new Date(from).toISOString(), to: new Date(to).toISOString() },
+        s,
+      ),
+    [id, from, to],
+  );
+  const l = locale.value;
+  const h: HistoryAnswer | undefined = hist.data;
+  // Built once per answer: a new array would redraw the charts.
+  const charts = useMemo(() => {
+    if (!h) return [];
+    const xs = h.timestamps.map((ts) => Date.parse(ts) / 1000);
+    return CHARTS.map((c) => {
+      const s = h.series.find((x) => x.metric === c.metric && x.instance === '') ?? h.series.find((x) => x.metric === c.metric);
+      return {
+        ...c,
+        xs,
+        ys: s?.values ?? xs.map(() => null),
+        unit: s?.unit || (c.metric.startsWith('cpu') || c.metric.startsWith('mem') ? '%' : 'KBps'),
+        bands: chartBands([s?.coverage ?? h.coverage], from, to),
+      };
+    });
+  }, [h, from, to]);
+  return (
+    <section class="charts-section" aria-labelledby="charts-title">
+      <div class="charts-head">
+        <h2 id="charts-title" class="section-title">
+          {t('vm.charts')}
+        </h2>
+        <nav class="ranges" aria-label={t('chart.range')}>
+          {(Object.keys(RANGES) as RangeKey[]).map((r) => (
+            <a key={r} href={rangeHref(id, r)} class="btn btn-small" aria-current={r === range ? 'true' : undefined}>
+              {t('range.' + r)}
+            </a>
+          ))}
+        </nav>
+        {h && (
+          <p class="muted chart-meta">
+            {t('chart.meta', { step: h.step, resolution: tv('resolution.', h.resolution) })}
+          </p>
+        )}
+      </div>
+      {hist.error !== undefined && <ErrorBox error={hist.error} onRetry={hist.reload} />}
+      {!h && !hist.error && <Loading />}
+      {h && (
+        <div class="charts">
+          {charts.map((c) => (
+            <Chart
+              key={c.metric + range + l}
+              id={'chart-' + c.metric.replace(/\./g, '-')}
+              title={t(c.key)}
+              metric={c.metric}
+              unit={c.unit}
+              xs={c.xs}
+              ys={c.ys}
+              bands={c.bands}
+              from={from / 1000}
+              to={to / 1000}
+              syncKey={'vm:' + id}
+            />
+          ))}
+        </div>
+      )}
+    </section>
+  );
+}
+
+function Placement({ vm }: { vm: Detail }) {
+  return (
+    <Card title={t('vm.placement')}>
+      <Fields
+        rows={[
+          [t('vm.site'), vm.site],
+          [t('vm.datacenter'), vm.datacenter],
+          [t('vm.cluster'), vm.cluster?.name ?? ''],
+          [t('vm.host'), vm.host?.name ?? ''],
+          [t('vm.resourcePool'), vm.resource_pool?.name ?? ''],
+          [t('vm.datastores'), vm.datastores.map((d) => d.name).join(', ')],
+          [t('vm.path'), vm.path],
+        ]}
+      />
+    </Card>
+  );
+}
+
+function Guest({ vm }: { vm: Detail }) {
+  const l = locale.value;
+  return (
+    <Card title={t('vm.guest')}>
+      <Fields
+        rows={[
+          [t('vm.guestOS'), vm.guest_os],
+          [t('vm.hostname'), vm.guest_hostname],
+          [t('vm.ips'), vm.guest_ips.join(', ')],
+          [t('vm.cpu'), vm.num_cpu === null ? '' : formatNumber(vm.num_cpu, l)],
+          [t('vm.memory'), vm.memory_mb === null ? '' : formatMemoryMB(vm.memory_mb, l)],
+        ]}
+      />
+      {vm.guest_disks.length > 0 && (
+        <table class="mini">
+          <caption>{t('vm.disks')}</caption>
+          <thead>
+            <tr>
+              <th scope="col">{t('vm.disk.path')}</th>
+              <th scope="col" class="num">
+                {t('vm.disk.capacity')}
+              </th>
+              <th scope="col" class="num">
+                {t('vm.disk.free')}
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {vm.guest_disks.map((d) => (
+              <tr key={d.path}>
+                <td>{d.path}</td>
+                <td class="num">{d.capacity === null ? '–' : formatBytes(d.capacity, l)}</td>
+                <td class="num">{d.free === null ? '–' : formatBytes(d.free, l)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </Card>
+  );
+}
+
+function Tools({ vm }: { vm: Detail }) {
+  return (
+    <Card title={t('vm.tools')}>
+      <Fields
+        rows={[
+          [t('vm.toolsRunning'), vm.tools_running_status ? tv('tools.', vm.tools_running_status) : ''],
+          [t('vm.toolsVersionStatus'), vm.tools_version_status ? tv('toolsVersion.', vm.tools_version_status) : ''],
+          [t('vm.toolsVersion'), vm.tools_version],
+        ]}
+      />
+    </Card>
+  );
+}
+
+function Snapshots({ vm, now }: { vm: Detail; now: Date }) {
+  const l = locale.value;
+  const age = vm.snapshot_oldest ? now.getTime() - Date.parse(vm.snapshot_oldest) : null;
+  return (
+    <Card title={t('vm.snapshots')}>
+      <Fields
+        rows={[
+          [t('vm.snapshotCount'), formatNumber(vm.snapshot_count, l)],
+          [
+            t('vm.snapshotOldest'),
+            vm.snapshot_oldest ? (
+              <span data-testid="snapshot-age">
+                <time dateTime={vm.snapshot_oldest}>{formatDateTime(vm.snapshot_oldest, l)}</time>{' '}
+                {age !== null && <Badge tone={age > 7 * 86_400_000 ? 'warn' : 'muted'}>{t('vm.snapshotAge', { age: formatDuration(age, l) })}</Badge>}
+              </span>
+            ) : (
+              ''
+            ),
+          ],
+        ]}
+      />
+    </Card>
+  );
+}
+
+function Operator({ vm }: { vm: Detail }) {
+  const labels = Object.entries(vm.labels);
+  const attrs = Object.entries(vm.custom_attributes);
+  return (
+    <Card title={t('vm.operator')}>
+      <Fields
+        rows={[
+          [t('vm.description'), vm.description],
+          [t('vm.owner'), vm.owner],
+          [t('vm.labels'), labels.length ? <Chips items={labels.map(([k, v]) => k + '=' + v)} /> : ''],
+          [t('vm.groups'), vm.groups.length ? <Chips items={vm.groups.map((g) => g.name || g.id)} /> : ''],
+          [t('vm.tags'), vm.tags.length ? <Chips items={vm.tags} /> : ''],
+          [t('vm.attributes'), attrs.length ? <Chips items={attrs.map(([k, v]) => k + ': ' + v)} /> : ''],
+          [t('vm.annotation'), vm.annotation],
+        ]}
+      />
+    </Card>
+  );
+}
+
+function Chips({ items }: { items: string[] }) {
+  return (
+    <ul class="chips">
+      {items.map((x) => (
+        <li key={x} class="chip">
+          {x}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+export default function VMDetail({ params }: { params: Record<string, string> }) {
+  const id = params.id ?? '';
+  const vm = useAsync((s) => api.vm(id, s), [id]);
+  const now = useNow(60_000);
+  const range = parseRange(search.value);
+  const l = locale.value;
+  const d = vm.data;
+  return (
+    <div class="page page-wide">
+      <p class="crumbs">
+        <a href="/vms">{t('nav.vms')}</a>
+      </p>
+      {vm.error !== undefined && <ErrorBox error={vm.error} onRetry={vm.reload} />}
+      {!d && !vm.error && <Loading />}
+      {d && (
+        <>
+          <div class="page-head">
+            <h1>
+              {d.name} <Badge tone={powerTone(d.power_state)}>{d.power_state ? tv('power.', d.power_state) : '–'}</Badge>
+            </h1>
+            <p class="muted">{t('vm.observed', { when: formatRelative(d.observed_at, now, l) })}</p>
+          </div>
+          <div class="cards">
+            <Placement vm={d} />
+            <Guest vm={d} />
+            <Tools vm={d} />
+            <Snapshots vm={d} now={now} />
+            <Operator vm={d} />
+          </div>
+          <Charts id={d.id} range={range} />
+        </>
+      )}
+    </div>
+  );
+}
