@@ -151,7 +151,7 @@ func TestPlannedRestartNoDuplicates(t *testing.T) {
 // is back, every agent is connected within 10 s.
 func TestReconnectAfterLongOutage(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a 50 s outage")
+		t.Skip("-short: this test keeps the aggregator down for 50 s (make test runs it)")
 	}
 	agg := newAggregator(t)
 	const agents = 3

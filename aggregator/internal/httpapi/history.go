@@ -275,20 +275,7 @@ func (h *historyResource) top(w http.ResponseWriter, r *http.Request) error {
 	agg := q.oneOf("agg", string(store.AggAvg), string(store.AggMin), string(store.AggMax))
 	order := q.oneOf("order", "asc", "desc")
 	limit := q.intRange("limit", 10, 1, 100)
-	to := q.time("to")
-	if to.IsZero() {
-		to = h.a.now().UTC()
-	}
-	from := q.time("from")
-	if from.IsZero() {
-		from = to.Add(-DefaultHistoryRange)
-	}
-	switch {
-	case !to.After(from):
-		q.fe.add("to", FieldOutOfRange, map[string]any{"min": "from", "max": "∞"})
-	case to.Sub(from) > MaxHistoryRange:
-		q.fe.add("from", FieldOutOfRange, map[string]any{"min": "to - 400d", "max": "to"})
-	}
+	from, to := q.timeRange(h.a.now().UTC(), DefaultHistoryRange)
 	if err := q.err(); err != nil {
 		return err
 	}
@@ -481,20 +468,7 @@ func (h *historyResource) timeline(w http.ResponseWriter, r *http.Request) error
 		return newError(http.StatusNotFound, CodeSiteNotFound)
 	}
 	q := newQuery(r)
-	to := q.time("to")
-	if to.IsZero() {
-		to = h.a.now().UTC()
-	}
-	from := q.time("from")
-	if from.IsZero() {
-		from = to.Add(-24 * time.Hour)
-	}
-	switch {
-	case !to.After(from):
-		q.fe.add("to", FieldOutOfRange, map[string]any{"min": "from", "max": "∞"})
-	case to.Sub(from) > MaxHistoryRange:
-		q.fe.add("from", FieldOutOfRange, map[string]any{"min": "to - 400d", "max": "to"})
-	}
+	from, to := q.timeRange(h.a.now().UTC(), 24*time.Hour)
 	if err := q.err(); err != nil {
 		return err
 	}
@@ -592,29 +566,16 @@ func (q *query) historyParams(now time.Time) historyParams {
 		q.fe.add("metric", FieldOutOfRange, map[string]any{"min": 1, "max": MaxHistoryMetrics})
 	}
 	if inst, ok := vals["instance"]; ok {
-		for i, s := range inst {
-			if len(s) > 255 || !validText(s) {
-				q.fe.add("instance", FieldInvalidFormat, map[string]any{"format": "UTF-8 text without NUL, at most 255 bytes"})
+		for _, s := range inst {
+			if reason := queryTextProblem(s); reason != "" {
+				q.fe.add("instance", FieldInvalidText, map[string]any{"reason": reason})
 				break
 			}
-			inst[i] = s
+			q.fe.maxLen("instance", s, 255)
 		}
 		p.instances = slices.Clone(inst)
 	}
-	p.to = q.time("to")
-	if p.to.IsZero() {
-		p.to = now
-	}
-	p.from = q.time("from")
-	if p.from.IsZero() {
-		p.from = p.to.Add(-DefaultHistoryRange)
-	}
-	switch {
-	case !p.to.After(p.from):
-		q.fe.add("to", FieldOutOfRange, map[string]any{"min": "from", "max": "∞"})
-	case p.to.Sub(p.from) > MaxHistoryRange:
-		q.fe.add("from", FieldOutOfRange, map[string]any{"min": "to - 400d", "max": "to"})
-	}
+	p.from, p.to = q.timeRange(now, DefaultHistoryRange)
 	if s := q.str("step", 32); s != "" {
 		d, err := time.ParseDuration(s)
 		switch {
@@ -634,9 +595,24 @@ func (q *query) historyParams(now time.Time) historyParams {
 	return p
 }
 
-// validText reports whether s can be stored and logged as text.
-func validText(s string) bool {
-	return strings.IndexByte(s, 0) < 0 && strings.ToValidUTF8(s, "\uFFFD") == s
+// timeRange reads from and to: to defaults to now, from to def before to;
+// the range must be non-empty and at most MaxHistoryRange.
+func (q *query) timeRange(now time.Time, def time.Duration) (from, to time.Time) {
+	to = q.time("to")
+	if to.IsZero() {
+		to = now
+	}
+	from = q.time("from")
+	if from.IsZero() {
+		from = to.Add(-def)
+	}
+	switch {
+	case !to.After(from):
+		q.fe.add("to", FieldOutOfRange, map[string]any{"min": "from", "max": "∞"})
+	case to.Sub(from) > MaxHistoryRange:
+		q.fe.add("from", FieldOutOfRange, map[string]any{"min": "to - 400d", "max": "to"})
+	}
+	return from, to
 }
 
 func (h *historyResource) entityMetrics(kind, notFoundCode string) handlerFunc {
