@@ -5,6 +5,7 @@
 //	vcsim -vms 200 -listen 127.0.0.1:8989            build an inventory
 //	vcsim -vms 5000 -save var/inv5000 -exit           build once, save it
 //	vcsim -load var/inv5000                           start from a saved one (fast)
+//	vcsim -vms 1000 -cache var/bench/inv1000          load it if saved, else build, save and serve
 //
 // It prints the SDK URL on stdout (and to -url-file) and runs until
 // interrupted.
@@ -19,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -52,12 +54,30 @@ func run() error {
 	poweredOff := flag.Float64("powered-off", 0.1, "fraction of VMs powered off")
 	load := flag.String("load", "", "start from an inventory saved with -save (much faster for large ones)")
 	save := flag.String("save", "", "save the inventory to this directory after building it")
+	cache := flag.String("cache", "", "load the inventory from this directory if it holds one, else build it, save it there (atomically) and serve it")
 	exit := flag.Bool("exit", false, "exit after building/saving instead of serving")
 	user := flag.String("username", "vmpulse", "username the simulator accepts")
 	pass := flag.String("password", "vmpulse", "password the simulator accepts")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the serving simulator to this file when it stops")
 	urlFile := flag.String("url-file", "", "also write the SDK URL (without credentials) to this file")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "vcsim")
+	saveTo, publish := *save, ""
+	if *cache != "" {
+		if *load != "" || *save != "" {
+			return fmt.Errorf("-cache replaces -load and -save; give only one")
+		}
+		if ents, err := os.ReadDir(*cache); err == nil && len(ents) > 0 {
+			*load = *cache
+		} else {
+			// Saved under a temporary name and renamed once complete, so an
+			// interrupted build leaves no half inventory to load.
+			saveTo, publish = *cache+".tmp", *cache
+			if err := os.RemoveAll(saveTo); err != nil {
+				return err
+			}
+		}
+	}
 
 	m := simulator.VPX()
 	m.Datacenter = *dcs
@@ -81,7 +101,21 @@ func run() error {
 	m.Service.TLS = nil
 	m.Service.RegisterEndpoints = true // vAPI (tags)
 	s := m.Service.NewServer()
-	defer s.Close()
+	defer func() {
+		// The simulator does not notice a client hanging up during a
+		// WaitForUpdatesEx without a time limit (vCenter does): do not
+		// let such a call hold the shutdown up.
+		done := make(chan struct{})
+		go func() { s.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			// The model cannot be removed under such a call either: exit
+			// (the deferred profile is written already).
+			log.Warn("open requests abandoned at shutdown")
+			os.Exit(0)
+		}
+	}()
 	u := *s.URL
 	u.User = url.UserPassword(*user, *pass)
 
@@ -100,14 +134,20 @@ func run() error {
 	} else {
 		log.Info("inventory loaded", "from", *load, "took", time.Since(start).Round(time.Millisecond))
 	}
-	if *save != "" {
-		if err := os.MkdirAll(*save, 0o755); err != nil {
+	if saveTo != "" {
+		if err := os.MkdirAll(saveTo, 0o755); err != nil {
 			return err
 		}
-		if rc := cli.Run([]string{"object.save", "-u", u.String(), "-k", "-f", "-d", *save}); rc != 0 {
-			return fmt.Errorf("save inventory to %s failed (exit %d)", *save, rc)
+		if rc := cli.Run([]string{"object.save", "-u", u.String(), "-k", "-f", "-d", saveTo}); rc != 0 {
+			return fmt.Errorf("save inventory to %s failed (exit %d)", saveTo, rc)
 		}
-		log.Info("inventory saved", "dir", *save)
+		if publish != "" {
+			if err := os.Rename(saveTo, publish); err != nil {
+				return fmt.Errorf("publish saved inventory: %w", err)
+			}
+			saveTo = publish
+		}
+		log.Info("inventory saved", "dir", saveTo)
 	}
 	if *exit {
 		return nil
@@ -118,6 +158,17 @@ func run() error {
 		if err := os.WriteFile(*urlFile, []byte(clean.String()+"\n"), 0o644); err != nil {
 			return err
 		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Println(clean.String())
 	log.Info("simulator serving", "url", clean.String(), "username", *user)

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/url"
 	"sync"
 	"time"
@@ -102,6 +103,11 @@ type Session struct {
 	// them before the first call to Conn.
 	MinBackoff, MaxBackoff time.Duration
 
+	// WrapTransport, when set (before the first call to Conn), wraps the
+	// HTTP transport of every SOAP and vAPI REST client the session
+	// creates: the benchmarks count vCenter calls and bytes with it.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+
 	sem chan struct{} // serialises logins, ctx-aware
 
 	mu       sync.Mutex
@@ -120,6 +126,7 @@ type Conn struct {
 	ep     Endpoint
 	u      *url.URL
 	ka     *keepalive.HandlerSOAP
+	wrap   func(http.RoundTripper) http.RoundTripper
 	restMu sync.Mutex
 	rest   *rest.Client
 }
@@ -236,11 +243,14 @@ func (s *Session) login(ctx context.Context) (*Conn, error) {
 		return fmt.Errorf("vsphere: login to endpoint %q (%s) as %q: %w", s.ep.Name, s.u.Redacted(), s.ep.Username, err)
 	}
 	sc := soap.NewClient(s.u, s.ep.Insecure)
+	if s.WrapTransport != nil {
+		sc.Client.Transport = s.WrapTransport(sc.Client.Transport)
+	}
 	vc, err := vim25.NewClient(ctx, sc)
 	if err != nil {
 		return nil, wrap(err)
 	}
-	c := &Conn{ep: s.ep, u: s.u}
+	c := &Conn{ep: s.ep, u: s.u, wrap: s.WrapTransport}
 	sm := session.NewManager(vc)
 	// The keepalive handler pings an idle session and, when the ping shows
 	// the session is gone, drops the connection so the next Conn re-logs in.
@@ -318,6 +328,9 @@ func (c *Conn) REST(ctx context.Context) (*rest.Client, error) {
 		return c.rest, nil
 	}
 	rc := rest.NewClient(c.Client.Client)
+	if c.wrap != nil {
+		rc.Client.Client.Transport = c.wrap(rc.Client.Client.Transport)
+	}
 	if err := rc.Login(ctx, url.UserPassword(c.ep.Username, string(c.ep.Password))); err != nil {
 		return nil, fmt.Errorf("vsphere: vapi login to endpoint %q: %w", c.ep.Name, err)
 	}

@@ -18,12 +18,40 @@ import (
 
 // EventsConfig tunes the EventReader. Zero values take defaults.
 type EventsConfig struct {
-	PollEvery time.Duration // default 10 s
-	PageSize  int32         // events per ReadNextEvents; default 100
+	// PollEvery bounds how late an event is delivered, and how often the
+	// collector is read: at most once per PollEvery, when the Announcer
+	// reports new events, else every PollEvery. Default 10 s.
+	PollEvery time.Duration
+	PageSize  int32 // events per ReadNextEvents; default 100
 	// Lookback is how far back the very first start (no checkpoint) reads.
 	// Default 0: from now.
 	Lookback time.Duration
+	// Announcer, when set, reports new events, so that an idle vCenter
+	// sees no calls from the reader (the agent passes its *Inventory,
+	// whose WaitForUpdatesEx is open anyway). Without it, or should it
+	// fail, the reader polls every PollEvery.
+	Announcer EventAnnouncer
+	// Poll ignores the Announcer: the reader polls every PollEvery, as it
+	// did before issue #15 (the load benchmark's "before" figures).
+	Poll bool
 }
+
+// EventAnnouncer follows an event collector's latestPage on a property
+// collector that waits anyway, so that new events cost no call of their
+// own. *Inventory implements it.
+type EventAnnouncer interface {
+	// AnnounceEvents follows collector, created on conn, and returns a
+	// channel that receives a value after changes of its latest page, and
+	// when the following stops (the announcer lost its connection). It
+	// fails when the announcer is not watching conn.
+	AnnounceEvents(ctx context.Context, conn *Conn, collector types.ManagedObjectReference) (<-chan struct{}, error)
+	// StopAnnouncing stops following collector.
+	StopAnnouncing(ctx context.Context, collector types.ManagedObjectReference)
+}
+
+// announceCheck is how often an announced reader reads the collector
+// even without an announcement: a safety net, not the delivery path.
+const announceCheck = 5 * time.Minute
 
 func (c *EventsConfig) defaults() {
 	if c.PollEvery <= 0 {
@@ -46,8 +74,11 @@ func eventMetaKey(source string) string { return "vsphere/events/" + source }
 // EventReader delivers vCenter events to the Sink exactly once per
 // checkpoint: an EventHistoryCollector filtered from the checkpoint time is
 // paged with ReadNextEvents, events at or before the checkpoint are skipped,
-// and the checkpoint advances after each page the Sink accepted. Poll must
-// not be called concurrently.
+// and the checkpoint advances after each page the Sink accepted. The
+// collector lives as long as the session. With an Announcer, Run reads it
+// when the announcer reports a change of its latestPage (its page size set
+// to 1, so each report carries one event); otherwise every PollEvery.
+// Poll must not be called concurrently.
 type EventReader struct {
 	sess *Session
 	sink Sink
@@ -55,10 +86,13 @@ type EventReader struct {
 	cfg  EventsConfig
 	log  *slog.Logger
 
-	cp        *eventCheckpoint
-	cpSource  string
-	coll      *event.HistoryCollector
-	collGen   uint64
+	cp       *eventCheckpoint
+	cpSource string
+	coll     *event.HistoryCollector
+	collGen  uint64
+	// announced receives the Announcer's reports on coll (nil when
+	// polling).
+	announced <-chan struct{}
 	category  map[string]string
 	startedAt time.Time
 }
@@ -73,21 +107,50 @@ func NewEventReader(sess *Session, sink Sink, meta MetaStore, cfg EventsConfig, 
 		log: log.With("endpoint", sess.Name(), "part", "events"), startedAt: time.Now()}
 }
 
-// Run polls every PollEvery until ctx is done.
+// Run delivers events until ctx is done: it reads the collector, waits
+// for the Announcer's report of new events (or, polling, for PollEvery),
+// and reads again no sooner than PollEvery after the previous read began.
 func (r *EventReader) Run(ctx context.Context) error {
-	t := time.NewTicker(r.cfg.PollEvery)
-	defer t.Stop()
-	for {
-		if _, err := r.Poll(ctx); err != nil && ctx.Err() == nil {
+	defer r.destroy(context.WithoutCancel(ctx))
+	for ctx.Err() == nil {
+		began := time.Now()
+		_, err := r.Poll(ctx)
+		if err != nil && ctx.Err() == nil {
 			r.log.Error("events: poll failed", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			r.destroy(context.WithoutCancel(ctx))
-			return nil
-		case <-t.C:
+		if err == nil && r.coll != nil && r.announced == nil {
+			r.announce(ctx) // the announcer may be watching the session by now
 		}
+		if ch := r.announced; err == nil && ch != nil {
+			t := time.NewTimer(announceCheck)
+			select {
+			case <-ctx.Done():
+			case <-ch:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		sleepCtx(ctx, time.Until(began.Add(r.cfg.PollEvery)))
 	}
+	return nil
+}
+
+// announce asks the Announcer to report changes of the collector; on
+// failure the reader polls.
+func (r *EventReader) announce(ctx context.Context) {
+	if r.cfg.Poll || r.cfg.Announcer == nil || r.coll == nil {
+		return
+	}
+	conn, err := r.sess.Conn(ctx)
+	if err != nil || conn.Gen != r.collGen {
+		return
+	}
+	ch, err := r.cfg.Announcer.AnnounceEvents(ctx, conn, r.coll.Reference())
+	if err != nil {
+		r.log.Debug("events: new events not announced, polling", "err", err)
+		return
+	}
+	r.announced = ch
 }
 
 // Poll delivers every event newer than the checkpoint and returns how many
@@ -185,6 +248,24 @@ func (r *EventReader) open(ctx context.Context, conn *Conn) error {
 		return fmt.Errorf("events: create collector: %w", err)
 	}
 	r.coll, r.collGen = coll, conn.Gen
+	if !r.cfg.Poll && r.cfg.Announcer != nil {
+		// An announcement carries the latest page: one event, not 10.
+		if err := coll.SetPageSize(ctx, 1); err != nil {
+			r.log.Debug("events: set collector page size", "err", err)
+		}
+		r.announce(ctx)
+	}
+	// Alarms already triggered: after the collector exists, so that a
+	// transition from now on is in its stream.
+	if alarms, err := readTriggeredAlarms(ctx, conn, r.sess.Source()); err != nil {
+		r.log.Warn("events: triggered alarms unreadable, not mirrored", "err", err)
+	} else if len(alarms) > 0 {
+		if err := r.sink.Events(ctx, &protocol.Events{Events: alarms}); err != nil {
+			r.destroy(ctx)
+			return fmt.Errorf("events: sink triggered alarms: %w", err)
+		}
+		r.log.Info("events: triggered alarms mirrored", "alarms", len(alarms))
+	}
 	var em mo.EventManager
 	if err := property.DefaultCollector(conn.Vim()).RetrieveOne(ctx, m.Reference(), []string{"description.eventInfo"}, &em); err == nil {
 		r.category = map[string]string{}
@@ -196,6 +277,10 @@ func (r *EventReader) open(ctx context.Context, conn *Conn) error {
 }
 
 func (r *EventReader) destroy(ctx context.Context) {
+	if r.announced != nil {
+		r.cfg.Announcer.StopAnnouncing(ctx, r.coll.Reference())
+		r.announced = nil
+	}
 	if r.coll != nil {
 		_ = r.coll.Destroy(ctx)
 		r.coll = nil
@@ -245,6 +330,7 @@ func (r *EventReader) convert(src string, be types.BaseEvent) protocol.Event {
 		out.Type = x.EventTypeId
 		out.Extra = map[string]any{"class": "ExtendedEvent"}
 	}
+	convertAlarm(&out, be)
 	if out.Severity == "" {
 		out.Severity = "info"
 	}

@@ -21,8 +21,14 @@ type InventoryConfig struct {
 	// so a storm of updates (a host reconnecting re-"enters" all its VMs)
 	// becomes one batch. Default 1 s.
 	Debounce time.Duration
-	// MaxWait bounds one WaitForUpdatesEx call so that cancellation and
-	// tag refresh requests are noticed. Default 5 s.
+	// MaxWait bounds one WaitForUpdatesEx call. The call returns when
+	// something changed, and is cancelled with CancelWaitForUpdates when a
+	// tag refresh or a resync is due (and with its context on shutdown),
+	// so the bound only decides how often an idle vCenter sees a call.
+	// Default 1 min: one call a minute, and no call held forever by a
+	// proxy that cuts idle requests or by a server that misses a vanished
+	// client (govmomi's simulator does). Negative: no bound, vCenter's
+	// own limit applies.
 	MaxWait time.Duration
 	// TagInterval is how often vSphere tags are re-read over vAPI (tags
 	// have no property-collector updates). Default 5 min.
@@ -39,8 +45,8 @@ func (c *InventoryConfig) defaults() {
 	if c.Debounce <= 0 {
 		c.Debounce = time.Second
 	}
-	if c.MaxWait <= 0 {
-		c.MaxWait = 5 * time.Second
+	if c.MaxWait == 0 {
+		c.MaxWait = defaultMaxWait
 	}
 	if c.TagInterval <= 0 {
 		c.TagInterval = 5 * time.Minute
@@ -49,6 +55,9 @@ func (c *InventoryConfig) defaults() {
 		c.MaxObjectUpdates = 1000
 	}
 }
+
+// defaultMaxWait is InventoryConfig.MaxWait's default.
+const defaultMaxWait = time.Minute
 
 // Entity is one object the perf Collector may query.
 type Entity struct {
@@ -74,6 +83,11 @@ type Inventory struct {
 	objs     map[string]*invObject
 	fields   map[int32]string
 	entities []Entity // as of the last complete update set; see Entities
+	// The current watch's property collector and connection, and the
+	// event collectors it follows (see inventory_announce.go).
+	pc     *property.Collector
+	pcGen  uint64
+	follow map[types.ManagedObjectReference]*follower
 
 	// loop-owned state
 	dirty      map[string]bool // id → true; deleted objects are in gone
@@ -82,6 +96,8 @@ type Inventory struct {
 	fullSent   bool
 	tagsNext   time.Time
 	tagsWarned bool
+	// wantTags and wantResync record requests that interrupted a wait.
+	wantTags, wantResync bool
 
 	afterPage func(truncated bool) // test hook: called after each update set is applied
 }
@@ -99,6 +115,7 @@ func NewInventory(sess *Session, sink Sink, cfg InventoryConfig, log *slog.Logge
 		resyncReq: make(chan struct{}, 1),
 		objs:      map[string]*invObject{},
 		fields:    map[int32]string{},
+		follow:    map[types.ManagedObjectReference]*follower{},
 	}
 }
 
@@ -174,7 +191,7 @@ func (w *Inventory) Run(ctx context.Context) error {
 		}
 		if !w.sess.Check(conn, err) {
 			w.log.Error("inventory: watch failed, restarting", "err", err)
-			sleepCtx(ctx, w.cfg.MaxWait)
+			sleepCtx(ctx, watchRetry)
 		}
 	}
 	return nil
@@ -218,6 +235,9 @@ func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
 		return fmt.Errorf("inventory: create filter: %w", err)
 	}
 
+	w.startFollowing(ctx, pc, conn.Gen)
+	defer w.stopFollowing(pc)
+
 	w.mu.Lock()
 	w.objs = map[string]*invObject{}
 	w.fields = map[int32]string{}
@@ -225,17 +245,29 @@ func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
 	w.dirty, w.gone, w.fullSent, w.tagsNext = map[string]bool{}, map[string]string{}, false, time.Time{}
 
 	version := ""
+	w.wantTags, w.wantResync = false, false
 	for {
+		// Wait up to MaxWait (negative: as long as vCenter allows), or
+		// until a gathering delta's debounce ends.
+		opts := &types.WaitOptions{MaxObjectUpdates: w.cfg.MaxObjectUpdates}
 		wait := w.cfg.MaxWait
-		if len(w.dirty)+len(w.gone) > 0 {
+		switch {
+		case !w.fullSent:
+			wait = watchRetry // the sink refused the snapshot: try again soon
+		case len(w.dirty)+len(w.gone) > 0:
 			wait = max(time.Second, w.cfg.Debounce-time.Since(w.firstDirty))
 		}
-		secs := int32((wait + time.Second - 1) / time.Second)
-		set, err := waitForUpdatesEx(ctx, vc, &types.WaitForUpdatesEx{
-			This:    pc.Reference(),
-			Version: version,
-			Options: &types.WaitOptions{MaxWaitSeconds: &secs, MaxObjectUpdates: w.cfg.MaxObjectUpdates},
-		})
+		if wait > 0 {
+			secs := int32((wait + time.Second - 1) / time.Second)
+			opts.MaxWaitSeconds = &secs
+		}
+		var wake time.Time // when the tags are due: the wait is cancelled then
+		if w.fullSent {
+			wake = w.tagsNext
+		}
+		set, err := w.waitInterruptible(ctx, vc, pc.Reference(), &types.WaitForUpdatesEx{
+			This: pc.Reference(), Version: version, Options: opts,
+		}, wake, version != "")
 		if err != nil {
 			return fmt.Errorf("inventory: wait for updates: %w", err)
 		}
@@ -256,26 +288,30 @@ func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
 		if truncated {
 			continue // more of the same change set follows; send it whole
 		}
+		select {
+		case <-w.resyncReq:
+			w.wantResync = true
+		case <-w.tagReq:
+			w.wantTags = true
+		default:
+		}
+		if w.wantResync {
+			w.wantResync = false
+			w.fullSent = false
+		}
 		if !w.fullSent {
-			if time.Now().After(w.tagsNext) {
+			if w.wantTags || time.Now().After(w.tagsNext) {
+				w.wantTags = false
 				w.refreshTags(ctx, conn)
 			}
 			if err := w.sendFull(ctx); err != nil {
 				w.log.Warn("inventory: sink refused full snapshot, will retry", "err", err)
-				continue
 			}
 			continue
 		}
-		select {
-		case <-w.resyncReq:
-			w.fullSent = false
-			continue
-		case <-w.tagReq:
+		if w.wantTags || !time.Now().Before(w.tagsNext) {
+			w.wantTags = false
 			w.refreshTags(ctx, conn)
-		default:
-			if time.Now().After(w.tagsNext) {
-				w.refreshTags(ctx, conn)
-			}
 		}
 		if len(w.dirty)+len(w.gone) > 0 && time.Since(w.firstDirty) >= w.cfg.Debounce {
 			if err := w.sendDelta(ctx); err != nil {
@@ -293,6 +329,10 @@ func (w *Inventory) apply(updates []types.ObjectUpdate) {
 		id := u.Obj.Value
 		if u.Obj.Type == "CustomFieldsManager" {
 			w.applyFields(u.ChangeSet)
+			continue
+		}
+		if u.Obj.Type == "EventHistoryCollector" {
+			w.announce(u.Obj)
 			continue
 		}
 		switch u.Kind {

@@ -61,7 +61,8 @@ func TestInventoryFullThenDeltas(t *testing.T) {
 
 	sink := newMemSink()
 	sess := newTestSession(t, s.ep)
-	inv := NewInventory(sess, sink, InventoryConfig{Debounce: 300 * time.Millisecond, MaxWait: time.Second}, testLog(t))
+	// Default MaxWait (1 min): the wait returns on changes, not on a timer.
+	inv := NewInventory(sess, sink, InventoryConfig{Debounce: 300 * time.Millisecond}, testLog(t))
 	runBG(t, inv.Run)
 
 	full := sink.waitInventory(t, 15*time.Second, func(i *protocol.Inventory) bool { return i.Full })
@@ -114,10 +115,10 @@ func TestInventoryFullThenDeltas(t *testing.T) {
 		t.Error("Entities() empty after the full snapshot")
 	}
 
-	// Power off: a delta arrives within seconds.
+	// Power off: a delta arrives within 5 s.
 	start := time.Now()
 	mustTask(t, ctx)(clusterVM.PowerOff(ctx))
-	sink.waitInventory(t, 10*time.Second, func(i *protocol.Inventory) bool {
+	sink.waitInventory(t, 5*time.Second, func(i *protocol.Inventory) bool {
 		o := findObj(i, clusterVM.Reference().Value)
 		return !i.Full && o != nil && o.Props["power_state"] == "poweredOff"
 	})
@@ -140,15 +141,16 @@ func TestInventoryFullThenDeltas(t *testing.T) {
 	if err := tm.AttachTag(ctx, tagID, clusterVM.Reference()); err != nil {
 		t.Fatal(err)
 	}
+	// The refresh interrupts the wait (CancelWaitForUpdates).
 	inv.RefreshTags()
-	sink.waitInventory(t, 10*time.Second, func(i *protocol.Inventory) bool {
+	sink.waitInventory(t, 5*time.Second, func(i *protocol.Inventory) bool {
 		o := findObj(i, clusterVM.Reference().Value)
 		return o != nil && slices.Equal(o.Props["tags"].([]string), []string{"env/prod"})
 	})
 
 	// Destroy: a Deleted entry.
 	mustTask(t, ctx)(offVM.Destroy(ctx))
-	sink.waitInventory(t, 10*time.Second, func(i *protocol.Inventory) bool {
+	sink.waitInventory(t, 5*time.Second, func(i *protocol.Inventory) bool {
 		o := findObj(i, offVM.Reference().Value)
 		return !i.Full && o != nil && o.Deleted && o.Kind == "vm"
 	})

@@ -25,6 +25,7 @@ var DefaultCounters = map[string][]string{
 	"vm": {
 		"cpu.usage.average", "cpu.usagemhz.average", "cpu.ready.summation",
 		"mem.usage.average", "mem.active.average", "mem.consumed.average", "mem.swapped.average",
+		"mem.vmmemctl.average", // balloon: the operators' overview ranks VMs by it
 		"net.usage.average", "net.received.average", "net.transmitted.average",
 		"disk.usage.average", "disk.read.average", "disk.write.average", "disk.maxTotalLatency.latest",
 	},

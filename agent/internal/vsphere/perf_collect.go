@@ -355,7 +355,10 @@ func (c *Collector) collectNative(ctx context.Context, cy *cycle) error {
 				ph.kindOf[id] = e.Kind
 				from = avail
 			}
-			start := from.Add(time.Second)
+			// vCenter's startTime is exclusive (the sample at startTime
+			// is not returned), so the mark itself is the start: the
+			// query asks exactly for what is new, as Telegraf's does.
+			start := from
 			spec.StartTime = &start
 			ph.after[id] = from.UnixMilli()
 		} else {

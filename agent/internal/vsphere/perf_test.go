@@ -238,3 +238,36 @@ func TestPerfContinuesAfterSessionLoss(t *testing.T) {
 		t.Fatal("still on the terminated connection")
 	}
 }
+
+// The default VM counters include the balloon (mem.vmmemctl.average),
+// which the operators' overview ranks VMs by: every VM series has its
+// column. (The simulator keeps no balloon data, and its encoder drops
+// zero values, so the values themselves are NaN here.)
+func TestPerfDefaultVMCountersIncludeBalloon(t *testing.T) {
+	if !slices.Contains(DefaultCounters["vm"], "mem.vmmemctl.average") {
+		t.Fatal("mem.vmmemctl.average is not a default VM counter")
+	}
+	f := newPerfFixture(t, "")
+	sink := newMemSink()
+	c := NewCollector(f.sess, f.inv, sink, newMemMeta(), PerfConfig{}, testLog(t))
+	if _, err := c.Collect(context.Background(), IntervalRealtime); err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	vms, withBalloon := 0, 0
+	for _, s := range sink.samples {
+		for _, sd := range s.Series {
+			if sd.Key.EntityKind != "vm" {
+				continue
+			}
+			vms++
+			if slices.Contains(sd.Key.Counters, protocol.Counter{Name: "mem.vmmemctl.average", Unit: "KB"}) {
+				withBalloon++
+			}
+		}
+	}
+	if vms == 0 || withBalloon != vms {
+		t.Fatalf("%d of %d VM series have a mem.vmmemctl.average (KB) column", withBalloon, vms)
+	}
+}
