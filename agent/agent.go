@@ -8,11 +8,14 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmpulse/vmpulse/agent/internal/collectors"
+	"github.com/vmpulse/vmpulse/agent/internal/metrics"
 	"github.com/vmpulse/vmpulse/agent/internal/spool"
 	"github.com/vmpulse/vmpulse/agent/internal/uplink"
 	"github.com/vmpulse/vmpulse/agent/internal/vsphere"
@@ -32,6 +35,11 @@ type Agent struct {
 	log     *slog.Logger
 	spool   *spool.Queue
 	up      *uplink.Client
+
+	plugins *collectors.Runtime // nil without collector plugins
+	metrics *metrics.Metrics
+	perfMu  sync.Mutex
+	perfs   []perfCollector
 
 	newestSample atomic.Int64 // Unix ms of the newest sample spooled
 	spoolErrors  atomic.Int64
@@ -71,6 +79,18 @@ func New(ctx context.Context, cfg Config, version string, log *slog.Logger) (*Ag
 	if err != nil {
 		return nil, err
 	}
+	var pluginStatus func() []protocol.PluginStatus
+	if len(cfg.Plugins.Collectors) > 0 {
+		a.plugins, err = collectors.New(collectors.Config{
+			Dir: cfg.Plugins.Dir, Plugins: cfg.collectorPlugins(), Site: id.Site, AgentID: id.AgentID,
+			HostName: "vmpulse-agent " + version, Logger: log.With("component", "plugins"),
+		}, a, a.spool)
+		if err != nil {
+			_ = a.spool.Close()
+			return nil, err
+		}
+		pluginStatus = a.plugins.Heartbeat
+	}
 	a.up = uplink.New(uplink.Config{
 		Addr:                cfg.Aggregator.Address,
 		ServerName:          cfg.Aggregator.ServerName,
@@ -79,7 +99,13 @@ func New(ctx context.Context, cfg Config, version string, log *slog.Logger) (*Ag
 		Logger:              log.With("component", "uplink"),
 		CollectionLag:       a.collectionLag,
 		OnCommand:           a.command,
+		Plugins:             pluginStatus,
+		OnAck: func(l uplink.Lane, seq uint64, st protocol.AckStatus, at time.Time) {
+			a.metrics.ObserveAck(l, seq, st, at)
+		},
 	}, id, a.spool)
+	a.metrics = metrics.New(metrics.Info{Version: version, Commit: BuildCommit(""), AgentID: id.AgentID, Site: id.Site},
+		metricsSource{a}, a.metricsExtra()...)
 	return a, nil
 }
 
@@ -92,11 +118,39 @@ func (a *Agent) Spool() spool.Stats { return a.spool.Stats() }
 // Uplink exposes the uplink's counters.
 func (a *Agent) Uplink() *uplink.Stats { return &a.up.Stats }
 
+// Plugins reports the collector plugins' states (nil without plugins).
+func (a *Agent) Plugins() []collectors.Status {
+	if a.plugins == nil {
+		return nil
+	}
+	return a.plugins.Status()
+}
+
 // Run collects from every endpoint and sends until ctx ends. Parts that fail
 // are restarted with backoff; only a spool that cannot be closed is an error.
 func (a *Agent) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.up.Run(ctx) })
+	if a.cfg.MetricsListen != "" {
+		// A listener that cannot start is logged, not fatal: metrics are
+		// no reason to stop collecting.
+		g.Go(func() error {
+			if err := a.serveMetrics(ctx); err != nil {
+				a.log.Error("agent metrics not served", "component", "metrics", "err", err)
+			}
+			return nil
+		})
+	}
+	if a.plugins != nil {
+		g.Go(func() error {
+			// A plugin folder that cannot be read stops the plugins, not
+			// the agent's own collection.
+			if err := a.plugins.Run(ctx); err != nil {
+				a.log.Error("collector plugins stopped", "component", "plugins", "err", err)
+			}
+			return nil
+		})
+	}
 	for _, ep := range a.cfg.Endpoints {
 		pw, err := ep.Password()
 		if err != nil {
@@ -117,8 +171,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			RealtimeEvery:   time.Duration(a.cfg.Collection.RealtimeInterval),
 			HistoricalEvery: time.Duration(a.cfg.Collection.HistoricalInterval),
 		}, log.With("component", "perf"))
-		events := vsphere.NewEventReader(sess, a, a.spool, vsphere.EventsConfig{PollEvery: time.Duration(a.cfg.Collection.EventsPoll)}, log.With("component", "events"))
+		events := vsphere.NewEventReader(sess, a, a.spool, vsphere.EventsConfig{PollEvery: time.Duration(a.cfg.Collection.EventsPoll), Announcer: inv}, log.With("component", "events"))
 		a.inventories = append(a.inventories, inv)
+		a.perfMu.Lock()
+		a.perfs = append(a.perfs, perfCollector{endpoint: ep.Name, perf: perf})
+		a.perfMu.Unlock()
 		g.Go(func() error { a.supervise(ctx, log, "inventory", inv.Run); return nil })
 		g.Go(func() error { a.supervise(ctx, log, "performance", perf.Run); return nil })
 		g.Go(func() error { a.supervise(ctx, log, "events", events.Run); return nil })

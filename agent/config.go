@@ -76,7 +76,12 @@ type Config struct {
 		TagInterval        Duration            `yaml:"tag_interval"`
 	} `yaml:"collection"`
 	Endpoints []EndpointConfig `yaml:"endpoints"`
-	Log       struct {
+	// Plugins are the collector plugins (see PluginsConfig).
+	Plugins PluginsConfig `yaml:"plugins"`
+	// MetricsListen, when set, serves the agent's Prometheus /metrics on
+	// this host:port (e.g. 127.0.0.1:9273).
+	MetricsListen string `yaml:"metrics_listen"`
+	Log           struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
@@ -221,6 +226,12 @@ func (c *Config) Validate() error {
 		}
 		if (e.PasswordEnv == "") == (e.PasswordFile == "") {
 			bad("%s: set exactly one of password_env and password_file", p)
+		}
+	}
+	errs = append(errs, c.validatePlugins()...)
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			bad("metrics_listen: %q: want host:port, e.g. 127.0.0.1:9273", c.MetricsListen)
 		}
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {

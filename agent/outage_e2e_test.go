@@ -276,6 +276,7 @@ func encodeMarks(marks map[string]int64, interval int32) []byte {
 // testAggregator is a real aggregator process on a database of its own.
 type testAggregator struct {
 	addr, dbURL, cfg, bin string
+	http                  string // the REST API's host:port
 	t                     *testing.T
 }
 
@@ -313,6 +314,7 @@ func startAggregator(t *testing.T, base string) *testAggregator {
 	tcp, _ := net.Listen("tcp", "127.0.0.1:0")
 	httpAddr := tcp.Addr().String()
 	a.addr = udp.LocalAddr().String()
+	a.http = httpAddr
 	udp.Close()
 	tcp.Close()
 	cfg := fmt.Sprintf("database_url: %s\ndata_dir: %s\ningest:\n  listen: %s\n  heartbeat_interval: 1s\nhttp:\n  listen: %s\n",

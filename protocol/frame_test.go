@@ -102,6 +102,11 @@ func allMessages() []any {
 		&Hello{AgentID: "agent-1", AgentVersion: "1.2.3", MinVersion: 1, MaxVersion: 1, Epoch: 7, Sources: []string{"vc1", "vc2"}},
 		&Welcome{Version: 1, AgentID: "agent-1", Site: "fra1", HeartbeatInterval: 10 * time.Second, MaxInFlight: 8, ServerTime: 1_760_000_000_000},
 		&Heartbeat{SpoolDepth: 3, SpoolBytes: 4096, OldestUnsentAge: 1500, CollectionLag: 20000, Dropped: 1, SentAt: 1_760_000_000_123},
+		&Heartbeat{SpoolDepth: 1, SentAt: 1_760_000_000_456, Plugins: []PluginStatus{
+			{Name: "promexec", Version: "1.0.0", State: "running", Restarts: 2, LastError: "plugin process exited", LastErrorAt: 1_760_000_000_000,
+				LastCollect: 1_760_000_000_400, Collects: 12, Failures: 1, Samples: 340},
+			{Name: "ipmi", State: "refused", LastError: "checksum mismatch"},
+		}},
 		&Command{Name: "resync_inventory", Args: map[string]string{"source": "vc1"}},
 		&Batch{Kind: KindSamples, Epoch: 2, Seq: 99, First: 1000, Last: 2000, Codec: CodecZstd, Payload: []byte("payload")},
 		&Ack{Epoch: 2, Seq: 99, Status: AckRejected, Code: ErrCodeForbidden},

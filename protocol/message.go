@@ -181,6 +181,29 @@ func validateControl(m any) error {
 		if x.HeartbeatInterval < 0 || x.MaxInFlight < 0 {
 			return malformedf("welcome: negative heartbeat interval or max in flight")
 		}
+	case *Heartbeat:
+		if len(x.Plugins) > MaxPlugins {
+			return errorf(ErrCodeTooLarge, "heartbeat: %d plugins exceed %d", len(x.Plugins), MaxPlugins)
+		}
+		for i := range x.Plugins {
+			p := &x.Plugins[i]
+			what := fmt.Sprintf("heartbeat: plugins[%d]", i)
+			if err := checkField(what, "name", p.Name, true); err != nil {
+				return err
+			}
+			if err := checkField(what, "state", p.State, true); err != nil {
+				return err
+			}
+			if err := checkField(what, "version", p.Version, false); err != nil {
+				return err
+			}
+			if len(p.LastError) > MaxPluginErrorBytes {
+				return errorf(ErrCodeTooLarge, "%s: last_error of %d bytes exceeds %d", what, len(p.LastError), MaxPluginErrorBytes)
+			}
+			if p.Restarts < 0 || p.LastErrorAt < 0 || p.LastCollect < 0 {
+				return malformedf("%s: negative restarts, last_error_at or last_collect", what)
+			}
+		}
 	case *Command:
 		return checkField("command", "name", x.Name, true)
 	case *Error:

@@ -218,6 +218,32 @@ type Heartbeat struct {
 	CollectionLag   int64  `json:"collection_lag_ms"` // now − newest collected sample
 	Dropped         uint64 `json:"dropped_batches"`   // dropped by quota since start
 	SentAt          int64  `json:"sent_at"`           // Unix ms
+	// Plugins is the state of each configured collector plugin (absent
+	// from agents without any, and from agents older than the field: an
+	// aggregator reads its absence as "no plugins").
+	Plugins []PluginStatus `json:"plugins,omitempty"`
+}
+
+// Limits of Heartbeat.Plugins, checked by ReadMessage and WriteMessage.
+const (
+	MaxPlugins          = 256  // plugins per heartbeat
+	MaxPluginErrorBytes = 1024 // PluginStatus.LastError; the agent truncates longer ones
+)
+
+// PluginStatus is one collector plugin's state as the agent reports it.
+type PluginStatus struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"` // as the plugin reports it
+	// State is the plugin host's state: starting, running, restarting,
+	// refused or stopped.
+	State       string `json:"state"`
+	Restarts    int64  `json:"restarts"` // after crashes, failed health checks or hangs
+	LastError   string `json:"last_error,omitempty"`
+	LastErrorAt int64  `json:"last_error_at,omitempty"` // Unix ms
+	LastCollect int64  `json:"last_collect,omitempty"`  // Unix ms of the last successful Collect
+	Collects    uint64 `json:"collects"`                // successful Collect calls since the agent started
+	Failures    uint64 `json:"failures"`                // failed ones (error, timeout, plugin down)
+	Samples     uint64 `json:"samples"`                 // samples spooled since the agent started
 }
 
 // Command is sent by the aggregator on the control stream.

@@ -11,7 +11,9 @@ import (
 //
 // A collector's settings come from its command line and environment, which
 // the host sets from the agent's config (host.PluginConfig Args and Env):
-// they then survive a restart of the plugin with no extra call.
+// they then survive a restart of the plugin with no extra call. The
+// agent passes the `config` mapping of the plugin's entry as JSON in
+// EnvConfig; CollectorConfig decodes it.
 //
 // Implementations must be safe for concurrent use; each method gets a
 // context carrying the host's per-call deadline.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -39,4 +40,15 @@ func DecodeConfig(raw json.RawMessage, v any) error {
 		return &ValidationError{Fields: []FieldError{{Field: field, Message: "unknown field"}}}
 	}
 	return &ValidationError{Fields: []FieldError{{Field: "", Message: err.Error()}}}
+}
+
+// EnvConfig is the environment variable through which the agent hands a
+// collector plugin the `config` mapping of its entry in the agent's
+// config, as JSON. Read it with CollectorConfig.
+const EnvConfig = "VMPULSE_PLUGIN_CONFIG"
+
+// CollectorConfig decodes the collector's config (EnvConfig; an absent
+// variable is an empty config) into v strictly, like DecodeConfig.
+func CollectorConfig(v any) error {
+	return DecodeConfig(json.RawMessage(os.Getenv(EnvConfig)), v)
 }

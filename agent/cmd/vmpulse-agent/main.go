@@ -2,7 +2,7 @@
 // batch in a disk spool, and streams it to the aggregator.
 //
 //	vmpulse-agent -config /etc/vmpulse/agent.yml [-enroll-token TOKEN]
-//	vmpulse-agent version
+//	vmpulse-agent -version   (or: vmpulse-agent version)
 package main
 
 import (
@@ -18,12 +18,17 @@ import (
 	"github.com/vmpulse/vmpulse/agent"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=...";
+// commit may be too ("-X main.commit=..."), else it comes from the VCS
+// stamp the go command embeds (see versionLine).
+var (
+	version = "dev"
+	commit  = ""
+)
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println(version)
+		fmt.Println(versionLine())
 		return
 	}
 	if err := run(os.Args[1:]); err != nil {
@@ -38,8 +43,13 @@ func run(args []string) error {
 	token := fs.String("enroll-token", "", "single-use enrollment token (first start only; prefer VMPULSE_ENROLL_TOKEN)")
 	dataDir := fs.String("data-dir", "", "data directory (overrides the file)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file, for performance work")
+	showVersion := fs.Bool("version", false, "print the version and commit, and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Println(versionLine())
+		return nil
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -81,6 +91,6 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("vmpulse agent", "version", version, "agent", a.Identity().AgentID, "site", a.Identity().Site, "endpoints", len(cfg.Endpoints))
+	log.Info("vmpulse agent", "version", version, "commit", buildCommit(), "agent", a.Identity().AgentID, "site", a.Identity().Site, "endpoints", len(cfg.Endpoints))
 	return a.Run(ctx)
 }

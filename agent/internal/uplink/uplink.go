@@ -85,6 +85,8 @@ type Config struct {
 	Logger       *slog.Logger
 	// CollectionLag reports how far collection is behind (for heartbeats).
 	CollectionLag func() time.Duration
+	// Plugins reports the collector plugins' states (for heartbeats).
+	Plugins func() []protocol.PluginStatus
 	// OnCommand receives commands from the aggregator (e.g. resync_inventory).
 	OnCommand func(protocol.Command)
 	// OnAck observes every acknowledgement (metrics, benchmarks).
@@ -333,6 +335,9 @@ func (c *Client) heartbeats(ctx context.Context, ctl *quic.Stream, every time.Du
 		}
 		if c.cfg.CollectionLag != nil {
 			hb.CollectionLag = c.cfg.CollectionLag().Milliseconds()
+		}
+		if c.cfg.Plugins != nil {
+			hb.Plugins = c.cfg.Plugins()
 		}
 		if err := protocol.WriteMessage(ctl, hb); err != nil {
 			return fmt.Errorf("heartbeat: %w", err)

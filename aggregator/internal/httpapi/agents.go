@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
+	"github.com/vmpulse/vmpulse/protocol"
 )
 
 // AgentRegistry is what the /agents routes need from the rest of the
@@ -76,6 +77,41 @@ type Agent struct {
 	DroppedBatches  int64      `json:"dropped_batches"`
 	CertNotAfter    time.Time  `json:"cert_not_after"`
 	RevokedAt       *time.Time `json:"revoked_at"`
+	// Plugins are the agent's collector plugins at its last heartbeat.
+	Plugins []AgentPlugin `json:"plugins"`
+}
+
+// AgentPlugin is one collector plugin of an agent, as its last heartbeat
+// reported it. Times are UTC; one not known yet is null.
+type AgentPlugin struct {
+	Name        string     `json:"name"`
+	Version     string     `json:"version"`
+	State       string     `json:"state"`
+	Restarts    int64      `json:"restarts"`
+	LastError   string     `json:"last_error"`
+	LastErrorAt *time.Time `json:"last_error_at"`
+	LastCollect *time.Time `json:"last_collect"`
+	Collects    uint64     `json:"collects"`
+	Failures    uint64     `json:"failures"`
+	Samples     uint64     `json:"samples"`
+}
+
+func agentPlugins(ps []protocol.PluginStatus) []AgentPlugin {
+	out := make([]AgentPlugin, len(ps))
+	for i, p := range ps {
+		out[i] = AgentPlugin{Name: p.Name, Version: p.Version, State: p.State, Restarts: p.Restarts, LastError: p.LastError,
+			LastErrorAt: msTime(p.LastErrorAt), LastCollect: msTime(p.LastCollect), Collects: p.Collects, Failures: p.Failures, Samples: p.Samples}
+	}
+	return out
+}
+
+// msTime is a Unix-millisecond time, or nil for zero.
+func msTime(ms int64) *time.Time {
+	if ms <= 0 {
+		return nil
+	}
+	t := time.UnixMilli(ms).UTC()
+	return &t
 }
 
 func agentState(a *store.Agent) string {
@@ -95,7 +131,7 @@ func agentOf(a *store.Agent) Agent {
 		EnrolledAt: a.EnrolledAt.UTC(), FirstSeen: utcPtr(a.FirstSeen), LastSeen: utcPtr(a.LastSeen),
 		SpoolDepth: a.SpoolDepth, SpoolBytes: a.SpoolBytes, OldestUnsentMS: a.OldestUnsentMS,
 		CollectionLagMS: a.LagMS, DroppedBatches: a.Dropped,
-		CertNotAfter: a.CertNotAfter.UTC(), RevokedAt: utcPtr(a.RevokedAt),
+		CertNotAfter: a.CertNotAfter.UTC(), RevokedAt: utcPtr(a.RevokedAt), Plugins: agentPlugins(a.Plugins),
 	}
 }
 

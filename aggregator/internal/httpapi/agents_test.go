@@ -84,7 +84,7 @@ func TestAgentsListAndGet(t *testing.T) {
 	}
 	res.data(&raw)
 	wantKeys := []string{"id", "name", "site", "version", "state", "connected", "remote_addr", "enrolled_at", "first_seen", "last_seen",
-		"spool_depth", "spool_bytes", "oldest_unsent_ms", "collection_lag_ms", "dropped_batches", "cert_not_after", "revoked_at"}
+		"spool_depth", "spool_bytes", "oldest_unsent_ms", "collection_lag_ms", "dropped_batches", "cert_not_after", "revoked_at", "plugins"}
 	slices.Sort(wantKeys)
 	for _, item := range raw.Items {
 		var keys []string

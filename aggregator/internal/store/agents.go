@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -73,6 +74,8 @@ type Agent struct {
 	OldestUnsentMS, LagMS  int64
 	Dropped                int64
 	RevokedAt              *time.Time
+	// Plugins are the agent's collector plugins at its last heartbeat.
+	Plugins []protocol.PluginStatus
 }
 
 // Signer issues a client certificate for an agent: at enrollment, or when
@@ -126,13 +129,16 @@ func (s *Store) Enroll(ctx context.Context, secret, name, version string, sign S
 
 const agentCols = `id::text, site, name, version, cert_serial, cert_not_after, coalesce(prev_cert_serial, ''), enrolled_at,
 	first_seen, last_seen, agent_is_live(connected, lease_until), remote_addr, spool_depth, spool_bytes, oldest_unsent_ms, collection_lag_ms, dropped_batches,
-	revoked_at`
+	revoked_at, plugins`
 
 func scanAgent(row pgx.Row) (Agent, error) {
 	var a Agent
 	err := row.Scan(&a.ID, &a.Site, &a.Name, &a.Version, &a.CertSerial, &a.CertNotAfter, &a.PrevCertSerial, &a.EnrolledAt,
 		&a.FirstSeen, &a.LastSeen, &a.Connected, &a.RemoteAddr, &a.SpoolDepth, &a.SpoolBytes, &a.OldestUnsentMS, &a.LagMS, &a.Dropped,
-		&a.RevokedAt)
+		&a.RevokedAt, &a.Plugins)
+	if a.Plugins == nil {
+		a.Plugins = []protocol.PluginStatus{}
+	}
 	return a, err
 }
 
@@ -326,8 +332,9 @@ func (s *Store) AgentHeartbeatEvery(ctx context.Context, id string, hb *protocol
 		)
 		UPDATE agents SET last_seen = now(), connected = revoked_at IS NULL,
 		lease_until = now() + $7 * interval '1 millisecond', spool_depth = $2, spool_bytes = $3,
-		oldest_unsent_ms = $4, collection_lag_ms = $5, dropped_batches = $6 WHERE id = $1 RETURNING revoked_at IS NOT NULL`,
-		id, int64(hb.SpoolDepth), int64(hb.SpoolBytes), hb.OldestUnsentAge, hb.CollectionLag, int64(hb.Dropped), leaseMS(heartbeat)).Scan(&revoked)
+		oldest_unsent_ms = $4, collection_lag_ms = $5, dropped_batches = $6, plugins = $8 WHERE id = $1 RETURNING revoked_at IS NOT NULL`,
+		id, int64(hb.SpoolDepth), int64(hb.SpoolBytes), hb.OldestUnsentAge, hb.CollectionLag, int64(hb.Dropped), leaseMS(heartbeat),
+		heartbeatPlugins(hb)).Scan(&revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return true, nil // deleted from the registry: as good as revoked
 	}
@@ -335,6 +342,25 @@ func (s *Store) AgentHeartbeatEvery(ctx context.Context, id string, hb *protocol
 		return false, fmt.Errorf("store: agent %s heartbeat: %w", id, err)
 	}
 	return revoked, nil
+}
+
+// heartbeatPlugins is the plugins column's value for hb: its list, never
+// null.
+func heartbeatPlugins(hb *protocol.Heartbeat) []protocol.PluginStatus {
+	out := make([]protocol.PluginStatus, len(hb.Plugins))
+	for i, p := range hb.Plugins {
+		// The texts come from plugins (an error may carry a command's
+		// stderr): PostgreSQL's jsonb refuses NUL and invalid UTF-8, and
+		// one such byte must not fail every heartbeat of the agent.
+		p.Name, p.State, p.Version, p.LastError = cleanText(p.Name), cleanText(p.State), cleanText(p.Version), cleanText(p.LastError)
+		out[i] = p
+	}
+	return out
+}
+
+// cleanText replaces NUL and invalid UTF-8 with U+FFFD.
+func cleanText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // AgentDisconnected records that an agent's connection ended, and ends its
