@@ -17,34 +17,40 @@ import (
 // shows it. Times are event times; CreatedAt is when the aggregator learnt
 // of it.
 type Alert struct {
-	ID             int64             `json:"id"`
-	RuleID         *uuid.UUID        `json:"rule_id"`
-	RuleName       string            `json:"rule_name"`
-	Severity       string            `json:"severity"`
-	State          string            `json:"state"`
-	Site           string            `json:"site"`
-	EntityKind     string            `json:"entity_kind"`
-	EntityID       string            `json:"entity_id"`
-	EntityName     string            `json:"entity_name"`
-	PendingSince   *time.Time        `json:"pending_since"`
-	StartsAt       time.Time         `json:"starts_at"`
-	EndsAt         *time.Time        `json:"ends_at"`
-	Value          *float64          `json:"value"`
-	Threshold      *float64          `json:"threshold"`
-	Unit           string            `json:"unit"`
-	Summary        string            `json:"summary"`
-	Labels         map[string]string `json:"labels"`
-	Annotations    map[string]string `json:"annotations"`
-	Late           bool              `json:"late"`
-	Silenced       bool              `json:"silenced"`
-	Acked          bool              `json:"acked"`
-	AckedAt        *time.Time        `json:"acked_at"`
-	AckedBy        string            `json:"acked_by"`
-	AckComment     string            `json:"ack_comment"`
-	ResolvedBy     string            `json:"resolved_by"`
-	LastNotifiedAt *time.Time        `json:"last_notified_at"`
-	CreatedAt      time.Time         `json:"created_at"`
-	UpdatedAt      time.Time         `json:"updated_at"`
+	ID           int64             `json:"id"`
+	RuleID       *uuid.UUID        `json:"rule_id"`
+	RuleName     string            `json:"rule_name"`
+	Severity     string            `json:"severity"`
+	State        string            `json:"state"`
+	Site         string            `json:"site"`
+	EntityKind   string            `json:"entity_kind"`
+	EntityID     string            `json:"entity_id"`
+	EntityName   string            `json:"entity_name"`
+	PendingSince *time.Time        `json:"pending_since"`
+	StartsAt     time.Time         `json:"starts_at"`
+	EndsAt       *time.Time        `json:"ends_at"`
+	Value        *float64          `json:"value"`
+	Threshold    *float64          `json:"threshold"`
+	Unit         string            `json:"unit"`
+	Summary      string            `json:"summary"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	Late         bool              `json:"late"`
+	Silenced     bool              `json:"silenced"`
+	Acked        bool              `json:"acked"`
+	AckedAt      *time.Time        `json:"acked_at"`
+	AckedBy      string            `json:"acked_by"`
+	AckComment   string            `json:"ack_comment"`
+	ResolvedBy   string            `json:"resolved_by"`
+	// SuppressedBy is the alert of the parent whose state suppressed this
+	// one (state suppressed), SuppressedReason why in words.
+	SuppressedBy     *int64 `json:"suppressed_by"`
+	SuppressedReason string `json:"suppressed_reason"`
+	// Alarm is the vCenter alarm a mirrored alert stands for.
+	Alarm          *string    `json:"alarm"`
+	LastNotifiedAt *time.Time `json:"last_notified_at"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
 }
 
 // Event is one entry of an alert's timeline: At is its event time,
@@ -87,6 +93,9 @@ type Notification struct {
 	DeliveredAt    *time.Time `json:"delivered_at"`
 	LastCode       string     `json:"last_code"`
 	LastError      string     `json:"last_error"`
+	// MergedInto is the storm digest or group message that carried this
+	// notification (state merged); DeliveredAt is then that message's.
+	MergedInto *int64 `json:"merged_into"`
 }
 
 // AlertDetail is an alert with its timeline and notifications.
@@ -96,8 +105,8 @@ type AlertDetail struct {
 	Notifications []Notification `json:"notifications"`
 }
 
-// AlertFilter filters ListAlerts. State is active (firing or unknown, the
-// default), firing, unknown, resolved or all.
+// AlertFilter filters ListAlerts. State is active (firing, unknown or suppressed, the
+// default), firing, unknown, suppressed, resolved or all.
 type AlertFilter struct {
 	State, Severity, Site, Kind, Entity, Q string
 	RuleID                                 *uuid.UUID
@@ -119,14 +128,14 @@ var AlertSortFields = map[string]string{"id": "a.id", "starts_at": "a.starts_at"
 
 const alertCols = `a.id, a.rule_id, a.rule_name, a.severity, a.state, a.site, a.source, a.entity_kind, a.entity_id, a.entity_name, a.pending_since,
 	a.starts_at, a.ends_at, a.value, a.threshold, a.unit, a.summary, a.labels, a.annotations, a.late, a.silenced, a.acked_at, a.acked_by,
-	a.ack_comment, a.resolved_by, a.last_notified_at, a.created_at, a.updated_at`
+	a.ack_comment, a.resolved_by, a.last_notified_at, a.created_at, a.updated_at, a.suppressed_by, a.suppressed_reason, a.mirror_key`
 
 func scanAlert(row pgx.Row) (Alert, error) {
 	var a Alert
 	var source string
 	err := row.Scan(&a.ID, &a.RuleID, &a.RuleName, &a.Severity, &a.State, &a.Site, &source, &a.EntityKind, &a.EntityID, &a.EntityName, &a.PendingSince,
 		&a.StartsAt, &a.EndsAt, &a.Value, &a.Threshold, &a.Unit, &a.Summary, &a.Labels, &a.Annotations, &a.Late, &a.Silenced, &a.AckedAt, &a.AckedBy,
-		&a.AckComment, &a.ResolvedBy, &a.LastNotifiedAt, &a.CreatedAt, &a.UpdatedAt)
+		&a.AckComment, &a.ResolvedBy, &a.LastNotifiedAt, &a.CreatedAt, &a.UpdatedAt, &a.SuppressedBy, &a.SuppressedReason, &a.Alarm)
 	if err != nil {
 		return a, err
 	}
@@ -277,8 +286,10 @@ func (d *DB) AlertDetail(ctx context.Context, id int64) (AlertDetail, error) {
 	}
 	rows.Close()
 	rows, err = d.pool.Query(ctx, `
-		SELECT n.id, n.idempotency_key, n.channel_id, c.name, n.kind, n.state, n.created_at, n.next_attempt_at, n.delivered_at, n.last_code, n.last_error
-		FROM alert_notifications n JOIN notification_channels c ON c.id = n.channel_id WHERE n.alert_id = $1 ORDER BY n.id`, id)
+		SELECT n.id, n.idempotency_key, n.channel_id, c.name, n.kind, n.state, n.created_at, n.next_attempt_at, coalesce(n.delivered_at, m.delivered_at),
+		       n.last_code, n.last_error, n.merged_into
+		FROM alert_notifications n JOIN notification_channels c ON c.id = n.channel_id LEFT JOIN alert_notifications m ON m.id = n.merged_into
+		WHERE n.alert_id = $1 ORDER BY n.id`, id)
 	if err != nil {
 		return out, fmt.Errorf("alert: notifications: %w", err)
 	}
@@ -286,7 +297,8 @@ func (d *DB) AlertDetail(ctx context.Context, id int64) (AlertDetail, error) {
 	for rows.Next() {
 		var n Notification
 		var next time.Time
-		if err := rows.Scan(&n.ID, &n.IdempotencyKey, &n.ChannelID, &n.ChannelName, &n.Kind, &n.State, &n.CreatedAt, &next, &n.DeliveredAt, &n.LastCode, &n.LastError); err != nil {
+		if err := rows.Scan(&n.ID, &n.IdempotencyKey, &n.ChannelID, &n.ChannelName, &n.Kind, &n.State, &n.CreatedAt, &next, &n.DeliveredAt, &n.LastCode, &n.LastError,
+			&n.MergedInto); err != nil {
 			rows.Close()
 			return out, fmt.Errorf("alert: notifications: %w", err)
 		}
@@ -423,7 +435,7 @@ type RuleCount struct {
 
 // AlertStats counts the alerts in the caller's data scope.
 func (d *DB) AlertStats(ctx context.Context, from, to time.Time) (AlertCounts, error) {
-	st := AlertCounts{Active: map[string]int64{"firing": 0, "unknown": 0}, BySeverity: map[string]int64{}, BySite: map[string]int64{},
+	st := AlertCounts{Active: map[string]int64{"firing": 0, "unknown": 0, "suppressed": 0}, BySeverity: map[string]int64{}, BySite: map[string]int64{},
 		ByRule: []RuleCount{}, Transitions: map[string]int64{}, Notifications: map[string]int64{}, From: from.UTC(), To: to.UTC()}
 	var a args
 	sc, err := scopeSQL(ctx, "a", &a)

@@ -28,9 +28,15 @@ type Channel struct {
 	SecretKeys []string        `json:"secret_keys"`
 	Locale     string          `json:"locale"`
 	Enabled    bool            `json:"enabled"`
-	CreatedAt  time.Time       `json:"created_at"`
-	UpdatedAt  time.Time       `json:"updated_at"`
-	CreatedBy  string          `json:"created_by"`
+	// RatePerMinute and RatePerSecond limit the notifications sent to the
+	// channel (nil: the default of its type, see DefaultRates; 0: no
+	// limit). Beyond them, the outbox holds the channel's notifications
+	// and merges them into one digest.
+	RatePerMinute *int      `json:"rate_per_minute"`
+	RatePerSecond *int      `json:"rate_per_second"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	CreatedBy     string    `json:"created_by"`
 }
 
 // ChannelInput creates or replaces a channel. Secrets nil keeps the
@@ -42,6 +48,33 @@ type ChannelInput struct {
 	Secrets map[string]any
 	Locale  string
 	Enabled bool
+	// RatePerMinute and RatePerSecond: nil takes the type's default.
+	RatePerMinute, RatePerSecond *int
+}
+
+// Rates is a channel's send limit: at most PerMinute notifications in any
+// 60 seconds and PerSecond in any second (0: no limit).
+type Rates struct{ PerMinute, PerSecond int }
+
+// DefaultRates are the chat robots' published limits: DingTalk and WeCom
+// 20 messages a minute, Feishu 100 a minute and 5 a second. Other types
+// have none.
+var DefaultRates = map[string]Rates{
+	"dingtalk": {PerMinute: 20},
+	"wecom":    {PerMinute: 20},
+	"feishu":   {PerMinute: 100, PerSecond: 5},
+}
+
+// Rates returns the limits in force for the channel.
+func (c *Channel) Rates() Rates {
+	r := DefaultRates[c.Type]
+	if c.RatePerMinute != nil {
+		r.PerMinute = *c.RatePerMinute
+	}
+	if c.RatePerSecond != nil {
+		r.PerSecond = *c.RatePerSecond
+	}
+	return r
 }
 
 var channelTypeRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -77,6 +110,12 @@ func (in *ChannelInput) Validate() error {
 	} else if !slices.Contains(Locales, in.Locale) {
 		v.add("locale", FieldInvalidValue, map[string]any{"allowed": "en, zh-CN, ja-JP"})
 	}
+	if in.RatePerMinute != nil && (*in.RatePerMinute < 0 || *in.RatePerMinute > 100000) {
+		v.add("rate_per_minute", FieldOutOfRange, map[string]any{"min": 0, "max": 100000})
+	}
+	if in.RatePerSecond != nil && (*in.RatePerSecond < 0 || *in.RatePerSecond > 10000) {
+		v.add("rate_per_second", FieldOutOfRange, map[string]any{"min": 0, "max": 10000})
+	}
 	for k := range in.Secrets {
 		if !labelKeyRE.MatchString(k) {
 			v.add("secrets."+k, FieldInvalidFormat, map[string]any{"format": "a letter or _, then letters, digits or _"})
@@ -85,12 +124,14 @@ func (in *ChannelInput) Validate() error {
 	return v.err()
 }
 
-const channelCols = `id, name, type, config, ARRAY(SELECT jsonb_object_keys(secrets) ORDER BY 1), locale, enabled, created_at, updated_at, created_by`
+const channelCols = `id, name, type, config, ARRAY(SELECT jsonb_object_keys(secrets) ORDER BY 1), locale, enabled, created_at, updated_at, created_by,
+	rate_per_minute, rate_per_second`
 
 func scanChannel(row pgx.Row) (Channel, error) {
 	var c Channel
 	var cfg []byte
-	if err := row.Scan(&c.ID, &c.Name, &c.Type, &cfg, &c.SecretKeys, &c.Locale, &c.Enabled, &c.CreatedAt, &c.UpdatedAt, &c.CreatedBy); err != nil {
+	if err := row.Scan(&c.ID, &c.Name, &c.Type, &cfg, &c.SecretKeys, &c.Locale, &c.Enabled, &c.CreatedAt, &c.UpdatedAt, &c.CreatedBy,
+		&c.RatePerMinute, &c.RatePerSecond); err != nil {
 		return c, err
 	}
 	c.Config = cfg
@@ -170,8 +211,9 @@ func (d *DB) CreateChannel(ctx context.Context, in ChannelInput, by string) (uui
 		in.Secrets = map[string]any{}
 	}
 	id := uuid.New()
-	_, err := d.pool.Exec(ctx, `INSERT INTO notification_channels (id, name, type, config, secrets, locale, enabled, created_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, id, in.Name, in.Type, []byte(in.Config), in.Secrets, in.Locale, in.Enabled, by)
+	_, err := d.pool.Exec(ctx, `INSERT INTO notification_channels (id, name, type, config, secrets, locale, enabled, created_by, rate_per_minute, rate_per_second)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, id, in.Name, in.Type, []byte(in.Config), in.Secrets, in.Locale, in.Enabled, by,
+		in.RatePerMinute, in.RatePerSecond)
 	if isUnique(err) {
 		return uuid.Nil, ErrNameTaken
 	}
@@ -192,7 +234,8 @@ func (d *DB) UpdateChannel(ctx context.Context, id uuid.UUID, in ChannelInput) e
 		sec = in.Secrets
 	}
 	tag, err := d.pool.Exec(ctx, `UPDATE notification_channels SET name = $2, type = $3, config = $4, secrets = coalesce($5, secrets),
-		locale = $6, enabled = $7, updated_at = now() WHERE id = $1`, id, in.Name, in.Type, []byte(in.Config), sec, in.Locale, in.Enabled)
+		locale = $6, enabled = $7, rate_per_minute = $8, rate_per_second = $9, updated_at = now() WHERE id = $1`,
+		id, in.Name, in.Type, []byte(in.Config), sec, in.Locale, in.Enabled, in.RatePerMinute, in.RatePerSecond)
 	if isUnique(err) {
 		return ErrNameTaken
 	}

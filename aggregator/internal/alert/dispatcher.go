@@ -70,6 +70,11 @@ func (c *DispatcherConfig) setDefaults() {
 // DispatcherStats count a dispatcher's work since start.
 type DispatcherStats struct {
 	Leases, Delivered, Retried, Failed, Fenced, Attempts atomic.Int64
+	// Merged counts the notifications merged into storm digests, Digests
+	// those digests.
+	Merged, Digests atomic.Int64
+	// Grouped counts the notifications merged into group messages.
+	Grouped atomic.Int64
 }
 
 // Dispatcher drains the outbox while it holds the lease. Any number of
@@ -84,6 +89,8 @@ type Dispatcher struct {
 	Stats DispatcherStats
 
 	epoch atomic.Int64 // the lease epoch held, 0 when none
+	lim   *limiter     // the send logs of the rate-limited channels (leading)
+	due   time.Time    // the cutoff of the current delivery round
 }
 
 // NewDispatcher returns a dispatcher over the database behind pool that
@@ -149,6 +156,9 @@ func (d *Dispatcher) session(ctx context.Context) error {
 	}
 	if _, err := conn.Exec(ctx, `LISTEN `+outboxChannel); err != nil {
 		return fmt.Errorf("alert dispatcher: listen: %w", err)
+	}
+	if err := d.seedLimits(ctx); err != nil {
+		return err
 	}
 	d.epoch.Store(epoch)
 	defer d.epoch.Store(0)
@@ -216,18 +226,70 @@ type claimed struct {
 // returns how many it claimed. Deliveries started finish even when ctx
 // ends (within CallTimeout), so a planned handover sends nothing twice.
 func (d *Dispatcher) deliverDue(ctx context.Context, epoch int64) (int, error) {
+	if d.lim == nil {
+		d.lim = &limiter{}
+	}
+	// One cutoff for the whole round: what becomes due while it runs is
+	// left to the next, so a group is merged before any of it is claimed.
+	if err := d.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&d.due); err != nil {
+		return 0, fmt.Errorf("alert dispatcher: clock: %w", err)
+	}
+	if err := d.mergeGroups(ctx, epoch); err != nil {
+		return 0, err
+	}
+	rates, err := d.limitedChannels(ctx)
+	if err != nil {
+		return 0, err
+	}
+	limited := make([]uuid.UUID, 0, len(rates))
+	for id := range rates {
+		limited = append(limited, id)
+	}
+	list, err := d.claim(ctx, epoch, `n.channel_id <> ALL($3::uuid[])`, limited, d.cfg.Batch)
+	if err != nil {
+		return 0, err
+	}
+	if len(rates) > 0 {
+		quota, err := d.limitedClaims(ctx, epoch, rates)
+		if err != nil {
+			return 0, err
+		}
+		for ch, n := range quota {
+			if n < 0 || n > d.cfg.Batch {
+				n = d.cfg.Batch
+			}
+			more, err := d.claim(ctx, epoch, `n.channel_id = $3`, ch, n)
+			if err != nil {
+				return 0, err
+			}
+			now := time.Now()
+			for range more {
+				d.lim.log(ch).add(now)
+			}
+			list = append(list, more...)
+		}
+	}
+	if len(list) == 0 {
+		return 0, nil
+	}
+	return d.deliverClaimed(ctx, epoch, list), nil
+}
+
+// claim takes up to limit due notifications matching cond (on alias n,
+// with arg as $3) under epoch.
+func (d *Dispatcher) claim(ctx context.Context, epoch int64, cond string, arg any, limit int) ([]claimed, error) {
 	rows, err := d.pool.Query(ctx, `
 		WITH lease AS (SELECT epoch FROM alert_dispatch_lease WHERE id = 1 AND epoch = $1 FOR SHARE),
 		c AS (
 			SELECT n.id FROM alert_notifications n
-			WHERE EXISTS (SELECT 1 FROM lease)
-			  AND ((n.state = 'pending' AND n.next_attempt_at <= now()) OR (n.state = 'sending' AND n.claimed_epoch < $1))
+			WHERE EXISTS (SELECT 1 FROM lease) AND `+cond+`
+			  AND ((n.state = 'pending' AND n.next_attempt_at <= $4) OR (n.state = 'sending' AND n.claimed_epoch < $1))
 			ORDER BY n.next_attempt_at, n.id LIMIT $2 FOR UPDATE OF n SKIP LOCKED)
 		UPDATE alert_notifications n SET state = 'sending', claimed_epoch = $1, claimed_at = now(), attempts = n.attempts + 1
 		FROM c WHERE n.id = c.id
-		RETURNING n.id, n.idempotency_key, n.channel_id, n.kind, n.payload, n.attempts, n.created_at`, epoch, d.cfg.Batch)
+		RETURNING n.id, n.idempotency_key, n.channel_id, n.kind, n.payload, n.attempts, n.created_at`, epoch, limit, arg, d.due)
 	if err != nil {
-		return 0, fmt.Errorf("alert dispatcher: claim: %w", err)
+		return nil, fmt.Errorf("alert dispatcher: claim: %w", err)
 	}
 	var list []claimed
 	for rows.Next() {
@@ -235,7 +297,7 @@ func (d *Dispatcher) deliverDue(ctx context.Context, epoch int64) (int, error) {
 		var p []byte
 		if err := rows.Scan(&c.id, &c.key, &c.channel, &c.kind, &p, &c.attempt, &c.createdAt); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("alert dispatcher: claim: %w", err)
+			return nil, fmt.Errorf("alert dispatcher: claim: %w", err)
 		}
 		if err := json.Unmarshal(p, &c.payload); err != nil {
 			d.log.Error("alert dispatcher: bad payload", "notification", c.id, "err", err)
@@ -244,11 +306,14 @@ func (d *Dispatcher) deliverDue(ctx context.Context, epoch int64) (int, error) {
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("alert dispatcher: claim: %w", err)
+		return nil, fmt.Errorf("alert dispatcher: claim: %w", err)
 	}
-	if len(list) == 0 {
-		return 0, nil
-	}
+	return list, nil
+}
+
+// deliverClaimed delivers claimed notifications and records each outcome;
+// it returns how many there were.
+func (d *Dispatcher) deliverClaimed(ctx context.Context, epoch int64, list []claimed) int {
 	// Deliveries and their records outlive ctx: a stop waits for them.
 	dctx := context.WithoutCancel(ctx)
 	channels := map[uuid.UUID]*Channel{}
@@ -275,7 +340,7 @@ func (d *Dispatcher) deliverDue(ctx context.Context, epoch int64) (int, error) {
 		}(c)
 	}
 	wg.Wait()
-	return len(list), nil
+	return len(list)
 }
 
 // deliver makes one attempt and records it.

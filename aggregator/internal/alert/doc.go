@@ -44,6 +44,20 @@
 // database says, and a notification exists if and only if its transition
 // does.
 //
+// # Suppression, maintenance and vCenter alarms
+//
+// An alert that fires while its entity's parent is down — its host not
+// responding, disconnected or in maintenance mode, or, for disk rules, a
+// datastore it uses inaccessible — is recorded with state suppressed and
+// the parent's alert (suppressed_by), never paged; the parent is read from
+// the inventory as it was at the alert's event time (inventory_changes),
+// so a VM that moved follows its new host. Maintenance windows (label
+// matchers over a time range, optionally recurring) suppress the same
+// way. A suppressed alert still firing once its cause is gone pages then
+// (unsuppressed). See topology.go and maintenance.go. Rules on
+// MetricVCenterAlarm mirror vCenter's triggered alarms from the alarm
+// events the agents forward (alarms.go).
+//
 // # Delivery
 //
 // The Dispatcher drains the outbox. Among all replicas one holds the lease
@@ -54,6 +68,11 @@
 // one resend of a notification whose dispatcher died between the
 // provider's answer and the commit; each notification carries an
 // idempotency key for providers that deduplicate.
+//
+// A channel may be rate-limited (Channel.Rates; the chat robots' limits
+// by default): beyond its budget the outbox merges the channel's due
+// notifications into one digest, so a storm never exceeds the limit and
+// nothing is dropped (ratelimit.go).
 //
 // The engine and the dispatcher know nothing of how a notification is
 // sent: they call a Notifier (see PluginNotifier for the plugin host).

@@ -24,6 +24,10 @@ type SiteStatus struct {
 	// Connected: at least one of the site's agents holds a live connection
 	// (store.Agent.Connected: within its lease).
 	Connected bool
+	// Dropped is the batches the site's agents dropped from full spools,
+	// in total; OldestUnsentMS the age of the oldest batch they hold
+	// unsent.
+	Dropped, OldestUnsentMS int64
 }
 
 // Sites reports the liveness of every site that has agents. It is the
@@ -55,6 +59,8 @@ func (a agentSites) SiteStatuses(ctx context.Context) (map[string]SiteStatus, er
 		}
 		st := out[ag.Site]
 		st.Connected = st.Connected || ag.Connected
+		st.Dropped += ag.Dropped
+		st.OldestUnsentMS = max(st.OldestUnsentMS, ag.OldestUnsentMS)
 		out[ag.Site] = st
 	}
 	return out, nil
@@ -101,6 +107,9 @@ func (c *Config) setDefaults() {
 type Stats struct {
 	Batches, Samples, Evaluations, Transitions atomic.Int64
 	OutOfOrder, Dropped, Late, Conflicts       atomic.Int64
+	// Suppressed counts the firings suppressed by the topology or a
+	// maintenance window.
+	Suppressed atomic.Int64
 	// FeedDrops counts the times the realtime hub dropped the engine's
 	// feed for falling behind.
 	FeedDrops atomic.Int64
@@ -111,6 +120,11 @@ type siteState struct {
 	watermark int64 // ms: the newest sample time evaluated
 	connected bool
 	known     bool // the registry has reported on it
+	// dropped is the agents' dropped batches last seen, droppedAt when
+	// that count last grew.
+	dropped     int64
+	droppedAt   time.Time
+	droppedSeen bool
 }
 
 // offered is one batch queued by Offer.
@@ -143,6 +157,9 @@ type Engine struct {
 	meta      map[entityKey]*entityMeta
 	metaAt    time.Time
 	silences  []Silence
+	windows   []MaintenanceWindow
+	topo      topology
+	topoID    int64 // the newest inventory change read into topo
 	syncedAt  time.Time
 	loaded    bool
 	pendingTr []*change
@@ -236,6 +253,9 @@ func (e *Engine) Load(ctx context.Context) error {
 	if e.silences, err = e.db.activeSilences(ctx, e.cfg.Now()); err != nil {
 		return err
 	}
+	if e.windows, err = e.db.liveWindows(ctx, e.cfg.Now()); err != nil {
+		return err
+	}
 	if err := e.loadStates(ctx, time.Time{}); err != nil {
 		return err
 	}
@@ -296,6 +316,14 @@ func (e *Engine) reloadMeta(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if e.topo == nil {
+		e.topo = topology{}
+	}
+	since := e.cfg.Now().Add(-topoHistory)
+	if e.topoID, err = e.db.loadTopology(ctx, e.topo, since, e.topoID); err != nil {
+		return err
+	}
+	e.topo.prune(since.UnixMilli())
 	e.meta = m
 	e.metaAt = e.cfg.Now()
 	e.gen++
@@ -495,9 +523,18 @@ func (e *Engine) record(c *compiled, en *entity, in *instance, tr string, at int
 		e.Stats.Late.Add(1)
 	}
 	e.Stats.Transitions.Add(1)
+	var cs *cause
+	if tr == TrFiring {
+		if cs = e.suppression(c, en, e.labels(c, en), at); cs != nil {
+			in.flags |= flagSuppressed
+			e.Stats.Suppressed.Add(1)
+		} else {
+			in.flags &^= flagSuppressed
+		}
+	}
 	snap := *in
 	e.pendingTr = append(e.pendingTr, &change{rule: c, ent: en, live: in, in: snap, kind: tr, at: at, late: late,
-		prevVersion: prevVersion, prevState: prevState, arrived: now})
+		prevVersion: prevVersion, prevState: prevState, arrived: now, cause: cs})
 }
 
 // flush persists the recorded transitions in one transaction; on a
@@ -557,6 +594,9 @@ func (e *Engine) Tick(ctx context.Context) error {
 	if e.silences, err = e.db.activeSilences(ctx, now); err != nil {
 		return err
 	}
+	if e.windows, err = e.db.liveWindows(ctx, now); err != nil {
+		return err
+	}
 	if err := e.loadStates(ctx, e.syncedAt.Add(-2*time.Second)); err != nil {
 		return err
 	}
@@ -575,9 +615,13 @@ func (e *Engine) Tick(ctx context.Context) error {
 	}
 	e.evalInventory(now)
 	e.markUnknown(now)
+	e.reviewSuppressed(now)
 	e.Stats.Evaluations.Add(e.evals)
 	e.evals = 0
-	return e.flush(ctx)
+	if err := e.flush(ctx); err != nil {
+		return err
+	}
+	return e.mirrorAlarms(ctx, now)
 }
 
 // markUnknown moves to unknown the pending and firing instances of
@@ -642,9 +686,17 @@ func (e *Engine) evalSites(ctx context.Context, st map[string]SiteStatus, now ti
 		if st[name].Connected {
 			conn = 1
 		}
-		sd := protocol.SeriesData{Key: protocol.SeriesKey{EntityKind: KindSite, EntityID: name,
-			Counters: []protocol.Counter{{Name: MetricAgentConnected}}}, Timestamps: []int64{ts}, Values: [][]float64{{conn}}}
 		ss := e.site(name)
+		if d := st[name].Dropped; d != ss.dropped || !ss.droppedSeen {
+			if d > ss.dropped && ss.droppedSeen {
+				ss.droppedAt = now
+			}
+			ss.dropped, ss.droppedSeen = d, true
+		}
+		dropping := b2f(!ss.droppedAt.IsZero() && now.Sub(ss.droppedAt) < 15*time.Minute)
+		sd := protocol.SeriesData{Key: protocol.SeriesKey{EntityKind: KindSite, EntityID: name,
+			Counters: []protocol.Counter{{Name: MetricAgentConnected}, {Name: MetricSpoolDropping}, {Name: MetricSpoolBacklogMinutes}}},
+			Timestamps: []int64{ts}, Values: [][]float64{{conn}, {dropping}, {float64(st[name].OldestUnsentMS) / 60000}}}
 		wm := ss.watermark
 		e.evalSeries(name, ss, &sd, now)
 		ss.watermark = wm // liveness is not data

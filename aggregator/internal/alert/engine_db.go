@@ -15,6 +15,9 @@ type entityMeta struct {
 	tags          []string
 	groups        []string          // VM group ids
 	props         map[string]string // the props state metrics read
+	// freeSlope is a datastore's trend of free space, bytes a second (0:
+	// no trend).
+	freeSlope float64
 }
 
 // rulesFingerprint changes whenever a rule is created, changed or deleted.
@@ -58,7 +61,9 @@ func (d *DB) inventoryMeta(ctx context.Context) (map[entityKey]*entityMeta, erro
 		       CASE WHEN jsonb_typeof(o.props->'tags') = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(o.props->'tags')) ELSE '{}'::text[] END,
 		       jsonb_build_object('connection_state', o.props->>'connection_state', 'maintenance_mode', o.props->>'maintenance_mode',
 		           'capacity', o.props->>'capacity', 'free', o.props->>'free', 'snapshot_count', o.props->>'snapshot_count',
-		           'snapshot_oldest', o.props->>'snapshot_oldest')
+		           'snapshot_oldest', o.props->>'snapshot_oldest', 'host_id', o.props->>'host_id', 'accessible', o.props->>'accessible',
+		           'datastore_ids', (o.props->'datastore_ids')::text, 'power_state', o.props->>'power_state',
+		           'tools_running_status', o.props->>'tools_running_status', 'tools_version_status', o.props->>'tools_version_status')
 		FROM inventory_objects o
 		WHERE o.deleted_at IS NULL AND o.kind IN ('vm', 'host', 'cluster', 'datastore')`)
 	if err != nil {
@@ -84,6 +89,36 @@ func (d *DB) inventoryMeta(ctx context.Context) (map[entityKey]*entityMeta, erro
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("alert: inventory: %w", err)
+	}
+	// Datastores' free space trend: a least-squares line through the
+	// free space recorded over the last 7 days, the current value included.
+	rows, err = d.pool.Query(ctx, `
+		WITH pts AS (
+			SELECT c.site, c.source, c.moref, (c.changes->'props.free'->>'new')::float8 AS free, extract(epoch FROM c.observed_at) AS t
+			FROM inventory_changes c
+			WHERE c.kind = 'datastore' AND c.observed_at > now() - interval '7 days' AND jsonb_typeof(c.changes->'props.free'->'new') = 'number'
+			UNION ALL
+			SELECT o.site, o.source, o.moref, (o.props->>'free')::float8, extract(epoch FROM o.observed_at)
+			FROM inventory_objects o WHERE o.kind = 'datastore' AND o.deleted_at IS NULL AND jsonb_typeof(o.props->'free') = 'number')
+		SELECT site, source, moref, regr_slope(free, t) FROM pts GROUP BY 1, 2, 3
+		HAVING count(*) >= 3 AND max(t) - min(t) >= 3600`)
+	if err != nil {
+		return nil, fmt.Errorf("alert: datastore trends: %w", err)
+	}
+	for rows.Next() {
+		k := entityKey{kind: KindDatastore}
+		var slope *float64
+		if err := rows.Scan(&k.site, &k.source, &k.id, &slope); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("alert: datastore trends: %w", err)
+		}
+		if m := out[k]; m != nil && slope != nil {
+			m.freeSlope = *slope
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("alert: datastore trends: %w", err)
 	}
 	rows, err = d.pool.Query(ctx, `
 		SELECT g.id::text, o.site, o.source, o.moref FROM vm_groups g JOIN inventory_objects o ON o.kind = 'vm' AND o.deleted_at IS NULL AND (
@@ -123,7 +158,7 @@ func (d *DB) states(ctx context.Context, since time.Time) ([]stateRow, time.Time
 	rows, err := d.pool.Query(ctx, `
 		SELECT s.rule_id, s.site, s.source, s.entity_kind, s.entity_id, s.state, s.prior, s.since, s.last_true, s.keeping, s.last_at,
 		       coalesce(s.alert_id, 0), coalesce(s.value, 0), s.version, s.updated_at,
-		       coalesce(a.late, false), coalesce(a.silenced, false), a.pending_since
+		       coalesce(a.late, false), coalesce(a.silenced, false), a.pending_since, coalesce(a.state = 'suppressed', false)
 		FROM alert_states s LEFT JOIN alerts a ON a.id = s.alert_id
 		WHERE $1::timestamptz IS NULL OR s.updated_at > $1`, sincep)
 	if err != nil {
@@ -137,9 +172,9 @@ func (d *DB) states(ctx context.Context, since time.Time) ([]stateRow, time.Time
 		var state, prior string
 		var sinceT, lastAt, updated time.Time
 		var lastTrue, pending *time.Time
-		var late, silenced bool
+		var late, silenced, suppressed bool
 		if err := rows.Scan(&r.ruleID, &r.key.site, &r.key.source, &r.key.kind, &r.key.id, &state, &prior, &sinceT, &lastTrue, &r.in.keeping, &lastAt,
-			&r.in.alertID, &r.in.value, &r.in.version, &updated, &late, &silenced, &pending); err != nil {
+			&r.in.alertID, &r.in.value, &r.in.version, &updated, &late, &silenced, &pending, &suppressed); err != nil {
 			return nil, time.Time{}, fmt.Errorf("alert: states: %w", err)
 		}
 		r.in.state, r.in.prior = State(state), State(prior)
@@ -155,6 +190,9 @@ func (d *DB) states(ctx context.Context, since time.Time) ([]stateRow, time.Time
 		}
 		if silenced {
 			r.in.flags |= flagSilenced
+		}
+		if suppressed {
+			r.in.flags |= flagSuppressed
 		}
 		if updated.After(maxAt) {
 			maxAt = updated

@@ -32,6 +32,9 @@ const (
 	TrUnknown   = "unknown"   // pending or firing → unknown (no data, site offline)
 	TrKnown     = "known"     // unknown → firing again (data is back and the condition holds)
 	TrForgotten = "forgotten" // unknown → ok (data is back; nothing was firing)
+	// TrUnsuppressed: a firing instance suppressed at firing whose cause
+	// (parent down, maintenance) is gone: it pages now.
+	TrUnsuppressed = "unsuppressed"
 )
 
 // feature is one aggregation of one metric over one window; every rule of

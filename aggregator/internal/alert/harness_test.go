@@ -317,6 +317,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild()) // a crash test's subprocess (crash_test.go)
+	}
 	code := m.Run()
 	if pluginsDir != "" {
 		os.RemoveAll(pluginsDir)

@@ -28,6 +28,28 @@ const (
 	// hours (0 without snapshots); MetricSnapshotCount counts them.
 	MetricSnapshotAgeHours = "vm.snapshot.age_hours"
 	MetricSnapshotCount    = "vm.snapshot.count"
+	// MetricDatastoreAccessible is 1 while a datastore is accessible.
+	MetricDatastoreAccessible = "datastore.accessible.state"
+	// MetricDatastoreDaysUntilFull is when a datastore fills at the trend
+	// of its free space over the last 7 days (a least-squares line through
+	// the free space the inventory recorded), in days; absent while the
+	// free space is not shrinking.
+	MetricDatastoreDaysUntilFull = "datastore.full.days"
+	// MetricVMConnected is 1 while a VM's connection state is "connected"
+	// (a VM whose host is lost goes disconnected or orphaned).
+	MetricVMConnected = "vm.connected.state"
+	// MetricToolsRunning is 1 while a powered-on VM's VMware Tools run,
+	// else 0 (absent for a VM that is not powered on).
+	MetricToolsRunning = "vm.tools.running"
+	// MetricToolsOutdated is 1 while a powered-on VM's VMware Tools need
+	// an upgrade (too old, supported but old, or blacklisted), else 0.
+	MetricToolsOutdated = "vm.tools.outdated"
+	// MetricSpoolDropping is 1 while any agent of the site dropped spooled
+	// batches (its spool was full) within the last 15 minutes.
+	MetricSpoolDropping = "agent.spool.dropping"
+	// MetricSpoolBacklogMinutes is the age of the oldest batch the site's
+	// agents still hold unsent, in minutes.
+	MetricSpoolBacklogMinutes = "agent.spool.backlog_minutes"
 )
 
 // stateMetrics computes an inventory object's state metrics at now.
@@ -51,7 +73,27 @@ func (m *entityMeta) stateMetrics(kind string, now time.Time) map[string]float64
 		if ok1 && ok2 && c > 0 {
 			out[MetricDatastoreFreePct] = f / c * 100
 		}
+		if s := m.props["accessible"]; s != "" {
+			out[MetricDatastoreAccessible] = b2f(s == "true")
+		}
+		if ok2 && m.freeSlope < 0 {
+			out[MetricDatastoreDaysUntilFull] = f / -m.freeSlope / 86400
+		}
 	case KindVM:
+		if s := m.props["connection_state"]; s != "" {
+			out[MetricVMConnected] = b2f(s == "connected")
+		}
+		if m.props["power_state"] == "poweredOn" {
+			if s := m.props["tools_running_status"]; s != "" {
+				out[MetricToolsRunning] = b2f(s == "guestToolsRunning")
+			}
+			switch m.props["tools_version_status"] {
+			case "guestToolsNeedUpgrade", "guestToolsTooOld", "guestToolsSupportedOld", "guestToolsBlacklisted":
+				out[MetricToolsOutdated] = 1
+			case "guestToolsCurrent", "guestToolsSupportedNew", "guestToolsUnmanaged", "guestToolsTooNew":
+				out[MetricToolsOutdated] = 0
+			}
+		}
 		n, _ := num("snapshot_count")
 		out[MetricSnapshotCount] = n
 		out[MetricSnapshotAgeHours] = 0
@@ -105,7 +147,7 @@ func (e *Engine) evalInventory(now time.Time) {
 // DefaultPack is the editable default rule pack: installed once
 // (InstallDefaultPack), then the operators' to change, disable or delete.
 func DefaultPack() []Rule {
-	clear15 := 15.0
+	clear15, clear21 := 15.0, 21.0
 	return []Rule{
 		{Builtin: "site-offline", Name: "Site offline", EntityKind: KindSite, Severity: SeverityCritical,
 			Description: "No agent of the site is connected: its entities' alerts are unknown, not resolved, until it is back.",
@@ -123,6 +165,47 @@ func DefaultPack() []Rule {
 		{Builtin: "vm-snapshot-age", Name: "VM snapshot older than 3 days", EntityKind: KindVM, Severity: SeverityWarning,
 			Conditions:  []Condition{{Metric: MetricSnapshotAgeHours, Agg: AggLast, Op: ">", Threshold: 72}},
 			Annotations: map[string]string{"summary": "VM {{entity}} ({{site}}) has a snapshot {{value}} hours old"}},
+		{Builtin: "vm-snapshot-count", Name: "VM has many snapshots", EntityKind: KindVM, Severity: SeverityWarning,
+			Conditions:  []Condition{{Metric: MetricSnapshotCount, Agg: AggLast, Op: ">", Threshold: 3}},
+			Annotations: map[string]string{"summary": "VM {{entity}} ({{site}}) has {{value}} snapshots"}},
+		{Builtin: "datastore-days-until-full", Name: "Datastore full within 14 days", EntityKind: KindDatastore, Severity: SeverityWarning,
+			Description: "The datastore's free space, at its trend over the last 7 days, runs out within 14 days.",
+			Conditions:  []Condition{{Metric: MetricDatastoreDaysUntilFull, Agg: AggLast, Op: "<", Threshold: 14, ClearThreshold: &clear21}},
+			Annotations: map[string]string{"summary": "Datastore {{entity}} ({{site}}) is full in {{value}} days at its current trend"}},
+		{Builtin: "datastore-inaccessible", Name: "Datastore inaccessible", EntityKind: KindDatastore, Severity: SeverityCritical,
+			Description: "Suppresses the disk alerts of the VMs on it.",
+			Conditions:  []Condition{{Metric: MetricDatastoreAccessible, Agg: AggLast, Op: "<", Threshold: 1}}, For: Duration(time.Minute),
+			Annotations: map[string]string{"summary": "Datastore {{entity}} ({{site}}) is inaccessible"}},
+		{Builtin: "vm-disconnected", Name: "VM disconnected", EntityKind: KindVM, Severity: SeverityWarning,
+			Description: "The VM's connection state is not connected (disconnected, orphaned, inaccessible); suppressed while its host is down.",
+			Conditions:  []Condition{{Metric: MetricVMConnected, Agg: AggLast, Op: "<", Threshold: 1}},
+			Annotations: map[string]string{"summary": "VM {{entity}} ({{site}}) is not connected"}},
+		{Builtin: "vm-tools-not-running", Name: "VMware Tools not running", EntityKind: KindVM, Severity: SeverityWarning,
+			Conditions: []Condition{{Metric: MetricToolsRunning, Agg: AggLast, Op: "<", Threshold: 1}}, For: Duration(10 * time.Minute),
+			Annotations: map[string]string{"summary": "VMware Tools are not running on powered-on VM {{entity}} ({{site}})"}},
+		{Builtin: "vm-tools-outdated", Name: "VMware Tools outdated", EntityKind: KindVM, Severity: SeverityInfo,
+			Conditions:  []Condition{{Metric: MetricToolsOutdated, Agg: AggLast, Op: "==", Threshold: 1}},
+			Annotations: map[string]string{"summary": "VMware Tools on VM {{entity}} ({{site}}) need an upgrade"}},
+		{Builtin: "spool-dropping", Name: "Agent spool dropping data", EntityKind: KindSite, Severity: SeverityCritical,
+			Description: "An agent of the site dropped its oldest spooled batches (spool full): that data is lost and recorded as a gap.",
+			Conditions:  []Condition{{Metric: MetricSpoolDropping, Agg: AggLast, Op: "==", Threshold: 1}},
+			Annotations: map[string]string{"summary": "An agent of site {{site}} is dropping spooled data"}},
+		{Builtin: "spool-backlog", Name: "Agent spool backlog over 1 hour", EntityKind: KindSite, Severity: SeverityWarning,
+			Description: "The site's agents hold data older than an hour unsent; the spool fills while this lasts.",
+			Conditions:  []Condition{{Metric: MetricSpoolBacklogMinutes, Agg: AggLast, Op: ">", Threshold: 60}}, For: Duration(5 * time.Minute),
+			Annotations: map[string]string{"summary": "Agents of site {{site}} hold {{value}} minutes of unsent data"}},
+		{Builtin: "vcenter-alarm-vm", Name: "vCenter alarm (VM)", EntityKind: KindVM, Severity: SeverityWarning,
+			Description: "Mirrors vCenter's triggered alarms on VMs: red is critical, yellow a warning, green or gray resolves.",
+			Conditions:  []Condition{{Metric: MetricVCenterAlarm, Agg: AggLast, Op: ">=", Threshold: AlarmYellow}}},
+		{Builtin: "vcenter-alarm-host", Name: "vCenter alarm (host)", EntityKind: KindHost, Severity: SeverityWarning,
+			Description: "Mirrors vCenter's triggered alarms on hosts: red is critical, yellow a warning, green or gray resolves.",
+			Conditions:  []Condition{{Metric: MetricVCenterAlarm, Agg: AggLast, Op: ">=", Threshold: AlarmYellow}}},
+		{Builtin: "vcenter-alarm-datastore", Name: "vCenter alarm (datastore)", EntityKind: KindDatastore, Severity: SeverityWarning,
+			Description: "Mirrors vCenter's triggered alarms on datastores: red is critical, yellow a warning, green or gray resolves.",
+			Conditions:  []Condition{{Metric: MetricVCenterAlarm, Agg: AggLast, Op: ">=", Threshold: AlarmYellow}}},
+		{Builtin: "vcenter-alarm-cluster", Name: "vCenter alarm (cluster)", EntityKind: KindCluster, Severity: SeverityWarning,
+			Description: "Mirrors vCenter's triggered alarms on clusters: red is critical, yellow a warning, green or gray resolves.",
+			Conditions:  []Condition{{Metric: MetricVCenterAlarm, Agg: AggLast, Op: ">=", Threshold: AlarmYellow}}},
 	}
 }
 

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -89,5 +90,61 @@ func TestDefaultPack(t *testing.T) {
 	tick()
 	if _, ok := firing()["Site offline"]; ok {
 		t.Errorf("site-b is back but still offline: %v", firing())
+	}
+}
+
+// TestStateMetrics: VMware Tools are judged only on powered-on VMs; a
+// datastore's days until full come from its free-space trend.
+func TestStateMetrics(t *testing.T) {
+	now := time.Now()
+	on := &entityMeta{props: map[string]string{"power_state": "poweredOn", "connection_state": "orphaned",
+		"tools_running_status": "guestToolsNotRunning", "tools_version_status": "guestToolsNeedUpgrade"}}
+	m := on.stateMetrics(KindVM, now)
+	if m[MetricToolsRunning] != 0 || m[MetricToolsOutdated] != 1 || m[MetricVMConnected] != 0 {
+		t.Errorf("powered-on VM: %v", m)
+	}
+	off := &entityMeta{props: map[string]string{"power_state": "poweredOff", "tools_running_status": "guestToolsNotRunning"}}
+	if m := off.stateMetrics(KindVM, now); len(m) != 2 { // the snapshot metrics only
+		t.Errorf("powered-off VM: %v", m)
+	}
+	ds := &entityMeta{props: map[string]string{"capacity": "1000", "free": "200", "accessible": "false"}, freeSlope: -100.0 / 86400}
+	m = ds.stateMetrics(KindDatastore, now)
+	if m[MetricDatastoreDaysUntilFull] != 2 || m[MetricDatastoreFreePct] != 20 || m[MetricDatastoreAccessible] != 0 {
+		t.Errorf("datastore: %v", m)
+	}
+	ds.freeSlope = 0
+	if _, ok := ds.stateMetrics(KindDatastore, now)[MetricDatastoreDaysUntilFull]; ok {
+		t.Error("days until full without a shrinking trend")
+	}
+}
+
+// TestDatastoreDaysUntilFull: a datastore losing 100 GB an hour with
+// 200 GB left, as its inventory recorded it, fires the default pack's
+// days-until-full rule.
+func TestDatastoreDaysUntilFull(t *testing.T) {
+	f := newFixture(t, Config{InventoryInterval: time.Nanosecond})
+	if _, err := f.db.InstallDefaultPack(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := f.clock.Now()
+	const gb = 1 << 30
+	for i, free := range []float64{500, 400, 300, 200} {
+		o := dsObj("ds-9", true)
+		o.Props["capacity"], o.Props["free"] = 1000.0*gb, free*gb
+		f.inventory(now.Add(time.Duration(i-3)*time.Hour), i == 0, o)
+	}
+	f.clock.Set(now.Add(time.Second))
+	if err := f.eng.Tick(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range f.alerts() {
+		got = append(got, a.RuleName+" "+a.State)
+		if a.RuleName == "Datastore full within 14 days" && (a.Value == nil || *a.Value < 0.08 || *a.Value > 0.09) {
+			t.Errorf("days until full %v, want 200/100 hours = 0.083 days", a.Value)
+		}
+	}
+	if !slices.Contains(got, "Datastore full within 14 days firing") {
+		t.Errorf("alerts %v", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,8 +33,9 @@ const outboxChannel = "vmpulse_alert_outbox"
 
 // Instance flags kept beside the state: facts of its current alert.
 const (
-	flagLate     uint8 = 1 << iota // the alert's firing was late (digest)
-	flagSilenced                   // a silence matched when it fired
+	flagLate       uint8 = 1 << iota // the alert's firing was late (digest)
+	flagSilenced                     // a silence matched when it fired
+	flagSuppressed                   // suppressed (topology, maintenance): not paged
 )
 
 // change is one transition to persist.
@@ -49,6 +51,7 @@ type change struct {
 	prevVersion int64
 	prevState   State
 	arrived     time.Time
+	cause       *cause // firing: why it is suppressed (nil: it pages)
 }
 
 // conflictError: an instance's row was changed by another writer.
@@ -145,6 +148,8 @@ func (d *DB) apply(ctx context.Context, tx pgx.Tx, e *Engine, ch *change, r *run
 		return false, d.event(ctx, tx, r.alertID, TrKnown, ch.at, ch.late, in.value, nil)
 	case TrFiring:
 		return d.fire(ctx, tx, e, ch, r)
+	case TrUnsuppressed:
+		return d.unsuppress(ctx, tx, e, ch, r)
 	case TrResolved:
 		return d.resolve(ctx, tx, e, ch, r)
 	}
@@ -250,6 +255,15 @@ func (d *DB) fire(ctx context.Context, tx pgx.Tx, e *Engine, ch *change, r *runn
 	if silenced {
 		flags |= flagSilenced
 	}
+	state, reason := "firing", ""
+	var by *int64
+	if ch.cause != nil {
+		flags |= flagSuppressed
+		state, reason = "suppressed", ch.cause.reason
+		if id := e.parentAlert(ch.cause); id != 0 {
+			by = &id
+		}
+	}
 	ann := e.annotations(c, ch.ent, labels, in.value)
 	kr := e.kinds[k.kind]
 	unit := ""
@@ -259,11 +273,11 @@ func (d *DB) fire(ctx context.Context, tx pgx.Tx, e *Engine, ch *change, r *runn
 	var id int64
 	err := tx.QueryRow(ctx, `
 		INSERT INTO alerts (rule_id, rule_name, severity, site, source, entity_kind, entity_id, entity_name, state, pending_since, starts_at,
-		                    value, threshold, unit, summary, labels, annotations, late, silenced)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'firing', $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+		                    value, threshold, unit, summary, labels, annotations, late, silenced, suppressed_by, suppressed_reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $19, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20, $21)
 		RETURNING id`,
 		c.rule.ID, c.rule.Name, c.rule.Severity, k.site, k.source, k.kind, k.id, labels["entity"], nullMS(in.pending), msTime(ch.at),
-		finite(in.value), c.conds[0].thr, unit, ann["summary"], labels, ann, ch.late, silenced).Scan(&id)
+		finite(in.value), c.conds[0].thr, unit, ann["summary"], labels, ann, ch.late, silenced, state, by, reason).Scan(&id)
 	if err != nil {
 		return false, fmt.Errorf("alert: persist firing: %w", err)
 	}
@@ -279,6 +293,16 @@ func (d *DB) fire(ctx context.Context, tx pgx.Tx, e *Engine, ch *change, r *runn
 	if err := d.writeState(ctx, tx, ch, r); err != nil {
 		return false, err
 	}
+	if ch.cause != nil {
+		detail := map[string]any{"reason": reason}
+		if by != nil {
+			detail["suppressed_by"] = *by
+		}
+		if ch.cause.window != "" {
+			detail["maintenance_window"] = ch.cause.window
+		}
+		return false, d.event(ctx, tx, id, "suppressed", ch.at, ch.late, in.value, detail)
+	}
 	if silenced {
 		return false, d.event(ctx, tx, id, "silenced", ch.at, ch.late, in.value, nil)
 	}
@@ -286,12 +310,39 @@ func (d *DB) fire(ctx context.Context, tx pgx.Tx, e *Engine, ch *change, r *runn
 	if ch.late {
 		return false, d.digestItems(ctx, tx, c.rule.Channels, k.site, id, TrFiring, ch.at, payload)
 	}
-	n, err := d.enqueue(ctx, tx, c.rule.Channels, id, "firing", "firing", payload)
+	n, err := d.enqueueGroup(ctx, tx, c.rule.Channels, id, "firing", "firing", payload, e.groupOf(c, ch.ent), time.Duration(c.rule.GroupWait))
 	if err != nil || n == 0 {
 		return false, err
 	}
 	_, err = tx.Exec(ctx, `UPDATE alerts SET last_notified_at = now(), notify_seq = 1 WHERE id = $1`, id)
 	return true, err
+}
+
+// groupOf is the notification group of the rule's alert on en ("" when
+// the rule does not group).
+func (e *Engine) groupOf(c *compiled, en *entity) string {
+	if len(c.rule.GroupBy) == 0 {
+		return ""
+	}
+	g := c.rule.ID.String() + "|site=" + en.key.site
+	if slices.Contains(c.rule.GroupBy, "cluster") {
+		cl := ""
+		switch m := e.meta[en.key]; {
+		case en.key.kind == KindCluster:
+			cl = en.key.id
+		case m != nil:
+			cl = m.cluster
+		}
+		g += "|cluster=" + en.key.source + ":" + cl
+	}
+	return g
+}
+
+func nullStr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // resolve closes an alert and announces it.
@@ -321,21 +372,64 @@ func (d *DB) resolve(ctx context.Context, tx pgx.Tx, e *Engine, ch *change, r *r
 	if err := d.event(ctx, tx, id, TrResolved, ch.at, ch.late, in.value, nil); err != nil {
 		return false, err
 	}
-	if flags&flagSilenced != 0 {
+	if flags&(flagSilenced|flagSuppressed) != 0 {
 		return false, nil
 	}
 	payload := e.sdkAlert(c, ch.ent, id, sdk.StateResolved, labels, ann, in.value, unit, starts.UnixMilli(), ch.at)
 	if ch.late || flags&flagLate != 0 {
 		return false, d.digestItems(ctx, tx, c.rule.Channels, k.site, id, TrResolved, ch.at, payload)
 	}
-	n, err := d.enqueue(ctx, tx, c.rule.Channels, id, "resolved", "resolved", payload)
+	n, err := d.enqueueGroup(ctx, tx, c.rule.Channels, id, "resolved", "resolved", payload, e.groupOf(c, ch.ent), 0)
 	return n > 0, err
+}
+
+// unsuppress pages a suppressed alert whose cause is gone while it still
+// fires.
+func (d *DB) unsuppress(ctx context.Context, tx pgx.Tx, e *Engine, ch *change, r *running) (bool, error) {
+	if err := d.writeState(ctx, tx, ch, r); err != nil {
+		return false, err
+	}
+	id := r.alertID
+	r.flags &^= flagSuppressed
+	if id == 0 {
+		return false, nil
+	}
+	var labels, ann map[string]string
+	var starts time.Time
+	var unit string
+	var silenced, late bool
+	err := tx.QueryRow(ctx, `UPDATE alerts SET state = 'firing', suppressed_by = NULL, updated_at = now() WHERE id = $1 AND state = 'suppressed'
+		RETURNING labels, annotations, starts_at, unit, silenced, late`, id).Scan(&labels, &ann, &starts, &unit, &silenced, &late)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("alert: persist unsuppressed: %w", err)
+	}
+	if err := d.event(ctx, tx, id, TrUnsuppressed, ch.at, ch.late, ch.in.value, nil); err != nil {
+		return false, err
+	}
+	if silenced {
+		return false, nil
+	}
+	payload := e.sdkAlert(ch.rule, ch.ent, id, sdk.StateFiring, labels, ann, ch.in.value, unit, starts.UnixMilli(), 0)
+	if ch.late || late {
+		r.flags |= flagLate
+		return false, d.digestItems(ctx, tx, ch.rule.rule.Channels, ch.ent.key.site, id, TrFiring, ch.at, payload)
+	}
+	n, err := d.enqueue(ctx, tx, ch.rule.rule.Channels, id, "firing", "firing", payload)
+	if err != nil || n == 0 {
+		return false, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE alerts SET last_notified_at = now(), notify_seq = 1 WHERE id = $1`, id)
+	return true, err
 }
 
 // notePayload is what a notification row carries: the alerts as the
 // notifier will see them.
 type notePayload struct {
 	Digest  bool        `json:"digest"`
+	Storm   bool        `json:"storm,omitempty"` // a storm digest of a rate-limited channel
 	Alerts  []sdk.Alert `json:"alerts"`
 	Omitted int         `json:"omitted,omitempty"`
 }
@@ -344,6 +438,13 @@ type notePayload struct {
 // key is alert-ID-KEYPART-CHANNEL, so the same announcement is never queued
 // twice.
 func (d *DB) enqueue(ctx context.Context, tx pgx.Tx, channels []uuid.UUID, alertID int64, kind, keyPart string, a sdk.Alert) (int, error) {
+	return d.enqueueGroup(ctx, tx, channels, alertID, kind, keyPart, a, "", 0)
+}
+
+// enqueueGroup is enqueue for a rule that groups its notifications: group
+// names the group, and the notification is due after wait.
+func (d *DB) enqueueGroup(ctx context.Context, tx pgx.Tx, channels []uuid.UUID, alertID int64, kind, keyPart string, a sdk.Alert,
+	group string, wait time.Duration) (int, error) {
 	if len(channels) == 0 {
 		return 0, nil
 	}
@@ -353,9 +454,9 @@ func (d *DB) enqueue(ctx context.Context, tx pgx.Tx, channels []uuid.UUID, alert
 	}
 	prefix := "alert-" + strconv.FormatInt(alertID, 10) + "-" + keyPart + "-"
 	tag, err := tx.Exec(ctx, `
-		INSERT INTO alert_notifications (idempotency_key, channel_id, alert_id, kind, payload)
-		SELECT $1 || c.id::text, c.id, $2, $3, $4 FROM notification_channels c WHERE c.id = ANY($5) AND c.enabled
-		ON CONFLICT (idempotency_key) DO NOTHING`, prefix, alertID, kind, body, channels)
+		INSERT INTO alert_notifications (idempotency_key, channel_id, alert_id, kind, payload, group_key, next_attempt_at)
+		SELECT $1 || c.id::text, c.id, $2, $3, $4, $6, now() + make_interval(secs => $7) FROM notification_channels c WHERE c.id = ANY($5) AND c.enabled
+		ON CONFLICT (idempotency_key) DO NOTHING`, prefix, alertID, kind, body, channels, nullStr(group), wait.Seconds())
 	if err != nil {
 		return 0, fmt.Errorf("alert: enqueue: %w", err)
 	}

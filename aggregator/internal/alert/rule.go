@@ -158,6 +158,14 @@ type Rule struct {
 	Channels []uuid.UUID `json:"channels"`
 	// RepeatInterval re-sends a firing, unacknowledged alert; 0 never.
 	RepeatInterval Duration `json:"repeat_interval"`
+	// GroupBy groups the rule's notifications per channel: "site", or
+	// "site" and "cluster"; the notifications of one group due together
+	// go out as one message. Empty: one message per alert.
+	GroupBy []string `json:"group_by"`
+	// GroupWait holds a group's firing notifications this long so that
+	// the alerts of one cause arrive together (at most 10m). Resolved
+	// notices are never held.
+	GroupWait Duration `json:"group_wait"`
 	// Builtin names the default-pack entry the rule came from.
 	Builtin   string    `json:"builtin"`
 	Revision  int64     `json:"revision"`
@@ -236,7 +244,13 @@ func (r *Rule) Normalize() {
 	if r.Channels == nil {
 		r.Channels = []uuid.UUID{}
 	}
+	if r.GroupBy == nil {
+		r.GroupBy = []string{}
+	}
 }
+
+// GroupByFields are the fields a rule's notifications can be grouped by.
+var GroupByFields = []string{"site", "cluster"}
 
 // Validate checks a rule (after Normalize) and returns a *ValidationError
 // naming every bad field.
@@ -279,6 +293,20 @@ func (r *Rule) Validate() error {
 	durationRange(v, "keep_firing_for", time.Duration(r.KeepFiringFor), MaxFor)
 	if d := time.Duration(r.RepeatInterval); d != 0 && (d < time.Minute || d > 30*24*time.Hour) {
 		v.add("repeat_interval", FieldOutOfRange, map[string]any{"min": "1m", "max": "720h"})
+	}
+	validateMirror(v, r)
+	for i, g := range r.GroupBy {
+		if !slices.Contains(GroupByFields, g) || slices.Index(r.GroupBy, g) != i {
+			v.add(fmt.Sprintf("group_by[%d]", i), FieldInvalidValue, map[string]any{"allowed": "site, cluster (each once)"})
+		}
+	}
+	if len(r.GroupBy) > 0 && !slices.Contains(r.GroupBy, "site") {
+		v.add("group_by", FieldInvalidValue, map[string]any{"allowed": "[site] or [site, cluster]"})
+	}
+	if d := time.Duration(r.GroupWait); d < 0 || d > 10*time.Minute {
+		v.add("group_wait", FieldOutOfRange, map[string]any{"min": "0s", "max": "10m"})
+	} else if d > 0 && len(r.GroupBy) == 0 {
+		v.add("group_wait", FieldInvalidValue, map[string]any{"allowed": "0s without group_by"})
 	}
 	validateScope(v, r.EntityKind, &r.Scope)
 	validateMap(v, "labels", r.Labels, 255)

@@ -49,6 +49,12 @@ type AlertStore interface {
 	Silence(ctx context.Context, id uuid.UUID, now time.Time) (alert.Silence, error)
 	ExpireSilence(ctx context.Context, id uuid.UUID) error
 
+	ListWindows(ctx context.Context, now time.Time) ([]alert.MaintenanceWindow, error)
+	Window(ctx context.Context, id uuid.UUID, now time.Time) (alert.MaintenanceWindow, error)
+	CreateWindow(ctx context.Context, w alert.MaintenanceWindow, by string, now time.Time) (alert.MaintenanceWindow, error)
+	UpdateWindow(ctx context.Context, id uuid.UUID, w alert.MaintenanceWindow, now time.Time) (alert.MaintenanceWindow, error)
+	DeleteWindow(ctx context.Context, id uuid.UUID) error
+
 	ListChannels(ctx context.Context) ([]alert.Channel, error)
 	Channel(ctx context.Context, id uuid.UUID) (alert.Channel, error)
 	SendConfig(ctx context.Context, id uuid.UUID) (alert.Channel, error)
@@ -140,7 +146,7 @@ type alertsResource struct{ a *API }
 func (h *alertsResource) Routes() []Route {
 	const tag = "alerts"
 	alertParams := []Param{
-		{Name: "state", Description: "active (firing or unknown; the default), firing, unknown, resolved or all"},
+		{Name: "state", Description: "active (firing, unknown or suppressed; the default), firing, unknown, suppressed, resolved or all"},
 		{Name: "severity", Description: "critical, warning or info"},
 		{Name: "site", Description: "only this site"},
 		{Name: "kind", Description: "vm, host, cluster, datastore or site"},
@@ -176,13 +182,14 @@ func (h *alertsResource) Routes() []Route {
 	}
 	out = append(out, (&alertRulesResource{h.a}).Routes()...)
 	out = append(out, (&alertConfigResource{h.a}).Routes()...)
+	out = append(out, (&alertWindowsResource{h.a}).Routes()...)
 	return out
 }
 
 func (h *alertsResource) list(w http.ResponseWriter, r *http.Request) error {
 	q := newQuery(r)
 	f := alert.AlertFilter{
-		State:    q.oneOf("state", "active", "firing", "unknown", "resolved", "all"),
+		State:    q.oneOf("state", "active", "firing", "unknown", "suppressed", "resolved", "all"),
 		Severity: q.oneOf("severity", alert.SeverityCritical, alert.SeverityWarning, alert.SeverityInfo),
 		Site:     q.str("site", 63),
 		Kind:     q.oneOf("kind", alert.Kinds...),

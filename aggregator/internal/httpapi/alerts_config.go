@@ -139,11 +139,15 @@ type channelInput struct {
 	Secrets map[string]any  `json:"secrets"`
 	Locale  *string         `json:"locale"`
 	Enabled *bool           `json:"enabled"`
+	// RatePerMinute and RatePerSecond: null or absent takes the type's
+	// default limits, 0 turns a limit off.
+	RatePerMinute *int `json:"rate_per_minute"`
+	RatePerSecond *int `json:"rate_per_second"`
 }
 
 func (b *channelInput) input() alert.ChannelInput {
 	return alert.ChannelInput{Name: deref(b.Name), Type: deref(b.Type), Config: b.Config, Secrets: b.Secrets, Locale: deref(b.Locale),
-		Enabled: b.Enabled == nil || *b.Enabled}
+		Enabled: b.Enabled == nil || *b.Enabled, RatePerMinute: b.RatePerMinute, RatePerSecond: b.RatePerSecond}
 }
 
 func (h *alertConfigResource) listChannels(w http.ResponseWriter, r *http.Request) error {

@@ -7,7 +7,9 @@ func alertSchemas() map[string]any {
 	duration := desc(str, "a duration: 30s, 5m, 1h30m; 0 or empty for none")
 	condition := objectSchema(map[string]any{
 		"metric": desc(str, "counter of the entity as a whole (cpu.usage.average), or a state metric of the default pack "+
-			"(agent.connected.count, host.connected.state, host.maintenance.state, datastore.free.pct, vm.snapshot.age_hours, vm.snapshot.count)"),
+			"(agent.connected.count, agent.spool.dropping, agent.spool.backlog_minutes, host.connected.state, host.maintenance.state, "+
+			"datastore.free.pct, datastore.full.days, datastore.accessible.state, vm.connected.state, vm.tools.running, vm.tools.outdated, "+
+			"vm.snapshot.age_hours, vm.snapshot.count), or vcenter.alarm.status (>= 2 or >= 3, the single condition: mirrors vCenter's alarms)"),
 		"agg":             desc(str, "avg, min, max over window, or last (the default)"),
 		"window":          duration,
 		"op":              desc(str, "> >= < <= == !="),
@@ -32,6 +34,10 @@ func alertSchemas() map[string]any {
 			"{{labels.NAME}}; summary and description are shown by notifiers"),
 		"channels":        desc(strList, "notification channel ids"),
 		"repeat_interval": desc(duration, "re-send a firing, unacknowledged alert this often (at least 1m); 0: never"),
+		"group_by": desc(strList, "group the rule's notifications per channel: [site] or [site, cluster]; the alerts of a group due together "+
+			"go out as one message. Empty: one message per alert"),
+		"group_wait": desc(duration, "with group_by: hold firing notifications this long (at most 10m) so one cause's alerts arrive together; "+
+			"resolved notices are never held"),
 	}
 	rule := map[string]any{"id": uuidStr, "builtin": desc(str, "the default-pack entry this rule came from; empty for operators' rules"),
 		"revision": integer, "created_at": dateTime, "updated_at": dateTime, "created_by": str, "updated_by": str}
@@ -40,8 +46,12 @@ func alertSchemas() map[string]any {
 	}
 	alertProps := map[string]any{
 		"id": integer, "rule_id": nullable(uuidStr, "null once the rule is deleted"), "rule_name": str, "severity": str,
-		"state": desc(str, "firing, unknown (no data or site offline: never resolved for that) or resolved"),
-		"site":  str, "entity_kind": str, "entity_id": desc(str, "source:moref; a site's name"), "entity_name": str,
+		"state": desc(str, "firing, unknown (no data or site offline: never resolved for that), suppressed (its parent was down, or a "+
+			"maintenance window covered it: recorded, not paged) or resolved"),
+		"suppressed_by":     nullable(integer, "the alert of the parent (host, datastore) whose state suppressed this one"),
+		"suppressed_reason": desc(str, "why it is suppressed, in words"),
+		"alarm":             nullable(str, "the vCenter alarm a mirrored alert stands for"),
+		"site":              str, "entity_kind": str, "entity_id": desc(str, "source:moref; a site's name"), "entity_name": str,
 		"pending_since": nullable(dateTime, "event time the conditions began to hold (with for)"),
 		"starts_at":     desc(dateTime, "event time it fired"), "ends_at": nullable(dateTime, "event time it resolved"),
 		"value": nullable(number, "the last value evaluated"), "threshold": nullable(number, ""), "unit": str, "summary": str,
@@ -57,8 +67,9 @@ func alertSchemas() map[string]any {
 		"code": desc(str, "the provider's code (an HTTP status, a chat errcode, an SMTP reply)"), "message": str, "error": str,
 		"fenced": desc(boolean, "the outcome came after the lease had moved on and was not recorded on the notification")})
 	notification := objectSchema(map[string]any{"id": integer, "idempotency_key": str, "channel_id": uuidStr, "channel_name": str,
-		"kind": desc(str, "firing, resolved, repeat, digest or test"), "state": desc(str, "pending, sending, delivered or failed"),
-		"attempts": arrayOf(attempt), "created_at": dateTime, "next_attempt_at": nullable(dateTime, "while pending"),
+		"kind": desc(str, "firing, resolved, repeat, digest or test"), "state": desc(str, "pending, sending, delivered, failed, or merged (into a storm digest or a group message: merged_into)"),
+		"merged_into": nullable(integer, "the digest or group message that carried it (its delivered_at is that message's)"),
+		"attempts":    arrayOf(attempt), "created_at": dateTime, "next_attempt_at": nullable(dateTime, "while pending"),
 		"delivered_at": nullable(dateTime, ""), "last_code": str, "last_error": str})
 	event := objectSchema(map[string]any{"id": integer,
 		"kind": desc(str, "pending, firing, keeping, kept, unknown, known, resolved, silenced, ack, manual_resolve, closed, notified, notify_failed"),
@@ -98,10 +109,21 @@ func alertSchemas() map[string]any {
 		"NotificationChannelInput": objectSchema(map[string]any{"name": str, "type": desc(str, "the notifier plugin: webhook, email, dingtalk, wecom, ..."),
 			"config":  map[string]any{"type": "object", "description": "the plugin's config (shown back)"},
 			"secrets": map[string]any{"type": "object", "description": "write-only values merged into config when sending (never returned, never audited)"},
-			"locale":  desc(str, "en (default), zh-CN or ja-JP"), "enabled": desc(boolean, "default true")}, "name", "type"),
+			"locale":  desc(str, "en (default), zh-CN or ja-JP"), "enabled": desc(boolean, "default true"),
+			"rate_per_minute": nullable(integer, "at most this many notifications in any 60 s (0: no limit; null: the type's default — dingtalk and wecom 20, feishu 100); "+
+				"a storm beyond it is merged into one digest"),
+			"rate_per_second": nullable(integer, "at most this many in any second (0: no limit; null: the type's default — feishu 5)")}, "name", "type"),
 		"NotificationChannel": objectSchema(map[string]any{"id": uuidStr, "name": str, "type": str, "config": map[string]any{"type": "object"},
 			"secret_keys": desc(strList, "names of the secrets set (their values are never returned)"), "locale": str, "enabled": boolean,
+			"rate_per_minute": nullable(integer, "null: the type's default"), "rate_per_second": nullable(integer, "null: the type's default"),
 			"created_at": dateTime, "updated_at": dateTime, "created_by": str}),
+		"MaintenanceWindowInput": objectSchema(map[string]any{"name": str, "matchers": arrayOf(ref("AlertMatcher")),
+			"starts_at": dateTime, "duration": desc(str, "how long it (each occurrence) lasts: 2h, 30m (at most 744h)"),
+			"every":   desc(str, "recurring: an occurrence every this long from starts_at (at least 1h and duration); empty: once"),
+			"ends_at": nullable(dateTime, "no occurrence starts after this; null: forever"), "comment": str}, "name", "matchers", "starts_at", "duration"),
+		"MaintenanceWindow": objectSchema(map[string]any{"id": uuidStr, "name": str, "matchers": arrayOf(ref("AlertMatcher")), "starts_at": dateTime,
+			"duration": str, "every": str, "ends_at": nullable(dateTime, "null: forever"), "comment": str, "created_by": str,
+			"created_at": dateTime, "updated_at": dateTime, "active": desc(boolean, "the window covers now")}),
 		"ChannelTestResult": objectSchema(map[string]any{"idempotency_key": str, "outcome": desc(str, "delivered, retry, permanent or error"),
 			"code": str, "message": str, "error": str, "duration_ms": integer}),
 	}

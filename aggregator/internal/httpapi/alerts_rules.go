@@ -76,6 +76,8 @@ type ruleInput struct {
 	Annotations    map[string]string `json:"annotations"`
 	Channels       []string          `json:"channels"`
 	RepeatInterval *string           `json:"repeat_interval"`
+	GroupBy        []string          `json:"group_by"`
+	GroupWait      *string           `json:"group_wait"`
 
 	rule alert.Rule
 }
@@ -97,6 +99,8 @@ func (b *ruleInput) validate(v *fieldErrors) {
 	r.For = parseDur(v, "for", b.For)
 	r.KeepFiringFor = parseDur(v, "keep_firing_for", b.KeepFiringFor)
 	r.RepeatInterval = parseDur(v, "repeat_interval", b.RepeatInterval)
+	r.GroupWait = parseDur(v, "group_wait", b.GroupWait)
+	r.GroupBy = b.GroupBy
 	if b.Scope != nil {
 		r.Scope = *b.Scope
 	}

@@ -88,6 +88,7 @@ var messages = map[string]map[string]string{
 	CodeRuleNotFound:    {LangEN: "No such alert rule.", LangZH: "告警规则不存在。", LangJA: "アラートルールが存在しません。"},
 	CodeRuleNameTaken:   {LangEN: "An alert rule with this name exists.", LangZH: "同名的告警规则已存在。", LangJA: "この名前のアラートルールは既に存在します。"},
 	CodeSilenceNotFound: {LangEN: "No such silence.", LangZH: "静默规则不存在。", LangJA: "サイレンスが存在しません。"},
+	CodeWindowNotFound:  {LangEN: "No such maintenance window.", LangZH: "维护窗口不存在。", LangJA: "メンテナンスウィンドウが存在しません。"},
 	CodeChannelNotFound: {LangEN: "No such notification channel.", LangZH: "通知渠道不存在。", LangJA: "通知チャネルが存在しません。"},
 	CodeChannelNameTaken: {LangEN: "A notification channel with this name exists.", LangZH: "同名的通知渠道已存在。",
 		LangJA: "この名前の通知チャネルは既に存在します。"},
