@@ -25,6 +25,9 @@ type History interface {
 	Outages(ctx context.Context, site, source, kind, entity string, from, to time.Time) ([]store.Outage, error)
 	Top(ctx context.Context, q store.TopQuery) ([]store.TopEntry, store.Resolution, error)
 	SiteTimeline(ctx context.Context, site string, from, to time.Time) (store.Timeline, error)
+	// AlertCounts counts the open alerts in the caller's scope (the
+	// realtime overview).
+	AlertCounts(ctx context.Context) (store.AlertCounts, error)
 }
 
 // Limits of a history query.
@@ -46,7 +49,9 @@ type historyResource struct{ a *API }
 func (h *historyResource) Routes() []Route {
 	const tag = "history"
 	params := []Param{
-		{Name: "metric", Description: "metric name (group.counter.rollup, e.g. cpu.usage.average); repeat or comma-separate for several; default all", Required: false},
+		{Name: "metric", Description: "metric name (group.counter.rollup, e.g. cpu.usage.average); repeat or comma-separate for several; default all stored " +
+			"counters. The derived cpu.ready.percent (CPU ready ms ÷ the sampling interval, per vCPU for a VM as a whole; see GET /metrics) is " +
+			"answered only when named", Required: false},
 		{Name: "from", Description: "RFC 3339 start (inclusive); default to - 1h"},
 		{Name: "to", Description: "RFC 3339 end (exclusive); default now"},
 		{Name: "step", Description: "width of a point, whole seconds (20s, 5m, 1h); default picked from the range"},
@@ -110,6 +115,9 @@ type MetricInfo struct {
 	Unit        string   `json:"unit"`
 	EntityKinds []string `json:"entity_kinds"`
 	Instances   bool     `json:"per_instance"`
+	// Derived states how a metric computed at query time is computed
+	// (cpu.ready.percent); absent for stored counters.
+	Derived string `json:"derived,omitempty"`
 }
 
 func (h *historyResource) catalog(w http.ResponseWriter, r *http.Request) error {
@@ -119,7 +127,7 @@ func (h *historyResource) catalog(w http.ResponseWriter, r *http.Request) error 
 	}
 	items := make([]MetricInfo, 0, len(list))
 	for _, m := range list {
-		items = append(items, MetricInfo{Name: m.Name, Unit: m.Unit, EntityKinds: m.EntityKinds, Instances: m.Instances})
+		items = append(items, MetricInfo{Name: m.Name, Unit: m.Unit, EntityKinds: m.EntityKinds, Instances: m.Instances, Derived: m.Derived})
 	}
 	writeData(w, r, http.StatusOK, map[string]any{"items": items})
 	return nil
@@ -709,6 +717,20 @@ func (h *historyResource) query(ctx context.Context, o *store.Object, p historyP
 
 // displayValue is a stored value as an operator reads it: vSphere's percent
 // counters are stored as hundredths of a percent (10000 = 100 %).
+// readyPercentLatest derives cpu.ready.percent, in percent, from the latest
+// cpu.ready.summation value (ms) of a VM or host: latest values are
+// vCenter's realtime samples, so the interval is 20 s; for a VM as a whole
+// (instance "") it is per vCPU, by the VM's num_cpu (store.ReadyPercentRule).
+func readyPercentLatest(kind, instance string, ms float64, props map[string]any) float64 {
+	pct := ms / float64(realtimeReadyInterval.Milliseconds()) * 100
+	if kind == store.KindVM && instance == "" {
+		if n := propInt(props, "num_cpu"); n != nil && *n > 0 {
+			pct /= float64(*n)
+		}
+	}
+	return pct
+}
+
 func displayValue(unit string, v float64) float64 {
 	if unit == "%" {
 		return v / 100
@@ -803,7 +825,9 @@ func historySchemas() map[string]any {
 			"gaps":      desc(arrayOf(objectSchema(map[string]any{"agent_id": str, "from": dateTime, "to": dateTime, "batches": integer, "bytes": integer, "reason": str})), "data the agents recorded as lost"),
 		}),
 		"MetricInfo": objectSchema(map[string]any{"name": desc(str, "group.counter.rollup"), "unit": str,
-			"entity_kinds": strList, "per_instance": desc(boolean, "some series carry it per instance (vNIC, disk)")}),
+			"entity_kinds": strList, "per_instance": desc(boolean, "some series carry it per instance (vNIC, disk)"),
+			"derived": desc(str, "only for metrics computed at query time (cpu.ready.percent: CPU ready ms ÷ the sampling interval, in "+
+				"percent, per vCPU for a VM as a whole): how")}),
 		"MetricsQuery": objectSchema(map[string]any{
 			"entities": arrayOf(objectSchema(map[string]any{"kind": desc(str, "vm, host, cluster or datastore"), "id": desc(str, "source:moref")}, "kind", "id")),
 			"metrics":  strList, "instances": strList, "from": dateTime, "to": dateTime, "step": desc(str, "20s, 5m, 1h"), "agg": str,

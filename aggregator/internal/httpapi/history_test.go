@@ -207,3 +207,86 @@ func deref64(v *float64) any {
 	}
 	return *v
 }
+
+// TestHistoryReadyPercent: the derived cpu.ready.percent in the catalog,
+// the history, the export and the latest values, against ready ms ÷ the
+// 20 s interval ÷ the VM's 4 vCPUs computed here.
+func TestHistoryReadyPercent(t *testing.T) {
+	e := newEnv(t, nil)
+	f := e.inventory()
+	viewer := e.tokens["viewer"]
+	now := time.Now().UTC().Truncate(2 * time.Minute) // whole 2-minute steps
+	// Three realtime samples a minute (20 s apart) for ten minutes: 800 ms
+	// ready of 20 s is 4 % of the VM's time, 1 % per vCPU; vCPU 0 alone
+	// had 400 ms, 2 %.
+	counters := []protocol.Counter{{Name: store.CounterCPUReady, Unit: "ms"}}
+	agg := protocol.SeriesData{Key: protocol.SeriesKey{Source: vcEast, EntityKind: "vm", EntityID: "vm-1", Counters: counters}, Values: [][]float64{nil}}
+	cpu0 := protocol.SeriesData{Key: protocol.SeriesKey{Source: vcEast, EntityKind: "vm", EntityID: "vm-1", Instance: "0", Counters: counters}, Values: [][]float64{nil}}
+	for ts := now.Add(-10 * time.Minute); ts.Before(now); ts = ts.Add(20 * time.Second) {
+		agg.Timestamps, cpu0.Timestamps = append(agg.Timestamps, ts.UnixMilli()), append(cpu0.Timestamps, ts.UnixMilli())
+		agg.Values[0], cpu0.Values[0] = append(agg.Values[0], 800), append(cpu0.Values[0], 400)
+	}
+	if _, err := e.store.WriteSamples(context.Background(), store.BatchMeta{AgentID: f.east.ID, Site: "dc-east", Epoch: 1, Seq: 20, Kind: protocol.KindSamples},
+		&protocol.Samples{Series: []protocol.SeriesData{agg, cpu0}}); err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) *response {
+		t.Helper()
+		res := e.do("GET", path, viewer, "")
+		if res.status != 200 {
+			t.Fatalf("%s: %d %s", path, res.status, res.raw)
+		}
+		return res
+	}
+	const perVCPU, vcpu0 = 800.0 / 20000 * 100 / 4, 400.0 / 20000 * 100
+
+	res := get("/api/v1/metrics")
+	if !strings.Contains(string(res.raw), `{"name":"cpu.ready.percent","unit":"%","entity_kinds":["vm"],"per_instance":true,"derived":"cpu.ready.summation ms`) {
+		t.Errorf("catalog: %s", res.raw)
+	}
+
+	web01 := url.PathEscape(objectID(vcEast, "vm-1"))
+	span := "&from=" + now.Add(-10*time.Minute).Format(time.RFC3339) + "&to=" + now.Format(time.RFC3339)
+	var h HistoryAnswer
+	get("/api/v1/vms/" + web01 + "/metrics?metric=cpu.ready.percent&step=2m" + span).data(&h)
+	if len(h.Series) != 2 {
+		t.Fatalf("history: %+v", h)
+	}
+	for _, s := range h.Series {
+		want := map[string]float64{"": perVCPU, "0": vcpu0}[s.Instance]
+		if s.Metric != "cpu.ready.percent" || s.Unit != "%" || len(s.Values) != 5 {
+			t.Fatalf("series %+v", s)
+		}
+		for _, v := range s.Values {
+			if v == nil || math.Abs(*v-want) > 1e-9 {
+				t.Errorf("instance %q: %v, want %v", s.Instance, deref64(v), want)
+			}
+		}
+	}
+
+	res = get("/api/v1/metrics/export?format=csv&kind=vm&step=2m&metric=cpu.ready.percent&entity=" + web01 + span)
+	lines := strings.Split(strings.TrimSpace(string(res.raw)), "\n")
+	counts := map[string]int{}
+	for _, l := range lines[1:] {
+		counts[l[strings.Index(l, ",cpu.ready.percent,"):]]++
+	}
+	if len(lines) != 11 || counts[",cpu.ready.percent,,%,1"] != 5 || counts[",cpu.ready.percent,0,%,2"] != 5 {
+		t.Errorf("export %q", lines)
+	}
+
+	var vm RealtimeVM
+	get("/api/v1/realtime/vms/" + web01).data(&vm)
+	found := map[string]float64{}
+	for _, v := range vm.Values {
+		if v.Metric == "cpu.ready.percent" {
+			found[v.Instance] = v.Value
+		}
+	}
+	if len(found) != 2 || math.Abs(found[""]-perVCPU) > 1e-9 || math.Abs(found["0"]-vcpu0) > 1e-9 {
+		t.Errorf("realtime vm ready: %v in %+v", found, vm.Values)
+	}
+	res = get("/api/v1/vms/" + web01)
+	if !strings.Contains(string(res.raw), `"metric":"cpu.ready.percent","instance":"","unit":"%","value":1,`) {
+		t.Errorf("latest: %s", res.raw)
+	}
+}

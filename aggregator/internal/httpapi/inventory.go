@@ -274,6 +274,10 @@ func vmDetailOf(d *store.VMDetail) VMDetail {
 	}
 	for _, v := range d.Latest {
 		out.Latest = append(out.Latest, LatestValue{Metric: v.Counter, Instance: v.Instance, Unit: v.Unit, Value: displayValue(v.Unit, v.Value), TS: v.TS.UTC()})
+		if v.Counter == store.CounterCPUReady {
+			out.Latest = append(out.Latest, LatestValue{Metric: store.MetricCPUReadyPercent, Instance: v.Instance, Unit: "%",
+				Value: readyPercentLatest(store.KindVM, v.Instance, v.Value, d.Props), TS: v.TS.UTC()})
+		}
 	}
 	return out
 }

@@ -109,11 +109,12 @@ func (h *realtimeResource) Routes() []Route {
 				"on the same replica (5 minutes, 500,000 values); otherwise a gap event says samples were missed.",
 				Params: entityParams, Errors: []int{401, 403, 404, 422}, Codes: []string{CodeSlowConsumer, CodeTooManySubscriptions, CodeResumeGap}}},
 		{Method: "GET", Pattern: "/realtime/vms/{id}", Access: auth.PermMetricRead, Handle: h.vm,
-			Doc: Doc{Tag: tag, Summary: "The latest value of each metric (and instance) of a VM within the last hour; percent counters in percent",
+			Doc: Doc{Tag: tag, Summary: "The latest value of each metric (and instance) of a VM within the last hour; percent counters in percent; " +
+				"cpu.ready.percent derived from cpu.ready.summation (÷ the 20 s interval, per vCPU for the VM as a whole)",
 				Response: ref("RealtimeVM"), Errors: []int{401, 403, 404}}},
 		{Method: "GET", Pattern: "/realtime/overview", Access: auth.PermMetricRead, Handle: h.overview,
 			Doc: Doc{Tag: tag, Summary: "The fleet right now, in the caller's data scope: VMs by power state and Tools status, hosts by " +
-				"connection state, the top VMs by CPU usage, CPU ready, memory balloon and disk latency (averages over the last " +
+				"connection state, open alerts (active by severity, unacknowledged, silenced, suppressed), the top VMs by CPU usage, CPU ready, memory balloon and disk latency (averages over the last " +
 				"5 minutes), and per site: connected, last seen, the agents' unsent backlog, drain rate and ETA (from the batches " +
 				"acknowledged in the last 5 minutes) and dropped batches",
 				Params:   []Param{{Name: "limit", Description: "VMs per top list, 1-50, default 10"}},
@@ -337,6 +338,10 @@ func (h *realtimeResource) vm(w http.ResponseWriter, r *http.Request) error {
 	for _, v := range d.Latest {
 		out.Values = append(out.Values, RealtimeValue{Metric: v.Counter, Instance: v.Instance, Unit: v.Unit, Value: displayValue(v.Unit, v.Value),
 			TS: v.TS.UTC(), AgeSeconds: max(0, now.Sub(v.TS).Seconds())})
+		if v.Counter == store.CounterCPUReady {
+			out.Values = append(out.Values, RealtimeValue{Metric: store.MetricCPUReadyPercent, Instance: v.Instance, Unit: "%",
+				Value: readyPercentLatest(store.KindVM, v.Instance, v.Value, d.Props), TS: v.TS.UTC(), AgeSeconds: max(0, now.Sub(v.TS).Seconds())})
+		}
 	}
 	slices.SortFunc(out.Values, func(a, b RealtimeValue) int {
 		return cmp.Or(strings.Compare(a.Metric, b.Metric), strings.Compare(a.Instance, b.Instance))
@@ -395,6 +400,19 @@ type OverviewSite struct {
 	DroppedBatches       int64           `json:"dropped_batches"`
 }
 
+// OverviewAlerts is the open alerts in the caller's scope.
+type OverviewAlerts struct {
+	// Active counts firing and unknown alerts, BySeverity splits them
+	// (critical, warning, info).
+	Active         int64            `json:"active"`
+	BySeverity     map[string]int64 `json:"by_severity"`
+	Unacknowledged int64            `json:"unacknowledged"`
+	Silenced       int64            `json:"silenced"`
+	// Suppressed counts open alerts held back by a maintenance window or
+	// a parent alert; they are not active.
+	Suppressed int64 `json:"suppressed"`
+}
+
 // Overview is GET /realtime/overview.
 type Overview struct {
 	At  time.Time `json:"at"`
@@ -407,7 +425,8 @@ type Overview struct {
 		Total             int64            `json:"total"`
 		ByConnectionState map[string]int64 `json:"by_connection_state"`
 	} `json:"hosts"`
-	Top struct {
+	Alerts OverviewAlerts `json:"alerts"`
+	Top    struct {
 		WindowSeconds float64           `json:"window_seconds"`
 		CPUUsage      []OverviewTopItem `json:"cpu_usage"`
 		CPUReady      []OverviewTopItem `json:"cpu_ready"`
@@ -460,6 +479,13 @@ func (h *realtimeResource) overview(w http.ResponseWriter, r *http.Request) erro
 			break
 		}
 	}
+
+	ac, err := h.a.history.AlertCounts(ctx)
+	if err != nil {
+		return err
+	}
+	out.Alerts = OverviewAlerts{Active: ac.Active, BySeverity: ac.BySeverity, Unacknowledged: ac.Unacknowledged,
+		Silenced: ac.Silenced, Suppressed: ac.Suppressed}
 
 	// Top VMs over the last minutes.
 	out.Top.WindowSeconds = OverviewWindow.Seconds()
@@ -795,6 +821,11 @@ func realtimeSchemas() map[string]any {
 			"at":    dateTime,
 			"vms":   objectSchema(map[string]any{"total": integer, "by_power_state": map[string]any{"type": "object"}, "by_tools_status": map[string]any{"type": "object"}}),
 			"hosts": objectSchema(map[string]any{"total": integer, "by_connection_state": map[string]any{"type": "object"}}),
+			"alerts": desc(objectSchema(map[string]any{"active": desc(integer, "firing and unknown alerts"),
+				"by_severity":    desc(map[string]any{"type": "object"}, "active alerts per severity: critical, warning, info (always present)"),
+				"unacknowledged": integer, "silenced": integer,
+				"suppressed": desc(integer, "open alerts held back by a maintenance window or a parent alert (not active)")}),
+				"open alerts in the caller's data scope"),
 			"top": objectSchema(map[string]any{"window_seconds": number, "cpu_usage": top, "cpu_ready": top,
 				"memory_balloon": desc(top, "mem.vmmemctl.average: empty unless the agents collect it"), "disk_latency": top}),
 			"sites": arrayOf(objectSchema(map[string]any{"site": str, "connected": boolean, "agents": integer, "agents_connected": integer,

@@ -943,6 +943,19 @@ func TestRealtimeVMAndOverview(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Open alerts: two critical (one acknowledged), one warning, one
+	// suppressed, one resolved on dc-east; one critical on dc-west.
+	for _, al := range []struct{ sev, site, source, state, acked string }{
+		{"critical", "dc-east", vcEast, "firing", ""}, {"critical", "dc-east", vcEast, "unknown", "yes"},
+		{"warning", "dc-east", vcEast, "firing", ""}, {"info", "dc-east", vcEast, "suppressed", ""},
+		{"critical", "dc-east", vcEast, "resolved", ""}, {"critical", "dc-west", vcWest, "firing", ""},
+	} {
+		if _, err := e.store.Pool().Exec(context.Background(), `INSERT INTO alerts (rule_name, severity, site, source, entity_kind, entity_id, state, starts_at, acked_at)
+			VALUES ('test', $1, $2, $3, 'vm', 'vm-1', $4, now(), CASE WHEN $5 = '' THEN NULL ELSE now() END)`, al.sev, al.site, al.source, al.state, al.acked); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	get := func(token string) Overview {
 		t.Helper()
 		res := e.do("GET", "/api/v1/realtime/overview?limit=2", token, "")
@@ -957,6 +970,10 @@ func TestRealtimeVMAndOverview(t *testing.T) {
 	if o.VMs.Total != 4 || o.VMs.ByPowerState["poweredOn"] != 2 || o.VMs.ByToolsStatus["guestToolsRunning"] != 2 ||
 		o.Hosts.Total != 3 || o.Hosts.ByConnectionState["connected"] != 2 || o.Hosts.ByConnectionState["unknown"] != 1 {
 		t.Fatalf("totals: %+v %+v", o.VMs, o.Hosts)
+	}
+	if a := o.Alerts; a.Active != 4 || a.BySeverity["critical"] != 3 || a.BySeverity["warning"] != 1 || a.BySeverity["info"] != 0 ||
+		a.Unacknowledged != 3 || a.Suppressed != 1 {
+		t.Fatalf("alerts: %+v", a)
 	}
 	if len(o.Top.CPUUsage) != 2 || o.Top.CPUUsage[0].Name != "edge-01" || o.Top.CPUUsage[0].Value != 99.99 ||
 		o.Top.CPUUsage[1].Name != "db-01" || o.Top.CPUUsage[1].Value != 30 {
@@ -989,6 +1006,9 @@ func TestRealtimeVMAndOverview(t *testing.T) {
 	o = get(east)
 	if o.VMs.Total != 3 || len(o.Sites) != 1 || o.Sites[0].Site != "dc-east" || o.Top.CPUUsage[0].Name != "db-01" || o.Hosts.Total != 2 {
 		t.Fatalf("scoped overview: %+v", o)
+	}
+	if a := o.Alerts; a.Active != 3 || a.BySeverity["critical"] != 2 || a.BySeverity["warning"] != 1 || a.Unacknowledged != 2 || a.Suppressed != 1 {
+		t.Fatalf("scoped alerts: %+v", a)
 	}
 	if res := e.do("GET", "/api/v1/realtime/overview?limit=99", viewer, ""); res.status != 422 {
 		t.Fatalf("limit 99: %d", res.status)

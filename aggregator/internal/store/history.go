@@ -21,6 +21,9 @@ type MetricInfo struct {
 	// Instances reports whether some series carry it per instance (a vNIC,
 	// a disk) besides the entity as a whole.
 	Instances bool
+	// Derived, for a metric computed at query time rather than stored
+	// (MetricCPUReadyPercent), states how.
+	Derived string
 }
 
 // MetricCatalog lists every counter of the series in the caller's data
@@ -50,6 +53,15 @@ func (s *Store) MetricCatalog(ctx context.Context) ([]MetricInfo, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: metric catalog: %w", err)
+	}
+	// Derived metrics are offered wherever their source counter is stored.
+	for _, m := range out {
+		if m.Name == CounterCPUReady {
+			d := MetricInfo{Name: MetricCPUReadyPercent, Unit: "%", EntityKinds: m.EntityKinds, Instances: m.Instances, Derived: ReadyPercentRule}
+			i, _ := slices.BinarySearchFunc(out, d.Name, func(m MetricInfo, name string) int { return strings.Compare(m.Name, name) })
+			out = slices.Insert(out, i, d)
+			break
+		}
 	}
 	return out, nil
 }
@@ -290,4 +302,60 @@ func (s *Store) Top(ctx context.Context, q TopQuery) ([]TopEntry, Resolution, er
 		return nil, "", fmt.Errorf("store: top %s: %w", q.Counter, err)
 	}
 	return out, t.res, nil
+}
+
+// AlertCounts is how many alerts are open in the caller's data scope, as
+// the realtime overview shows them.
+type AlertCounts struct {
+	// Active counts the firing and unknown alerts; BySeverity splits them
+	// (critical, warning and info are always present).
+	Active     int64
+	BySeverity map[string]int64
+	// Unacknowledged and Silenced count the active alerts not yet
+	// acknowledged, and those silenced.
+	Unacknowledged, Silenced int64
+	// Suppressed counts the open alerts held back by a maintenance window
+	// or a parent alert (not active).
+	Suppressed int64
+}
+
+// AlertCounts counts the open alerts (table alerts, migration 012) in the
+// caller's data scope: an alert belongs to its entity's site, and a VM's
+// alert is also in the scope of the VM's groups.
+func (s *Store) AlertCounts(ctx context.Context) (AlertCounts, error) {
+	out := AlertCounts{BySeverity: map[string]int64{"critical": 0, "warning": 0, "info": 0}}
+	sc, err := scopeOf(ctx)
+	if err != nil {
+		return out, err
+	}
+	var a args
+	rows, err := s.pool.Query(ctx, `
+		SELECT a.severity,
+		       count(*) FILTER (WHERE a.state IN ('firing', 'unknown')),
+		       count(*) FILTER (WHERE a.state IN ('firing', 'unknown') AND a.acked_at IS NULL),
+		       count(*) FILTER (WHERE a.state IN ('firing', 'unknown') AND a.silenced),
+		       count(*) FILTER (WHERE a.state = 'suppressed')
+		FROM alerts a
+		WHERE a.state <> 'resolved' AND `+sc.seriesSQL("a", &a)+`
+		GROUP BY a.severity`, a...)
+	if err != nil {
+		return out, fmt.Errorf("store: alert counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sev string
+		var active, unacked, silenced, suppressed int64
+		if err := rows.Scan(&sev, &active, &unacked, &silenced, &suppressed); err != nil {
+			return out, fmt.Errorf("store: alert counts: %w", err)
+		}
+		out.BySeverity[sev] += active
+		out.Active += active
+		out.Unacknowledged += unacked
+		out.Silenced += silenced
+		out.Suppressed += suppressed
+	}
+	if err := rows.Err(); err != nil {
+		return out, fmt.Errorf("store: alert counts: %w", err)
+	}
+	return out, nil
 }

@@ -14,11 +14,15 @@ import (
 
 // BenchmarkHistory measures history queries over 30 days, which the hourly
 // rollup tier answers: one counter of one VM, all 15 counters of one VM, and
-// one counter of 1,000 VMs (a cluster). The fleet is BENCH_HISTORY_VMS VMs
-// (default 10,000) × 15 counters with 30 days of hourly buckets, written
-// with SQL (the rollup job's own output format), since the figures are
-// about reading. Each figure is the p99 of 200 queries (50 for the
-// cluster), on random VMs.
+// one counter of 1,000 VMs (a cluster, every VM's own line). The fleet is
+// BENCH_HISTORY_VMS VMs (default 10,000) × 15 counters with 30 days of
+// hourly buckets, written with SQL in the rollup job's own output format
+// (the figures are about reading), then packed by the store's own job
+// (RunRollups, then PackHours for the rest of the closed days). Each
+// figure is the p99 of 200 queries (50 for the cluster), on random VMs.
+//
+// The same run first measures the hourly rows alone (the layout before
+// migration 016, through the previous SQL path): the *_hourly_rows figures.
 func BenchmarkHistory(b *testing.B) {
 	nVMs := 10000
 	if s := os.Getenv("BENCH_HISTORY_VMS"); s != "" {
@@ -60,7 +64,8 @@ func BenchmarkHistory(b *testing.B) {
 	rows.Close()
 
 	rng := rand.New(rand.NewPCG(1, 2))
-	p99 := func(n int, q func() store.RangeQuery, wantSeries, wantPoints int) float64 {
+	// p99 runs n queries and returns the 99th and 50th percentiles, ms.
+	p99 := func(n int, q func() store.RangeQuery, wantSeries, wantPoints int) (float64, float64) {
 		var d []time.Duration
 		for range n {
 			rq := q()
@@ -75,23 +80,58 @@ func BenchmarkHistory(b *testing.B) {
 			}
 		}
 		slices.Sort(d)
-		return float64(d[len(d)*99/100].Microseconds()) / 1000
+		return float64(d[len(d)*99/100].Microseconds()) / 1000, float64(d[len(d)/2].Microseconds()) / 1000
 	}
-	for b.Loop() {
-		one := p99(200, func() store.RangeQuery {
+	figures := func(suffix string, nCluster int) {
+		one, oneP50 := p99(200, func() store.RangeQuery {
 			return store.RangeQuery{Site: "dc1", Source: "vc1", EntityKind: "vm", EntityID: "vm-" + strconv.Itoa(1+rng.IntN(nVMs)),
 				Counters: []string{"cpu.ready.summation"}, From: from, To: to}
 		}, 1, 720)
-		vm := p99(200, func() store.RangeQuery {
+		vm, vmP50 := p99(200, func() store.RangeQuery {
 			return store.RangeQuery{Site: "dc1", Source: "vc1", EntityKind: "vm", EntityID: "vm-" + strconv.Itoa(1+rng.IntN(nVMs)), From: from, To: to}
 		}, 15, 720)
-		cluster := p99(50, func() store.RangeQuery {
+		cluster, clusterP50 := p99(nCluster, func() store.RangeQuery {
 			n := min(1000, len(ids))
 			i := rng.IntN(len(ids) - n + 1)
 			return store.RangeQuery{SeriesIDs: ids[i : i+n], Counters: []string{"cpu.usage.average"}, From: from, To: to}
 		}, min(1000, len(ids)), 720)
-		fmt.Printf("figure: history_1counter_30d_p99_ms %.2f ms\n", one)
-		fmt.Printf("figure: history_1vm_30d_p99_ms %.2f ms\n", vm)
-		fmt.Printf("figure: history_cluster_1000vm_30d_p99_ms %.1f ms\n", cluster)
+		fmt.Printf("figure: history_1counter_30d%s_p99_ms %.2f ms\n", suffix, one)
+		fmt.Printf("figure: history_1vm_30d%s_p99_ms %.2f ms\n", suffix, vm)
+		fmt.Printf("figure: history_cluster_1000vm_30d%s_p99_ms %.1f ms\n", suffix, cluster)
+		fmt.Printf("figure: history_cluster_1000vm_30d%s_p50_ms %.1f ms\n", suffix, clusterP50)
+		fmt.Printf("# p50: 1 counter %.2f ms, 1 VM %.2f ms; load average %s", oneP50, vmP50, loadavg())
 	}
+	for b.Loop() {
+		store.SetHourlyViaSQL(true)
+		figures("_hourly_rows", 10)
+		store.SetHourlyViaSQL(false)
+
+		t0 := time.Now()
+		if _, err := f.st.RunRollups(ctx, time.Now()); err != nil { // advances the watermark, packs the newest days
+			b.Fatal(err)
+		}
+		rep, err := f.st.PackHours(ctx, time.Now(), int(to.Sub(from)/(24*time.Hour))+1) // the seeded days, newest first
+		if err != nil {
+			b.Fatal(err)
+		}
+		var days int
+		var hourly, packed int64
+		if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM samples_1h_packed WHERE day >= $1::date AND whole), pg_total_relation_size('samples_1h'),
+			pg_total_relation_size('samples_1h_days')`, from).Scan(&days, &hourly, &packed); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `ANALYZE samples_1h_days; ANALYZE samples_1h_packed`); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("packed %d days (%d rows) in %s; hourly tier %d MB, packed copy %d MB", days, rep.Rows, time.Since(t0).Round(time.Millisecond), hourly>>20, packed>>20)
+		fmt.Printf("figure: history_pack_day_%dvm_s %.1f s\n", nVMs, time.Since(t0).Seconds()/float64(days))
+		fmt.Printf("figure: history_packed_copy_size_ratio %.2f x\n", float64(packed)/float64(hourly))
+		figures("", 50)
+	}
+}
+
+// loadavg is /proc/loadavg, for the conditions of a figure ("" elsewhere).
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return string(b)
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -119,9 +120,14 @@ type RangeResult struct {
 // width if need be. Steps are aligned to the Unix epoch (UTC days). With a
 // rollup tier, every bucket overlapping [From, To) counts whole.
 //
-// It runs one SQL statement; the counter values are taken out of the arrays
-// by position after the series are matched, so a query for a few counters
-// reads each row once.
+// The hourly tier is read from its packed copy (migration 016, packed.go)
+// for the hours copied, and from samples_1h for the rest, in one
+// repeatable-read snapshot, and combined per step in Go. The other tiers
+// run one SQL statement; the counter values are taken out of the arrays by
+// position after the series are matched, so a query for a few counters
+// reads each row once. The derived MetricCPUReadyPercent, when named in
+// Counters, is computed by its own statement (derived.go) and placed after
+// the stored counters of its series.
 func (s *Store) QueryRange(ctx context.Context, q RangeQuery) (RangeResult, error) {
 	var res RangeResult
 	if err := q.validate(); err != nil {
@@ -156,6 +162,23 @@ func (s *Store) QueryRange(ctx context.Context, q RangeQuery) (RangeResult, erro
 	}
 	res.Resolution, res.Step = tiers[ti].res, step
 
+	stored, ready := splitDerived(q.Counters)
+	var derived []SeriesPoints
+	if ready {
+		if derived, err = s.queryReadyPercent(ctx, tiers[ti], agg, step, &q); err != nil {
+			return res, err
+		}
+		if len(stored) == 0 {
+			res.Series = derived
+			return res, nil
+		}
+		q.Counters = stored
+	}
+	if tiers[ti].res == Resolution1h && !hourlyViaSQL.Load() {
+		res.Series, err = s.queryHourly(ctx, &q, agg, step)
+		res.Series = mergeDerived(res.Series, derived)
+		return res, err
+	}
 	sql, args := rangeSQL(tiers[ti], agg, step, &q)
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
@@ -179,6 +202,7 @@ func (s *Store) QueryRange(ctx context.Context, q RangeQuery) (RangeResult, erro
 	if err := rows.Err(); err != nil {
 		return res, fmt.Errorf("store: query range: %w", err)
 	}
+	res.Series = mergeDerived(res.Series, derived)
 	return res, nil
 }
 
@@ -238,35 +262,12 @@ func pickTier(rng, step time.Duration) (int, time.Duration) {
 // first, with the positions of the wanted counters; each stored row is then
 // read once and expanded to those positions only.
 func rangeSQL(t tier, agg Agg, step time.Duration, q *RangeQuery) (string, []any) {
-	args := []any{step.Microseconds(), q.From, q.To, q.Counters}
+	a := args{step.Microseconds(), q.From, q.To, q.Counters}
+	where := q.seriesWhere(&a)
+	args := []any(a)
 	param := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
-	}
-	var where []string
-	if len(q.SeriesIDs) > 0 {
-		where = append(where, "se.id = ANY("+param(q.SeriesIDs)+"::bigint[])")
-	}
-	if q.EntityKind != "" {
-		where = append(where, "se.entity_kind = "+param(q.EntityKind))
-	}
-	if q.EntityID != "" {
-		where = append(where, "se.entity_id = "+param(q.EntityID))
-	}
-	if q.Site != "" {
-		where = append(where, "se.site = "+param(q.Site))
-	}
-	if q.Source != "" {
-		where = append(where, "se.source = "+param(q.Source))
-	}
-	if !q.scope.all {
-		// rangeSQL's args shadows the args type: go through argList.
-		a := argList(args)
-		where = append(where, q.scope.seriesSQL("se", &a))
-		args = a
-	}
-	if q.Instances != nil {
-		where = append(where, "se.instance = ANY("+param(q.Instances)+"::text[])")
 	}
 
 	var val, present, timeFilter string
@@ -319,7 +320,7 @@ func rangeSQL(t tier, agg Agg, step time.Duration, q *RangeQuery) (string, []any
 		WITH sel AS (
 			SELECT se.id, array_agg(c.i::int ORDER BY c.i) AS idx
 			FROM series se CROSS JOIN LATERAL unnest(se.counters) WITH ORDINALITY AS c(name, i)
-			WHERE ` + strings.Join(where, " AND ") + `
+			WHERE ` + where + `
 			  AND (coalesce(cardinality($4::text[]), 0) = 0 OR c.name = ANY($4::text[]))
 			GROUP BY se.id
 		), pts AS (
@@ -332,6 +333,39 @@ func rangeSQL(t tier, agg Agg, step time.Duration, q *RangeQuery) (string, []any
 		GROUP BY se.id, p.i
 		ORDER BY se.entity_kind, se.entity_id, se.instance, se.id, p.i`
 	return sql, args
+}
+
+// hourlyViaSQL makes QueryRange answer the hourly tier with rangeSQL over
+// samples_1h alone, as before the packed layout: benchmarks set it to
+// measure both layouts in one run (see export_test.go).
+var hourlyViaSQL atomic.Bool
+
+// seriesWhere is the condition on series alias se that selects the query's
+// series within the caller's scope, with its parameters appended to a.
+func (q *RangeQuery) seriesWhere(a *args) string {
+	var where []string
+	if len(q.SeriesIDs) > 0 {
+		where = append(where, "se.id = ANY("+a.add(q.SeriesIDs)+"::bigint[])")
+	}
+	if q.EntityKind != "" {
+		where = append(where, "se.entity_kind = "+a.add(q.EntityKind))
+	}
+	if q.EntityID != "" {
+		where = append(where, "se.entity_id = "+a.add(q.EntityID))
+	}
+	if q.Site != "" {
+		where = append(where, "se.site = "+a.add(q.Site))
+	}
+	if q.Source != "" {
+		where = append(where, "se.source = "+a.add(q.Source))
+	}
+	if !q.scope.all {
+		where = append(where, q.scope.seriesSQL("se", a))
+	}
+	if q.Instances != nil {
+		where = append(where, "se.instance = ANY("+a.add(q.Instances)+"::text[])")
+	}
+	return strings.Join(where, " AND ")
 }
 
 // rollupCache keeps the retention cutoffs of rollup_state for QueryRange's

@@ -86,6 +86,10 @@ type RollupReport struct {
 	Batches, Spans int
 	// R5m, R1h and R1d report the three tiers.
 	R5m, R1h, R1d TierReport
+	// Pack reports the packed copy of the hourly tier: days repacked
+	// because the run changed their copied hourly buckets, and the hours
+	// and days copied after the run (see PackHours).
+	Pack PackReport
 	// Duration is the wall time of the run.
 	Duration time.Duration
 }
@@ -181,11 +185,22 @@ func (s *Store) RunRollups(ctx context.Context, now time.Time) (RollupReport, er
 			return rep, err
 		}
 	}
+	if rep.Pack, err = repackTouched(ctx, tx, s1h); err != nil {
+		return rep, err
+	}
 	if _, err := tx.Exec(ctx, `UPDATE rollup_state SET received_until = $1, last_run_at = now()`, rep.To); err != nil {
 		return rep, fmt.Errorf("store: rollups: advance watermark: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return rep, fmt.Errorf("store: rollups: commit: %w", err)
+	}
+	newly, err := s.packHours(ctx, now, packPerRun)
+	rep.Pack.Days, rep.Pack.Hours, rep.Pack.Rows = newly.Days, newly.Hours, rep.Pack.Rows+newly.Rows
+	if err == nil && rep.Pack.Rows > 0 {
+		err = s.vacuumPacked(ctx)
+	}
+	if err != nil {
+		return rep, err
 	}
 	rep.Duration = time.Since(start)
 	s.log.Debug("rollups", "batches", rep.Batches, "spans", rep.Spans, "raw_rows", rep.R5m.SourceRows,
@@ -506,6 +521,18 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time, r Retention) 
 				return rep, fmt.Errorf("store: retention: delete from %s: %w", tiers[i].table, err)
 			}
 			*deleted[i] = tag.RowsAffected()
+		}
+		// Packed days go with the hourly buckets they copy, and beyond
+		// PackHorizon.
+		packCut := now.Add(-PackHorizon).UTC().Truncate(day)
+		if cut[2] != nil {
+			packCut = maxTime(packCut, cut[2].Truncate(day))
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM samples_1h_days WHERE day < $1::date`, packCut); err != nil {
+			return rep, fmt.Errorf("store: retention: delete packed hours: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM samples_1h_packed WHERE day < $1::date`, packCut); err != nil {
+			return rep, fmt.Errorf("store: retention: delete packed days: %w", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
