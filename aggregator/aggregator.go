@@ -83,7 +83,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		MaxInFlight:       cfg.Ingest.MaxInFlight,
 		AgentCertLifetime: time.Duration(cfg.Ingest.AgentCertLifetime),
 		Publisher:         a.Realtime,
-		Logger:            log.With("component", "ingest"),
+		// One replica of several: commands and revocations reach the
+		// agents of every replica; the replica registers itself.
+		Cluster: &ingest.Cluster{Pool: st.Pool(), Registry: st, Version: httpapi.ReadBuild().Version,
+			HTTPAddr: func() string {
+				if a.httpLn == nil {
+					return ""
+				}
+				return a.httpLn.Addr().String()
+			}},
+		Logger: log.With("component", "ingest"),
 	}, st, ca)
 	if err := a.Ingest.Listen(); err != nil {
 		st.Close()

@@ -7,7 +7,7 @@
 //	vmpulse-aggregator agent list -config FILE
 //	vmpulse-aggregator agent revoke -config FILE [-reason TEXT] AGENT_ID
 //	vmpulse-aggregator migrations [-timescale] [-out DIR]
-//	vmpulse-aggregator version
+//	vmpulse-aggregator -version   (or: vmpulse-aggregator version)
 package main
 
 import (
@@ -31,11 +31,16 @@ import (
 	"github.com/vmpulse/vmpulse/aggregator"
 	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+	"github.com/vmpulse/vmpulse/aggregator/internal/ingest"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags
+// "-X main.version=... -X main.commit=..." (make build, make dist).
+var (
+	version = "dev"
+	commit  = ""
+)
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -45,6 +50,10 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && (args[0] == "-version" || args[0] == "--version") {
+		fmt.Println(versionLine())
+		return nil
+	}
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -61,7 +70,7 @@ func run(args []string) error {
 	case "migrations":
 		return renderMigrations(args)
 	case "version":
-		fmt.Println(version)
+		fmt.Println(versionLine())
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q (serve, enroll-token, user, agent, migrations, version)", cmd)
@@ -280,6 +289,11 @@ func agentCommand(args []string) error {
 	if err := st.RevokeAgent(ctx, a.ID); err != nil {
 		return err
 	}
+	// Every serving replica closes the agent's connection now (the
+	// heartbeat check would within one interval otherwise).
+	if err := ingest.NotifyDisconnect(ctx, st.Pool(), a.ID, "cli"); err != nil {
+		fmt.Fprintf(os.Stderr, "warning: the aggregators were not notified (%v); they close the connection at its next heartbeat\n", err)
+	}
 	w := audit.NewWriter(st.Pool(), audit.WriterOptions{})
 	summary, _ := json.Marshal(map[string]string{"name": a.Name, "site": a.Site, "reason": *reason})
 	aerr := w.Append(ctx, audit.Record{Source: "system", ActorType: "system", ActorName: "cli", Action: "agent.revoke",
@@ -290,7 +304,7 @@ func agentCommand(args []string) error {
 	if aerr != nil {
 		return fmt.Errorf("agent %s revoked, but the audit record was not written: %w", a.ID, aerr)
 	}
-	fmt.Fprintf(os.Stderr, "agent %s (%s, site %s) revoked: its certificate is refused from now on, and aggregators close its connection at its next heartbeat\n", a.ID, a.Name, a.Site)
+	fmt.Fprintf(os.Stderr, "agent %s (%s, site %s) revoked: its certificate is refused from now on, and every aggregator was told to close its connection\n", a.ID, a.Name, a.Site)
 	return nil
 }
 

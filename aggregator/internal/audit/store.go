@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -32,6 +33,7 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 // are newest first; Before (a Seq) continues a previous page.
 type Filter struct {
 	Actor        string // actor name, exact (case-insensitive)
+	Source       string // "api", "vcenter" or "system"
 	Action       string // exact, or a prefix ending in "." ("user.")
 	ResourceType string
 	ResourceID   string
@@ -39,6 +41,12 @@ type Filter struct {
 	From, To     time.Time
 	Before       int64
 	Limit        int
+	// VCenterSites, when non-nil, limits the records forwarded from vCenter
+	// (source "vcenter", which carry site data) to these sites: a caller
+	// whose data scope is limited sees only its sites' vCenter events (an
+	// empty, non-nil list: none). API and system records are not site data
+	// and are not limited by it.
+	VCenterSites []string
 }
 
 const selectRecord = `SELECT seq, time, source, actor_type, actor_id, actor_name, action, resource_type, resource_id,
@@ -60,6 +68,9 @@ func (f Filter) where() (string, []any) {
 	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
 	if f.Actor != "" {
 		conds = append(conds, "lower(actor_name) = lower("+arg(f.Actor)+")")
+	}
+	if f.Source != "" {
+		conds = append(conds, "source = "+arg(f.Source))
 	}
 	if f.Action != "" {
 		if strings.HasSuffix(f.Action, ".") {
@@ -85,6 +96,10 @@ func (f Filter) where() (string, []any) {
 	}
 	if f.Before > 0 {
 		conds = append(conds, "seq < "+arg(f.Before))
+	}
+	if f.VCenterSites != nil {
+		// CASE: the summary of an API record need not be JSON.
+		conds = append(conds, "CASE WHEN source = '"+SourceVCenter+"' THEN (summary::jsonb->>'site') = ANY("+arg(f.VCenterSites)+"::text[]) ELSE true END")
 	}
 	return strings.Join(conds, " AND "), args
 }
@@ -359,4 +374,17 @@ func (s *Store) EachLogin(ctx context.Context, f LoginFilter, fn func(*LoginReco
 		return fmt.Errorf("audit: query logins: %w", err)
 	}
 	return nil
+}
+
+// VCenterSite returns the site of a record forwarded from vCenter (its
+// summary's "site"), and false for any other record.
+func (r *Record) VCenterSite() (string, bool) {
+	if r.Source != SourceVCenter {
+		return "", false
+	}
+	var sum struct {
+		Site string `json:"site"`
+	}
+	_ = json.Unmarshal(r.Summary, &sum)
+	return sum.Site, true
 }

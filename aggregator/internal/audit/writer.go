@@ -308,30 +308,34 @@ func unavailable(err error) bool {
 // appendChain stores records as the next links of the chain, in one
 // transaction holding the chain head's row lock.
 func appendChain(ctx context.Context, pool *pgxpool.Pool, batch []*Record) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		var seq int64
-		var prev []byte
-		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_chain WHERE id = 1 FOR UPDATE`).Scan(&seq, &prev); err != nil {
-			return fmt.Errorf("audit: lock chain head: %w", err)
-		}
-		rows := make([][]any, 0, len(batch))
-		for _, r := range batch {
-			seq++
-			r.Seq = seq
-			r.PrevHash = prev
-			r.Hash = chainHash(prev, r)
-			prev = r.Hash
-			rows = append(rows, []any{r.Seq, r.Time, r.Source, r.ActorType, r.ActorID, r.ActorName, r.Action, r.ResourceType, r.ResourceID,
-				string(r.Summary), r.Result, r.Status, r.IP, r.UserAgent, r.RequestID, r.LatencyUS, r.PrevHash, r.Hash})
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_log"}, recordColumns, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("audit: insert: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1`, seq, prev); err != nil {
-			return fmt.Errorf("audit: move chain head: %w", err)
-		}
-		return nil
-	})
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return appendInTx(ctx, tx, batch) })
+}
+
+// appendInTx links records to the chain and stores them inside tx, which
+// holds (or here takes) the chain head's row lock until it ends.
+func appendInTx(ctx context.Context, tx pgx.Tx, batch []*Record) error {
+	var seq int64
+	var prev []byte
+	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_chain WHERE id = 1 FOR UPDATE`).Scan(&seq, &prev); err != nil {
+		return fmt.Errorf("audit: lock chain head: %w", err)
+	}
+	rows := make([][]any, 0, len(batch))
+	for _, r := range batch {
+		seq++
+		r.Seq = seq
+		r.PrevHash = prev
+		r.Hash = chainHash(prev, r)
+		prev = r.Hash
+		rows = append(rows, []any{r.Seq, r.Time, r.Source, r.ActorType, r.ActorID, r.ActorName, r.Action, r.ResourceType, r.ResourceID,
+			string(r.Summary), r.Result, r.Status, r.IP, r.UserAgent, r.RequestID, r.LatencyUS, r.PrevHash, r.Hash})
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_log"}, recordColumns, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("audit: insert: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1`, seq, prev); err != nil {
+		return fmt.Errorf("audit: move chain head: %w", err)
+	}
+	return nil
 }
 
 var recordColumns = []string{"seq", "time", "source", "actor_type", "actor_id", "actor_name", "action", "resource_type", "resource_id",

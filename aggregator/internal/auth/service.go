@@ -47,6 +47,40 @@ type Service struct {
 	keys    *keyRing
 	limiter *ipLimiter
 	parser  *jwt.Parser
+	policy  func(ctx context.Context) Policy // Options.Policy; nil: none
+}
+
+// Policy holds runtime overrides of the lockout policy and session
+// lifetimes (the settings of PUT /system/settings); a zero field keeps
+// the Config's value.
+type Policy struct {
+	LockoutThreshold int
+	LockoutDuration  time.Duration
+	RefreshTTL       time.Duration
+	SessionMaxAge    time.Duration
+}
+
+// effective is the Config with the current Policy applied; it is read at
+// each login and refresh, so a changed setting applies at once.
+func (s *Service) effective(ctx context.Context) Config {
+	cfg := s.cfg
+	if s.policy == nil {
+		return cfg
+	}
+	p := s.policy(ctx)
+	if p.LockoutThreshold > 0 {
+		cfg.LockoutThreshold = p.LockoutThreshold
+	}
+	if p.LockoutDuration > 0 {
+		cfg.LockoutDuration = p.LockoutDuration
+	}
+	if p.RefreshTTL > 0 {
+		cfg.RefreshTTL = p.RefreshTTL
+	}
+	if p.SessionMaxAge > 0 {
+		cfg.SessionMaxAge = p.SessionMaxAge
+	}
+	return cfg
 }
 
 // Options are a Service's dependencies.
@@ -59,6 +93,9 @@ type Options struct {
 	// signing keys stored in the database. Every replica must use the
 	// same one; the aggregator derives it from its CA key.
 	KeyEncryptionKey []byte
+	// Policy, if set, is asked at each login and refresh for overrides of
+	// the lockout policy and session lifetimes; it must be cheap (cache).
+	Policy func(ctx context.Context) Policy
 }
 
 // New returns a Service using cfg (defaults filled in), after validating it.
@@ -86,6 +123,7 @@ func New(pool *pgxpool.Pool, cfg Config, opts Options) (*Service, error) {
 		now:     now,
 		keys:    newKeyRing(pool, sealer, cfg, now, log),
 		limiter: newIPLimiter(cfg.LoginRate, cfg.LoginBurst, now),
+		policy:  opts.Policy,
 	}
 	s.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{cfg.Algorithm}),
@@ -173,7 +211,7 @@ func (s *Service) Login(ctx context.Context, identifier, password string, c Clie
 				WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= $2 THEN 1 ELSE failed_logins + 1 END) >= $3 THEN $4
 				WHEN locked_until IS NOT NULL AND locked_until <= $2 THEN NULL
 				ELSE locked_until END
-			WHERE id = $1`, id, now, s.cfg.LockoutThreshold, now.Add(s.cfg.LockoutDuration)); err != nil {
+			WHERE id = $1`, id, now, s.effective(ctx).LockoutThreshold, now.Add(s.effective(ctx).LockoutDuration)); err != nil {
 			return nil, at, fmt.Errorf("auth: login: count failure: %w", err)
 		}
 		return nil, at, ErrInvalidCredentials
@@ -196,8 +234,9 @@ func (s *Service) openSession(ctx context.Context, userID uuid.UUID, c Client) (
 	if err != nil {
 		return nil, err
 	}
-	sessionEnd := now.Add(s.cfg.SessionMaxAge)
-	refreshEnd := minTime(now.Add(s.cfg.RefreshTTL), sessionEnd)
+	pol := s.effective(ctx)
+	sessionEnd := now.Add(pol.SessionMaxAge)
+	refreshEnd := minTime(now.Add(pol.RefreshTTL), sessionEnd)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $3, $4, $5, $6)`,
 			sid, userID, now, sessionEnd, c.IP, truncate(c.UserAgent, 512)); err != nil {
@@ -267,7 +306,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Tokens, er
 		if err != nil {
 			return err
 		}
-		nextEnd = minTime(now.Add(s.cfg.RefreshTTL), sessionEnd)
+		nextEnd = minTime(now.Add(s.effective(ctx).RefreshTTL), sessionEnd)
 		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1`, hash, now); err != nil {
 			return err
 		}

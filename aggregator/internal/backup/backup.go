@@ -48,6 +48,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
+	"github.com/vmpulse/vmpulse/aggregator/internal/jobs"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
@@ -519,8 +520,8 @@ func (s *Service) writeDump(ctx context.Context, b Backup, req Request, tmp stri
 		return res, err
 	}
 	args := []string{"--format=custom", "--data-only", "--no-owner", "--no-privileges"}
-	if s.opts.Compression >= 0 {
-		args = append(args, fmt.Sprintf("--compress=%d", s.opts.Compression))
+	if level := s.compression(ctx); level >= 0 {
+		args = append(args, fmt.Sprintf("--compress=%d", level))
 	}
 	for _, t := range man.Tables {
 		args = append(args, "--table="+t.Name)
@@ -772,3 +773,23 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// compression is the pg_dump -Z level of a backup starting now: the
+// backup setting (PUT /system/settings), read at the start of every
+// backup on whichever replica runs it, else Options.Compression.
+func (s *Service) compression(ctx context.Context) int {
+	var doc jobs.BackupDoc
+	found, _, err := jobs.ReadSetting(ctx, s.pool, jobs.SettingBackup, &doc)
+	if err != nil {
+		s.log.Warn("backup: backup setting unreadable; using the configured compression", "err", err)
+		return s.opts.Compression
+	}
+	if !found || doc.Compression < 0 || doc.Compression > 9 {
+		return s.opts.Compression
+	}
+	return doc.Compression
+}
+
+// ConfiguredCompression is the configuration file's pg_dump -Z level (-1:
+// pg_dump's default), which the backup setting overrides.
+func (s *Service) ConfiguredCompression() int { return s.opts.Compression }

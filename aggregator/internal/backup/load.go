@@ -15,41 +15,76 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
-// load restores a verified dump in one transaction on its own connection:
+// A restore loads a verified dump in one transaction on its own
+// connection, in two steps, so that ingest is paused only for the second:
 //
-//  1. lock the target tables (EXCLUSIVE: readers go on, writers wait) and
-//     make the staging tables: a temporary copy of each sync and merge
-//     table; the raw partitions of the range are created if retention
-//     dropped them and emptied; the rollup rows of the range deleted;
-//  2. stream `pg_restore --data-only` of the file — fed through a hash of
-//     its bytes — and COPY each table's data where it goes;
-//  3. apply: sync tables lose the rows the dump does not have (children
-//     first) and get the dump's rows inserted or updated (parents first);
-//     merge tables get the rows they miss; sequences are moved past the
-//     restored ids;
-//  4. commit only if the bytes pg_restore read still hash to the backup's
-//     SHA-256, so a file changed since the check restores nothing.
-func (s *Service) load(ctx context.Context, tool string, b Backup, man Manifest, progress func(int64)) ([]audit.Record, error) {
+// stageRestore, before maintenance mode, while every replica still
+// ingests: make the staging tables — a temporary copy of each sync, merge
+// and range table, and for each raw partition a new table with the
+// partition's columns, not yet attached — then stream `pg_restore
+// --data-only` of the file, fed through a hash of its bytes, COPYing each
+// table's data into its staging table, check that the bytes pg_restore
+// read hash to the backup's SHA-256, and build each staged partition's
+// primary key and a CHECK constraint of its bounds. No live table is
+// locked beyond ACCESS SHARE of the tables copied with LIKE (the raw
+// partitions' columns are read from the catalog, so that the samples table
+// is not held at all).
+//
+// commitRestore, in maintenance mode: lock the target tables (EXCLUSIVE:
+// readers go on, writers wait); swap each staged partition in (detach and
+// drop the day's partition, rename the staged table, attach it: its CHECK
+// constraint spares PostgreSQL the validation scan, and its index becomes
+// the partition's primary key); replace the rollup rows of the range;
+// apply the configuration (sync tables lose the rows the dump does not
+// have, children first, and get the dump's rows inserted or updated,
+// parents first; merge tables get the rows they miss; sequences are moved
+// past the restored ids); commit.
+//
+// Nothing is visible before the commit, and a crash at any point rolls the
+// whole restore back, staged partitions included.
+type pendingLoad struct {
+	conn *pgx.Conn
+	tx   pgx.Tx
+	plan *loadPlan
+	man  Manifest
+}
+
+// close ends the load's transaction (a rollback unless committed) and its
+// connection.
+func (pl *pendingLoad) close(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	_ = pl.tx.Rollback(ctx)
+	_ = pl.conn.Close(ctx)
+}
+
+// stageRestore is the first step of a restore (see pendingLoad).
+func (s *Service) stageRestore(ctx context.Context, tool string, b Backup, man Manifest, progress func(int64)) (_ *pendingLoad, err error) {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("restore: connect: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
 	tx, err := conn.Begin(ctx)
 	if err != nil {
+		conn.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("restore: begin: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	pl := &pendingLoad{conn: conn, tx: tx, man: man}
+	defer func() {
+		if err != nil {
+			pl.close(ctx)
+		}
+	}()
 	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '60s'`); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	plan, err := s.prepare(ctx, tx, man)
-	if err != nil {
+	if pl.plan, err = s.prepare(ctx, tx, man, b.ID); err != nil {
 		return nil, err
 	}
 
@@ -72,7 +107,7 @@ func (s *Service) load(ctx context.Context, tool string, b Backup, man Manifest,
 	if err := cmd.Start(); err != nil {
 		return nil, newErr(CodeToolMissing, "run %s: %v", tool, err)
 	}
-	streamErr := plan.stream(ctx, tx, bufio.NewReaderSize(out, 1<<20))
+	streamErr := pl.plan.stream(ctx, tx, bufio.NewReaderSize(out, 1<<20))
 	if streamErr != nil {
 		cancel()
 		_, _ = io.Copy(io.Discard, out)
@@ -91,8 +126,29 @@ func (s *Service) load(ctx context.Context, tool string, b Backup, man Manifest,
 	if sum := hex.EncodeToString(hr.h.Sum(nil)); sum != b.SHA256 || hr.n.Load() != b.SizeBytes {
 		return nil, newErr(CodeChecksum, "%s changed while it was restored (SHA-256 now %s); rolled back", b.File, sum)
 	}
-	if err := plan.apply(ctx, tx); err != nil {
+	if err := pl.plan.indexStaged(ctx, tx); err != nil {
 		return nil, err
+	}
+	return pl, nil
+}
+
+// commitRestore is the second step of a restore (see pendingLoad); it
+// closes pl.
+func (s *Service) commitRestore(ctx context.Context, pl *pendingLoad) ([]audit.Record, error) {
+	defer pl.close(ctx)
+	tx, man := pl.tx, pl.man
+	if err := pl.plan.replace(ctx, tx); err != nil {
+		return nil, err
+	}
+	if err := pl.plan.apply(ctx, tx); err != nil {
+		return nil, err
+	}
+	if man.From != nil && man.To != nil {
+		// The hourly tier's packed read copy is not in the dump: forget it
+		// over the restored range so queries read the restored hours.
+		if err := store.ForgetPackedRange(ctx, tx, *man.From, *man.To); err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("restore: commit: %w", err)
@@ -105,7 +161,7 @@ func (s *Service) load(ctx context.Context, tool string, b Backup, man Manifest,
 			}
 		}
 	}
-	return plan.reappend, nil
+	return pl.plan.reappend, nil
 }
 
 // loadPlan is where each dumped table's COPY goes and what follows it.
@@ -120,6 +176,8 @@ type loadPlan struct {
 	// reappend are the operation log's records the dump lacks, to be
 	// appended again once the restore is committed (ModeChain).
 	reappend []audit.Record
+	// lock lists the tables commitRestore locks.
+	lock []string
 }
 
 type planTable struct {
@@ -130,13 +188,16 @@ type planTable struct {
 	pk      []string
 	ident   []string // identity or serial columns
 	copied  bool
+	// staged is, for a raw partition, the new table holding the dump's
+	// rows until it replaces the partition (public.<name>).
+	staged string
 }
 
-// prepare locks the targets, makes the staging tables and clears what a
-// partition or range replaces.
-func (s *Service) prepare(ctx context.Context, tx pgx.Tx, man Manifest) (*loadPlan, error) {
+// prepare makes the staging tables (see pendingLoad) and plans the rest;
+// it locks nothing but what LIKE reads.
+func (s *Service) prepare(ctx context.Context, tx pgx.Tx, man Manifest, id uuid.UUID) (*loadPlan, error) {
 	p := &loadPlan{by: map[string]*planTable{}}
-	var lockList []string
+	short := strings.ReplaceAll(id.String(), "-", "")[:12]
 	for i, t := range man.Tables {
 		pt := &planTable{Table: t, copyTo: t.Target}
 		var exists bool
@@ -151,15 +212,26 @@ func (s *Service) prepare(ctx context.Context, tx pgx.Tx, man Manifest) (*loadPl
 			return nil, newErr(CodeRestoreFailed, "table %s does not exist", t.Target)
 		}
 		switch t.Mode {
-		case ModeSync, ModeMerge, ModeChain, ModeAppend:
+		case ModeSync, ModeMerge, ModeChain, ModeAppend, ModeRange:
 			pt.copyTo = fmt.Sprintf("pg_temp.vmp_restore_%d", i)
 			if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+pt.copyTo[len("pg_temp."):]+` (LIKE `+t.Target+` INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
 				return nil, fmt.Errorf("restore: stage %s: %w", t.Target, err)
 			}
-			lockList = append(lockList, t.Target)
-		case ModeRange:
-			lockList = append(lockList, t.Target)
+			p.lock = append(p.lock, t.Target)
 		case ModePartition:
+			// The partition's columns from the catalog: no lock on samples.
+			var cols string
+			if err := tx.QueryRow(ctx, `
+				SELECT string_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod) || CASE WHEN attnotnull THEN ' NOT NULL' ELSE '' END,
+				                  ', ' ORDER BY attnum)
+				FROM pg_attribute WHERE attrelid = 'public.samples'::regclass AND attnum > 0 AND NOT attisdropped`).Scan(&cols); err != nil {
+				return nil, fmt.Errorf("restore: columns of public.samples: %w", err)
+			}
+			pt.staged = fmt.Sprintf("vmp_restore_%s_%d", short, i)
+			pt.copyTo = "public." + pt.staged
+			if _, err := tx.Exec(ctx, `CREATE TABLE `+pt.copyTo+` (`+cols+`)`); err != nil {
+				return nil, fmt.Errorf("restore: stage %s: %w", t.Target, err)
+			}
 		default:
 			return nil, newErr(CodeRestoreFailed, "table %s: unknown restore mode %q", t.Name, t.Mode)
 		}
@@ -175,6 +247,9 @@ func (s *Service) prepare(ctx context.Context, tx pgx.Tx, man Manifest) (*loadPl
 				return nil, newErr(CodeRestoreFailed, "table %s has no primary key to restore by", t.Target)
 			}
 		}
+		if t.Mode == ModeRange && len(pt.cols) == 0 {
+			return nil, newErr(CodeRestoreFailed, "table %s has no columns", t.Target)
+		}
 		p.by[stripQuotes(t.Name)] = pt
 		p.all = append(p.all, pt)
 		switch t.Mode {
@@ -188,35 +263,78 @@ func (s *Service) prepare(ctx context.Context, tx pgx.Tx, man Manifest) (*loadPl
 			p.appendT = append(p.appendT, pt)
 		}
 	}
-	if len(lockList) > 0 {
-		slices.Sort(lockList)
-		if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(lockList, ", ")+` IN EXCLUSIVE MODE`); err != nil {
-			return nil, fmt.Errorf("restore: lock tables: %w", err)
+	if err := p.orderSync(ctx, tx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// indexStaged builds each staged partition's primary key (one sort, not
+// row by row) and the CHECK constraint of its bounds, so that attaching it
+// needs neither an index build nor a validation scan.
+func (p *loadPlan) indexStaged(ctx context.Context, tx pgx.Tx) error {
+	for _, pt := range p.all {
+		if pt.Mode != ModePartition {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+pt.copyTo+` ADD CONSTRAINT `+pt.staged+`_pkey PRIMARY KEY (series_id, ts)`); err != nil {
+			return fmt.Errorf("restore: index staged %s: %w", pt.Target, err)
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD CONSTRAINT vmp_restore_bounds CHECK (ts IS NOT NULL AND ts >= '%s' AND ts < '%s')`,
+			pt.copyTo, pt.From.UTC().Format(time.RFC3339), pt.To.UTC().Format(time.RFC3339))); err != nil {
+			return fmt.Errorf("restore: bound staged %s: %w", pt.Target, err)
+		}
+	}
+	return nil
+}
+
+// replace locks the targets, swaps the staged partitions in and replaces
+// the rollup rows of the range.
+func (p *loadPlan) replace(ctx context.Context, tx pgx.Tx) error {
+	if len(p.lock) > 0 {
+		lock := slices.Clone(p.lock)
+		slices.Sort(lock)
+		if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(lock, ", ")+` IN EXCLUSIVE MODE`); err != nil {
+			return fmt.Errorf("restore: lock tables: %w", err)
 		}
 	}
 	for _, pt := range p.all {
 		switch pt.Mode {
 		case ModePartition:
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('vmpulse.samples.partitions'))`); err != nil {
-				return nil, fmt.Errorf("restore: %w", err)
+				return fmt.Errorf("restore: %w", err)
 			}
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF public.samples FOR VALUES FROM ('%s') TO ('%s')`,
-				pt.Target, pt.From.UTC().Format(time.RFC3339), pt.To.UTC().Format(time.RFC3339))); err != nil {
-				return nil, fmt.Errorf("restore: partition %s: %w", pt.Target, err)
+			bare := strings.TrimPrefix(pt.Target, "public.")
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pt.Target).Scan(&exists); err != nil {
+				return fmt.Errorf("restore: %w", err)
 			}
-			if _, err := tx.Exec(ctx, `TRUNCATE `+pt.Target); err != nil {
-				return nil, fmt.Errorf("restore: empty %s: %w", pt.Target, err)
+			steps := []string{}
+			if exists {
+				steps = append(steps, `ALTER TABLE public.samples DETACH PARTITION `+pt.Target, `DROP TABLE `+pt.Target)
+			}
+			steps = append(steps,
+				`ALTER TABLE `+pt.copyTo+` RENAME TO `+pgx.Identifier{bare}.Sanitize(),
+				`ALTER INDEX public.`+pt.staged+`_pkey RENAME TO `+pgx.Identifier{bare + "_pkey"}.Sanitize(),
+				fmt.Sprintf(`ALTER TABLE public.samples ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')`,
+					pt.Target, pt.From.UTC().Format(time.RFC3339), pt.To.UTC().Format(time.RFC3339)),
+				`ALTER TABLE `+pt.Target+` DROP CONSTRAINT vmp_restore_bounds`)
+			for _, sql := range steps {
+				if _, err := tx.Exec(ctx, sql); err != nil {
+					return fmt.Errorf("restore: partition %s: %w", pt.Target, err)
+				}
 			}
 		case ModeRange:
 			if _, err := tx.Exec(ctx, `DELETE FROM `+pt.Target+` WHERE ts >= $1 AND ts < $2`, *pt.From, *pt.To); err != nil {
-				return nil, fmt.Errorf("restore: clear range of %s: %w", pt.Target, err)
+				return fmt.Errorf("restore: clear range of %s: %w", pt.Target, err)
+			}
+			cols := strings.Join(pt.cols, ", ")
+			if _, err := tx.Exec(ctx, `INSERT INTO `+pt.Target+` (`+cols+`) SELECT `+cols+` FROM `+pt.copyTo); err != nil {
+				return fmt.Errorf("restore: range of %s: %w", pt.Target, err)
 			}
 		}
 	}
-	if err := p.orderSync(ctx, tx); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return nil
 }
 
 // columns reads a table's columns, primary key and identity/serial

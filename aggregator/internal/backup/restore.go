@@ -203,19 +203,26 @@ func (s *Service) restore(ctx context.Context, r Restore, b Backup, tool string,
 		if man.BackupID != b.ID.String() {
 			return newErr(CodeChecksum, "the dump's manifest names backup %s, not %s", man.BackupID, b.ID)
 		}
-		// 3. Maintenance: every replica stops committing.
+		// 3. Load it into staging tables in the restore's transaction
+		// while ingest goes on, checking its SHA-256 again.
+		pl, err := s.stageRestore(ctx, tool, b, man, progress)
+		if err != nil {
+			return err
+		}
+		defer pl.close(ctx)
+		// 4. Maintenance: every replica stops committing.
 		phase(PhasePausing)
 		pausedAt = time.Now()
 		if err := s.enterMaintenance(ctx, r, lock); err != nil {
 			return err
 		}
 		defer s.leaveMaintenance(context.WithoutCancel(ctx), lock, log)
-		// 4. Load, in one transaction.
+		// 5. Swap the staged data in and commit.
 		phase(PhaseRestoring)
 		if s.loadHook != nil {
 			s.loadHook()
 		}
-		recs, lerr := s.load(ctx, tool, b, man, progress)
+		recs, lerr := s.commitRestore(ctx, pl)
 		reappend = recs
 		return lerr
 	}()

@@ -109,6 +109,7 @@ type API struct {
 	build     Build
 	now       func() time.Time
 	auth      *auth.Service
+	policy    *policyCache // the lockout and session settings (settings.go)
 	audit     *audit.Writer
 	logs      *audit.Store
 	proxies   []netip.Prefix
@@ -154,10 +155,15 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	svc, err := auth.New(deps.Pool, cfg.Auth, auth.Options{Logger: log, Now: deps.Now, KeyEncryptionKey: deps.KeyEncryptionKey})
+	// The lockout and session settings (PUT /system/settings) override
+	// cfg.Auth at each login and refresh (settings.go).
+	policy := newPolicyCache(deps.Pool, log)
+	svc, err := auth.New(deps.Pool, cfg.Auth, auth.Options{Logger: log, Now: deps.Now, KeyEncryptionKey: deps.KeyEncryptionKey,
+		Policy: policy.policy})
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
+	policy.setBase(svc.Config())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := auth.SyncBuiltins(ctx, deps.Pool); err != nil {
@@ -186,6 +192,7 @@ func New(cfg Config, deps Deps) (*API, error) {
 		build:     build,
 		now:       now,
 		auth:      svc,
+		policy:    policy,
 		logs:      audit.NewStore(deps.Pool),
 		proxies:   proxies,
 	}

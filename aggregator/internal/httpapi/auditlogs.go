@@ -5,12 +5,14 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/vmpulse/vmpulse/aggregator/internal/access"
 	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
 )
@@ -22,6 +24,7 @@ type auditResource struct{ a *API }
 func (h *auditResource) Routes() []Route {
 	filters := []Param{
 		{Name: "actor", Description: "actor name"},
+		{Name: "source", Description: "api (the REST API), vcenter (events forwarded by agents) or system (the aggregator's own work)"},
 		{Name: "action", Description: `action, or a prefix ending in "." (e.g. "user.")`},
 		{Name: "resource_type"}, {Name: "resource_id"},
 		{Name: "result", Description: "success, failure or denied"},
@@ -53,15 +56,29 @@ func (h *auditResource) Routes() []Route {
 
 func auditFilter(q *query) audit.Filter {
 	return audit.Filter{
-		Actor: q.str("actor", 256), Action: q.str("action", 128), ResourceType: q.str("resource_type", 64),
+		Actor: q.str("actor", 256), Source: q.oneOf("source", "api", audit.SourceVCenter, "system"), Action: q.str("action", 128), ResourceType: q.str("resource_type", 64),
 		ResourceID: q.str("resource_id", 256), Result: q.oneOf("result", audit.ResultSuccess, audit.ResultFailure, audit.ResultDenied),
 		From: q.time("from"), To: q.time("to"),
+	}
+}
+
+// vcenterScope limits f's vCenter records (site data) to the caller's
+// sites when its data scope is limited; a context without a scope sees
+// none of them (fail closed).
+func vcenterScope(r *http.Request, f *audit.Filter) {
+	sc, ok := access.From(r.Context())
+	switch {
+	case !ok:
+		f.VCenterSites = []string{}
+	case !sc.Unrestricted():
+		f.VCenterSites = append([]string{}, sc.Sites...)
 	}
 }
 
 func (h *auditResource) list(w http.ResponseWriter, r *http.Request) error {
 	q := newQuery(r)
 	f := auditFilter(q)
+	vcenterScope(r, &f)
 	f.Before, f.Limit = q.cursor("cursor"), q.intRange("limit", 100, 1, 500)
 	if err := q.err(); err != nil {
 		return err
@@ -83,6 +100,15 @@ func (h *auditResource) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if site, ok := rec.VCenterSite(); ok {
+		// A vCenter event of a site outside the caller's scope is
+		// answered exactly as a missing record.
+		var f audit.Filter
+		vcenterScope(r, &f)
+		if f.VCenterSites != nil && !slices.Contains(f.VCenterSites, site) {
+			return newError(http.StatusNotFound, CodeAuditNotFound)
+		}
+	}
 	writeData(w, r, http.StatusOK, rec)
 	return nil
 }
@@ -99,6 +125,7 @@ func (h *auditResource) verify(w http.ResponseWriter, r *http.Request) error {
 func (h *auditResource) export(w http.ResponseWriter, r *http.Request) error {
 	q := newQuery(r)
 	f := auditFilter(q)
+	vcenterScope(r, &f)
 	if err := q.err(); err != nil {
 		return err
 	}

@@ -31,6 +31,9 @@ type Backups interface {
 	SetSchedule(ctx context.Context, sc backup.Schedule, by string) (backup.Schedule, error)
 	ApplyRetention(ctx context.Context) ([]uuid.UUID, error)
 	Health(ctx context.Context) (backup.Health, error)
+	// ConfiguredCompression is the configuration's pg_dump -Z level (-1:
+	// pg_dump's default), which the backup setting overrides.
+	ConfiguredCompression() int
 	// Maintenance is the maintenance state as this replica last saw it;
 	// it must be cheap (it is asked on every request).
 	Maintenance() backup.Maintenance

@@ -24,6 +24,10 @@ type SystemStore interface {
 	DatabaseSize(ctx context.Context) (int64, error)
 	// Storage lists the tables' sizes, row estimates and tier time ranges.
 	Storage(ctx context.Context) ([]store.TableUsage, error)
+	// Replicas lists the aggregator replicas alive within since.
+	Replicas(ctx context.Context, since time.Duration) ([]store.Replica, error)
+	// DeploymentIngest sums what every replica stored over the window.
+	DeploymentIngest(ctx context.Context, window time.Duration) (store.DeploymentIngest, error)
 }
 
 // IngestStats are the ingest server's counters since this aggregator
@@ -178,7 +182,44 @@ type HealthComponents struct {
 	// service are wired (jobs_health.go).
 	Jobs    *JobsHealth    `json:"jobs,omitempty"`
 	Backups *BackupsHealth `json:"backups,omitempty"`
+	// Deployment is every replica together, from the database.
+	Deployment DeploymentHealth `json:"deployment"`
 }
+
+// DeploymentHealth is the whole deployment's ingest and its replicas, read
+// from the database (the ingest ledger every replica writes, and the
+// replica registry), so every replica answers the same.
+type DeploymentHealth struct {
+	Status  string   `json:"status"`
+	Reasons []string `json:"reasons"`
+	// ReplicasLive counts replicas with a recent heartbeat; ReplicasLost
+	// those that stopped heartbeating without shutting down within the
+	// last ReplicaLostWindow.
+	ReplicasLive int `json:"replicas_live"`
+	ReplicasLost int `json:"replicas_lost"`
+	// Over the last DeploymentWindow: batches and samples stored by every
+	// replica, their rates, and the delay from a batch's newest sample to
+	// its commit (median and maximum over samples batches; null without
+	// any).
+	WindowSeconds  int64      `json:"window_seconds"`
+	Batches        int64      `json:"batches"`
+	Samples        int64      `json:"samples"`
+	BatchesPerSec  float64    `json:"batches_per_sec"`
+	SamplesPerSec  float64    `json:"samples_per_sec"`
+	LagMedianMS    *int64     `json:"lag_median_ms"`
+	LagMaxMS       *int64     `json:"lag_max_ms"`
+	NewestSampleAt *time.Time `json:"newest_sample_at"`
+	Error          string     `json:"error,omitempty"`
+}
+
+// Deployment health limits: the window the ingest rates are measured over,
+// how long a replica that died stays reported, and the median ingest lag
+// beyond which the deployment is degraded.
+const (
+	DeploymentWindow  = time.Minute
+	ReplicaLostWindow = 15 * time.Minute
+	DeploymentLagMax  = 5 * time.Minute
+)
 
 // DatabaseHealth is the database check: a ping with its latency.
 type DatabaseHealth struct {
@@ -229,7 +270,7 @@ func (h *systemResource) Routes() []Route {
 		{Method: "GET", Pattern: "/system/health", Access: auth.PermSystemRead, Handle: h.health, Doc: Doc{Tag: tag,
 			Summary: "Health of the database, ingest, agents and storage. Overall status: down when the database is (answered with 503, the document in data), " +
 				"degraded when any other check is not ok (ingest not listening; a connected agent with collection lag over 5m or an unacknowledged batch older than 5m; " +
-				"a failed size or registry query), else ok",
+				"a failed size or registry query; a replica lost or a deployment-wide median ingest lag over 5m), else ok",
 			Response: ref("SystemHealth"), Errors: []int{401, 403, 503}}},
 		{Method: "GET", Pattern: "/system/storage", Access: auth.PermSystemRead, Handle: h.storage, Doc: Doc{Tag: tag,
 			Summary:  "Size and approximate rows of each table (the samples partitions summed as one), and the oldest and newest sample of each storage tier",
@@ -249,6 +290,14 @@ func systemSchemas() map[string]any {
 				"timescaledb": desc(boolean, "samples is a TimescaleDB hypertable"), "timescaledb_version": desc(str, "empty without TimescaleDB")}),
 			"config": objectSchema(map[string]any{"ingest_listen": str, "heartbeat_interval": str, "agent_cert_lifetime": str,
 				"retention": durs, "http_listen": str}),
+			"replicas": desc(arrayOf(objectSchema(map[string]any{
+				"id": desc(str, "hostname:pid:nonce"), "state": map[string]any{"type": "string", "enum": []string{ReplicaLive, ReplicaStopped, ReplicaLost},
+					"description": "live: heartbeat within 3 intervals; stopped: shut down cleanly; lost: stopped heartbeating without shutting down"},
+				"version": str, "hostname": str, "ingest_addr": str, "http_addr": str, "started_at": dateTime,
+				"last_heartbeat_at": dateTime, "stopped_at": nullable(dateTime, "set by a clean shutdown"),
+				"agents_connected": integer, "batches_stored": desc(integer, "since the replica started"), "samples_stored": integer,
+				"batches_rejected": integer, "heartbeat_interval_seconds": integer,
+			})), "the aggregator replicas on this database that were alive within the last 24 h, live ones first"),
 		}),
 		"SystemHealth": objectSchema(map[string]any{
 			"status": status, "checked_at": dateTime,
@@ -264,6 +313,14 @@ func systemSchemas() map[string]any {
 				"storage": objectSchema(map[string]any{"status": status, "database_bytes": integer, "error": str}),
 				"jobs":    desc(ref("JobsHealth"), "present when the job runner is wired"),
 				"backups": desc(ref("BackupsHealth"), "present when the backup service is wired"),
+				"deployment": desc(objectSchema(map[string]any{"status": status, "reasons": strList,
+					"replicas_live": integer, "replicas_lost": desc(integer, "replicas that stopped heartbeating without shutting down in the last 15 min"),
+					"window_seconds": desc(integer, "the rates' window (60)"), "batches": desc(integer, "stored by every replica in the window"),
+					"samples": integer, "batches_per_sec": map[string]any{"type": "number"}, "samples_per_sec": map[string]any{"type": "number"},
+					"lag_median_ms":    nullable(integer, "median delay from a samples batch's newest sample to its commit; null without batches"),
+					"lag_max_ms":       nullable(integer, "maximum of that delay (backfill shows here)"),
+					"newest_sample_at": nullable(dateTime, "newest sample stored in the window"), "error": str}),
+					"every replica together, read from the database: degraded when a replica stopped heartbeating without shutting down, or the median lag is over 5 min"),
 			}),
 		}),
 		"SystemStorage": objectSchema(map[string]any{
@@ -288,6 +345,37 @@ type systemInfoData struct {
 	Uptime        string         `json:"uptime"`
 	Database      systemDatabase `json:"database"`
 	Config        ConfigSummary  `json:"config"`
+	// Replicas are the aggregator replicas alive within ReplicaListWindow,
+	// live ones first.
+	Replicas []replicaInfo `json:"replicas"`
+}
+
+// ReplicaListWindow is how long /system/info lists a replica after its
+// last heartbeat.
+const ReplicaListWindow = 24 * time.Hour
+
+// Replica states in /system/info.
+const (
+	ReplicaLive    = "live"
+	ReplicaStopped = "stopped"
+	ReplicaLost    = "lost"
+)
+
+type replicaInfo struct {
+	ID               string     `json:"id"`
+	State            string     `json:"state"`
+	Version          string     `json:"version"`
+	Hostname         string     `json:"hostname"`
+	IngestAddr       string     `json:"ingest_addr"`
+	HTTPAddr         string     `json:"http_addr"`
+	StartedAt        time.Time  `json:"started_at"`
+	LastHeartbeatAt  time.Time  `json:"last_heartbeat_at"`
+	StoppedAt        *time.Time `json:"stopped_at"`
+	AgentsConnected  int        `json:"agents_connected"`
+	BatchesStored    int64      `json:"batches_stored"`
+	SamplesStored    int64      `json:"samples_stored"`
+	BatchesRejected  int64      `json:"batches_rejected"`
+	HeartbeatSeconds int64      `json:"heartbeat_interval_seconds"`
 }
 
 type systemDatabase struct {
@@ -301,9 +389,28 @@ func (h *systemResource) info(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	reps, err := h.a.system.Replicas(r.Context(), ReplicaListWindow)
+	if err != nil {
+		return err
+	}
+	replicas := make([]replicaInfo, 0, len(reps))
+	for _, rp := range reps {
+		state := ReplicaLost
+		switch {
+		case rp.Live:
+			state = ReplicaLive
+		case rp.StoppedAt != nil:
+			state = ReplicaStopped
+		}
+		replicas = append(replicas, replicaInfo{ID: rp.ID, State: state, Version: rp.Version, Hostname: rp.Hostname,
+			IngestAddr: rp.IngestAddr, HTTPAddr: rp.HTTPAddr, StartedAt: rp.StartedAt, LastHeartbeatAt: rp.HeartbeatAt,
+			StoppedAt: rp.StoppedAt, AgentsConnected: rp.AgentsConnected, BatchesStored: rp.BatchesStored,
+			SamplesStored: rp.SamplesStored, BatchesRejected: rp.BatchesRejected, HeartbeatSeconds: int64(rp.HeartbeatEvery / time.Second)})
+	}
 	up := max(h.a.now().Sub(h.a.info.StartedAt), 0).Truncate(time.Second)
 	writeData(w, r, http.StatusOK, systemInfoData{
-		Build: h.a.build, StartedAt: h.a.info.StartedAt.UTC(), UptimeSeconds: int64(up / time.Second), Uptime: up.String(),
+		Replicas: replicas,
+		Build:    h.a.build, StartedAt: h.a.info.StartedAt.UTC(), UptimeSeconds: int64(up / time.Second), Uptime: up.String(),
 		Database: systemDatabase{ServerVersion: db.ServerVersion, Timescale: db.Timescale, TimescaleVersion: db.TimescaleVersion},
 		Config:   h.a.info.Config,
 	})
@@ -364,13 +471,62 @@ func (a *API) checkHealth(ctx context.Context) Health {
 	}
 
 	a.opsHealth(ctx, c)
+	a.deploymentHealth(ctx, &c.Deployment)
 	switch {
 	case c.Database.Status == HealthDown:
 		doc.Status = HealthDown
-	case c.Ingest.Status != HealthOK || c.Agents.Status != HealthOK || c.Storage.Status != HealthOK || !c.opsOK():
+	case c.Ingest.Status != HealthOK || c.Agents.Status != HealthOK || c.Storage.Status != HealthOK || !c.opsOK() ||
+		c.Deployment.Status != HealthOK:
 		doc.Status = HealthDegraded
 	}
 	return doc
+}
+
+// deploymentHealth reads the deployment's ingest over DeploymentWindow and
+// the replica registry.
+func (a *API) deploymentHealth(ctx context.Context, h *DeploymentHealth) {
+	*h = DeploymentHealth{Status: HealthOK, Reasons: []string{}, WindowSeconds: int64(DeploymentWindow / time.Second)}
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	d, err := a.system.DeploymentIngest(dctx, DeploymentWindow)
+	if err != nil {
+		a.log.Warn("health: deployment ingest failed", "err", err)
+		h.Status, h.Error = HealthDegraded, "the deployment's ingest could not be read"
+		return
+	}
+	h.Batches, h.Samples, h.BatchesPerSec, h.SamplesPerSec = d.Batches, d.Samples, d.BatchesPerSec, d.SamplesPerSec
+	ms := func(p *time.Duration) *int64 {
+		if p == nil {
+			return nil
+		}
+		v := p.Milliseconds()
+		return &v
+	}
+	h.LagMedianMS, h.LagMaxMS, h.NewestSampleAt = ms(d.LagMedian), ms(d.LagMax), utcPtr(d.NewestSample)
+	if d.LagMedian != nil && *d.LagMedian > DeploymentLagMax {
+		h.Status = HealthDegraded
+		h.Reasons = append(h.Reasons, "median ingest lag "+FormatDuration(d.LagMedian.Round(time.Second))+" over "+FormatDuration(DeploymentLagMax))
+	}
+	reps, err := a.system.Replicas(dctx, ReplicaLostWindow)
+	if err != nil {
+		a.log.Warn("health: replica registry failed", "err", err)
+		h.Status, h.Error = HealthDegraded, "the replica registry could not be read"
+		return
+	}
+	var lost []string
+	for _, r := range reps {
+		switch {
+		case r.Live:
+			h.ReplicasLive++
+		case r.StoppedAt == nil:
+			h.ReplicasLost++
+			lost = append(lost, r.ID)
+		}
+	}
+	if len(lost) > 0 {
+		h.Status = HealthDegraded
+		h.Reasons = append(h.Reasons, plural(len(lost), "replica")+" stopped heartbeating without shutting down: "+strings.Join(lost, ", "))
+	}
 }
 
 // summarizeAgents counts the agents and applies the agent rules (see

@@ -88,7 +88,7 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer dcancel()
 		if err := s.store.AgentDisconnected(dctx, a.ID); err != nil {
-			ac.log.Debug("registry update failed", "err", err)
+			ac.log.Warn("registry update from a heartbeat failed", "err", err)
 		}
 		ac.log.Info("agent disconnected")
 	}()
@@ -280,7 +280,7 @@ func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Strea
 		}
 		revoked, err := s.store.AgentHeartbeatEvery(ctx, ac.agentID, hb, s.cfg.HeartbeatInterval)
 		if err != nil {
-			ac.log.Debug("registry update failed", "err", err)
+			ac.log.Warn("registry update from a heartbeat failed", "err", err)
 		}
 		if revoked {
 			// Revoked elsewhere (the CLI, another replica): this

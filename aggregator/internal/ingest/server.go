@@ -78,7 +78,11 @@ type Config struct {
 	// Publisher, if set, receives every samples batch once it is
 	// committed (the realtime hub).
 	Publisher Publisher
-	Logger    *slog.Logger
+	// Cluster, if set, makes this server one replica of several on one
+	// database: commands and revocations reach agents on any replica, and
+	// the replica registers itself (see Cluster).
+	Cluster *Cluster
+	Logger  *slog.Logger
 }
 
 // Publisher receives the samples of every newly committed batch (not of
@@ -123,6 +127,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[string]*agentConn // by agent ID
 	gate     gate                  // maintenance mode: Pause/Resume (gate.go)
+	cl       *cluster              // nil without Config.Cluster (cluster.go)
 }
 
 // New prepares a server; call Listen then Serve.
@@ -145,7 +150,8 @@ func New(cfg Config, st Store, ca *pki.CA) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, store: st, ca: ca, log: cfg.Logger, draining: make(chan struct{}), conns: make(map[string]*agentConn)}
+	return &Server{cfg: cfg, store: st, ca: ca, log: cfg.Logger, draining: make(chan struct{}), conns: make(map[string]*agentConn),
+		cl: newCluster(cfg.Cluster)}
 }
 
 // TLSConfig is the server side of mutual TLS: a client certificate is
@@ -250,6 +256,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stop()
 	s.log.Info("ingest listening", "addr", s.ln.Addr().String())
 	var wg sync.WaitGroup
+	if s.cl != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runCluster(ctx)
+		}()
+	}
 	var err error
 	for {
 		conn, aerr := s.ln.Accept(ctx)
@@ -312,19 +325,50 @@ func (s *Server) isDraining() bool {
 	}
 }
 
-// Disconnect closes an agent's live connection, if any (after revocation).
+// Disconnect closes an agent's live connection (after revocation): here
+// at once, and with a Cluster on every other replica too.
 func (s *Server) Disconnect(agentID string) {
-	s.mu.Lock()
-	ac := s.conns[agentID]
-	s.mu.Unlock()
-	if ac != nil {
-		ac.conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeUnauthenticated), "agent revoked")
+	s.disconnectLocal(agentID)
+	if s.cl == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := NotifyDisconnect(ctx, s.cl.cfg.Pool, agentID, s.cl.cfg.ReplicaID); err != nil {
+		s.log.Warn("revocation not relayed to the other replicas; they close the connection at its next heartbeat", "agent", agentID, "err", err)
 	}
 }
 
-// SendCommand queues a command for an agent's control stream. It reports
-// false when the agent is not connected.
+// disconnectLocal closes the agent's connection to this replica, if any,
+// and reports whether there was one.
+func (s *Server) disconnectLocal(agentID string) bool {
+	s.mu.Lock()
+	ac := s.conns[agentID]
+	s.mu.Unlock()
+	if ac == nil {
+		return false
+	}
+	ac.conn.CloseWithError(quic.ApplicationErrorCode(protocol.ErrCodeUnauthenticated), "agent revoked")
+	return true
+}
+
+// SendCommand queues a command for an agent's control stream. An agent
+// connected to another replica gets it through that replica (with a
+// Cluster; SendCommand then waits up to a few seconds for that replica to
+// confirm). It reports false when no replica holds the agent or its queue
+// is full.
 func (s *Server) SendCommand(agentID string, cmd protocol.Command) bool {
+	s.mu.Lock()
+	_, local := s.conns[agentID]
+	s.mu.Unlock()
+	if local || s.cl == nil {
+		return s.sendLocal(agentID, cmd)
+	}
+	return s.relayCommand(agentID, cmd)
+}
+
+// sendLocal queues cmd for an agent connected here.
+func (s *Server) sendLocal(agentID string, cmd protocol.Command) bool {
 	s.mu.Lock()
 	ac := s.conns[agentID]
 	s.mu.Unlock()
@@ -339,13 +383,30 @@ func (s *Server) SendCommand(agentID string, cmd protocol.Command) bool {
 	}
 }
 
-// Connected lists the IDs of agents with a live connection.
+// Connected lists the IDs of agents with a live connection: to this
+// replica, and with a Cluster to any replica (live leases in the
+// registry).
 func (s *Server) Connected() []string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	seen := make(map[string]bool, len(s.conns))
 	out := make([]string, 0, len(s.conns))
 	for id := range s.conns {
+		seen[id] = true
 		out = append(out, id)
+	}
+	s.mu.Unlock()
+	if s.cl == nil {
+		return out
+	}
+	ids, err := s.liveAgents()
+	if err != nil {
+		s.log.Warn("agents of the other replicas unknown; listing this replica's", "err", err)
+		return out
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			out = append(out, id)
+		}
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/vmpulse/vmpulse/aggregator/internal/audit"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
@@ -20,6 +21,9 @@ const (
 	JobReorder    = "reorder"
 	JobCleanup    = "cleanup"
 	JobBackup     = "backup"
+	// JobVCenterEvents appends the vCenter events agents forwarded to the
+	// tamper-evident operation log (audit.AppendVCenterEvents).
+	JobVCenterEvents = "vcenter-events"
 )
 
 // MaintenanceConfig configures the built-in maintenance jobs.
@@ -47,6 +51,9 @@ var DefaultSchedules = map[string]string{
 	JobRetention:  "@every 1h",
 	JobReorder:    "17 * * * *",
 	JobCleanup:    "@every 1h",
+	// Short, so a vCenter event is in the operation log within seconds;
+	// a run with nothing pending is two index probes.
+	JobVCenterEvents: "@every 10s",
 }
 
 // Maintenance returns the built-in maintenance jobs over st: partition
@@ -120,6 +127,11 @@ func Maintenance(st *store.Store, cfg MaintenanceConfig) []Job {
 			Description: "Delete expired enrollment tokens, refresh tokens and sessions, forget expired agent certificates, trim job history",
 			Func: func(ctx context.Context, _ *Run) (any, error) {
 				return cleanup(ctx, st)
+			}},
+		{Name: JobVCenterEvents, Schedule: sched(JobVCenterEvents), RunAtStart: true, Timeout: 10 * time.Minute,
+			Description: "Append the vCenter events agents forwarded to the tamper-evident operation log, once each, in vCenter-time order",
+			Func: func(ctx context.Context, _ *Run) (any, error) {
+				return audit.AppendVCenterEvents(ctx, st.Pool(), audit.VCenterOptions{})
 			}},
 	}
 }

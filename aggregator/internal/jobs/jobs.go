@@ -498,17 +498,24 @@ func (r *Runner) run(ctx context.Context, j *Job, trigger string) {
 		failures = 0
 		log.Debug("job done", "took", took.Round(time.Millisecond))
 	}
-	if _, err := r.pool.Exec(wctx, `
-		UPDATE jobs SET running_on = '', last_finished_at = $2, last_duration_ms = $3, last_result = $4, last_error = $5,
-			last_summary = $6, consecutive_failures = $7, runs = runs + 1, failures = failures + $8::int,
-			next_run_at = $9, schedule = $10, updated_at = now()
-		WHERE name = $1`,
-		j.Name, now, took.Milliseconds(), result, errText, sum, failures, boolInt(runErr != nil), nullTime(next), spec); err != nil {
+	// The job's row and the run's row change together, so that readers
+	// never see a finished job whose run is still open.
+	if err := pgx.BeginFunc(wctx, r.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(wctx, `
+			UPDATE jobs SET running_on = '', last_finished_at = $2, last_duration_ms = $3, last_result = $4, last_error = $5,
+				last_summary = $6, consecutive_failures = $7, runs = runs + 1, failures = failures + $8::int,
+				next_run_at = $9, schedule = $10, updated_at = now()
+			WHERE name = $1`,
+			j.Name, now, took.Milliseconds(), result, errText, sum, failures, boolInt(runErr != nil), nullTime(next), spec); err != nil {
+			return fmt.Errorf("job: %w", err)
+		}
+		if _, err := tx.Exec(wctx, `UPDATE job_runs SET finished_at = $2, result = $3, error = $4, summary = $5 WHERE id = $1`,
+			runID, now, result, errText, sum); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		return nil
+	}); err != nil {
 		log.Error("jobs: cannot record the outcome of a run", "err", err)
-	}
-	if _, err := r.pool.Exec(wctx, `UPDATE job_runs SET finished_at = $2, result = $3, error = $4, summary = $5 WHERE id = $1`,
-		runID, now, result, errText, sum); err != nil {
-		log.Error("jobs: cannot record the run", "err", err)
 	}
 }
 
