@@ -9,7 +9,7 @@ import { me } from './lib/me';
 import { match, path, startRouter } from './lib/router';
 import { applyTheme } from './lib/theme';
 import { Login } from './pages/Login';
-import { Overview } from './pages/Overview';
+import { Overview, prefetchFleet } from './pages/Overview';
 import './styles.css';
 
 type Page = ComponentType<{ params: Record<string, string> }>;
@@ -39,6 +39,25 @@ const routes: [string, Page][] = [
   ['/vms/:id', lazy(() => import('./pages/VMDetail'))],
   ['/users', lazy(() => import('./pages/Users'))],
   ['/audit', lazy(() => import('./pages/AuditLog'))],
+  ['/alerts', lazy(() => import('./pages/Alerts'))],
+  ['/alerts/history', lazy(() => import('./pages/Alerts'))],
+  ['/alerts/silences', lazy(() => import('./pages/Silences'))],
+  ['/alerts/rules', lazy(() => import('./pages/Rules'))],
+  ['/alerts/rules/:id', lazy(() => import('./pages/RuleEditor'))],
+  ['/alerts/channels', lazy(() => import('./pages/Channels'))],
+  ['/alerts/:id', lazy(() => import('./pages/AlertDetail'))],
+  ['/sites/:id', lazy(() => import('./pages/SiteDetail'))],
+  ['/hosts', lazy(() => import('./pages/Hosts'))],
+  ['/clusters', lazy(() => import('./pages/Hosts'))],
+  ['/datastores', lazy(() => import('./pages/Datastores'))],
+  ['/hygiene', lazy(() => import('./pages/Hygiene'))],
+  ['/history', lazy(() => import('./pages/History'))],
+  ['/realtime', lazy(() => import('./pages/Realtime'))],
+  ['/login-log', lazy(() => import('./pages/LoginLog'))],
+  ['/sessions', lazy(() => import('./pages/Sessions'))],
+  ['/tokens', lazy(() => import('./pages/Tokens'))],
+  ['/backups', lazy(() => import('./pages/Backups'))],
+  ['/system', lazy(() => import('./pages/System'))],
 ];
 
 function NotFound() {
@@ -54,6 +73,9 @@ function NotFound() {
 
 function Signed() {
   const who = useAsync((s) => api.me(s), []);
+  useEffect(() => {
+    if (path.value === '/') prefetchFleet();
+  }, []);
   useEffect(() => {
     if (who.data) me.value = who.data;
   }, [who.data]);

@@ -248,3 +248,24 @@ export async function download(path: string, query: Query, filename: string): Pr
   a.remove();
   setTimeout(() => URL.revokeObjectURL(href), 10_000);
 }
+
+/**
+ * realtimeSocket opens the live feed (GET /realtime/ws). A browser cannot
+ * set headers on a WebSocket, so the access token travels in
+ * Sec-WebSocket-Protocol (never in the URL, which proxies log); the server
+ * answers with the plain subprotocol. authMessage makes the
+ * {"type":"auth"} message that replaces the token before it expires.
+ */
+export async function realtimeSocket(): Promise<{ ws: WebSocket; authMessage: () => Promise<string> }> {
+  await freshToken();
+  if (!accessToken) throw new ApiError(401, 'AUTH_UNAUTHENTICATED', '');
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const ws = new WebSocket(scheme + '//' + location.host + API_BASE + '/realtime/ws', ['vmpulse.v1', 'vmpulse.bearer.' + accessToken]);
+  return {
+    ws,
+    authMessage: async () => {
+      await freshToken();
+      return JSON.stringify({ type: 'auth', token: accessToken ?? '' });
+    },
+  };
+}

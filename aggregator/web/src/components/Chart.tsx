@@ -24,7 +24,12 @@ export interface ChartProps {
   to: number;
   syncKey: string;
   height?: number;
+  /** Further series on the same axes (compare), each in its own colour. */
+  more?: { label: string; ys: (number | null)[] }[];
 }
+
+/** Colours of the further series, after the chart's own line colour. */
+const PALETTE = ['#d9480f', '#2b8a3e', '#862e9c', '#e67700', '#1864ab', '#c2255c', '#5f3dc4', '#0b7285', '#5c940d', '#a61e4d'];
 
 function cssVar(name: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -98,6 +103,13 @@ export function Chart(p: ChartProps) {
           spanGaps: false,
           value: (_u, v) => formatMetric(v, p.unit, l),
         },
+        ...(p.more ?? []).map((m, i) => ({
+          label: m.label,
+          stroke: PALETTE[i % PALETTE.length],
+          width: 1.25,
+          spanGaps: false,
+          value: (_u: uPlot, v: number | null) => formatMetric(v, p.unit, l),
+        })),
       ],
       axes: [
         {
@@ -117,7 +129,14 @@ export function Chart(p: ChartProps) {
       ],
       hooks: { drawClear: [drawBands], draw: [place] },
     };
-    const u = new uPlot(opts, [p.xs, p.ys], el);
+    // How long the first draw took (construction to the end of the first
+    // draw hook), on the element for the console benchmark to read.
+    const t0 = performance.now();
+    delete el.dataset.drawMs;
+    opts.hooks!.draw!.push(() => {
+      if (el.dataset.drawMs === undefined) el.dataset.drawMs = (performance.now() - t0).toFixed(1);
+    });
+    const u = new uPlot(opts, [p.xs, p.ys, ...(p.more ?? []).map((m) => m.ys)] as uPlot.AlignedData, el);
     plot.current = u;
     const ro = new ResizeObserver(() => {
       const w = el.clientWidth;
@@ -129,13 +148,13 @@ export function Chart(p: ChartProps) {
       u.destroy();
       plot.current = null;
     };
-  }, [p.xs, p.ys, p.bands, p.from, p.to, p.unit, l, th]);
+  }, [p.xs, p.ys, p.more, p.bands, p.from, p.to, p.unit, l, th]);
 
   const causes = [...new Set(p.bands.map((b) => b.cause))];
   const listed = [...markers].sort((a, b) => b.band.to - b.band.from - (a.band.to - a.band.from)).slice(0, MAX_LISTED).sort((a, b) => a.band.from - b.band.from);
   const seconds = p.to - p.from <= 3600;
   return (
-    <figure class="chart" data-metric={p.metric} data-points={p.ys.filter((v) => v !== null).length} aria-labelledby={p.id + '-title'}>
+    <figure class="chart" data-metric={p.metric} data-points={[p.ys, ...(p.more ?? []).map((m) => m.ys)].reduce((n, ys) => n + ys.filter((v) => v !== null).length, 0)} aria-labelledby={p.id + '-title'}>
       <figcaption id={p.id + '-title'} class="chart-title">
         {p.title}
       </figcaption>

@@ -15,8 +15,19 @@ interface NavItem {
 const NAV: NavItem[] = [
   { href: '/', key: 'nav.overview', permission: 'vm:read' },
   { href: '/vms', key: 'nav.vms', permission: 'vm:read' },
+  { href: '/hosts', key: 'nav.hosts', permission: 'vm:read' },
+  { href: '/datastores', key: 'nav.datastores', permission: 'vm:read' },
+  { href: '/hygiene', key: 'nav.hygiene', permission: 'vm:read' },
+  { href: '/alerts', key: 'nav.alerts', permission: 'alert:read' },
+  { href: '/history', key: 'nav.history', permission: 'metric:read' },
+  { href: '/realtime', key: 'nav.realtime', permission: 'metric:read' },
   { href: '/users', key: 'nav.users', permission: 'user:read' },
   { href: '/audit', key: 'nav.audit', permission: 'audit:read' },
+  { href: '/login-log', key: 'nav.loginLog', permission: 'audit:read' },
+  { href: '/sessions', key: 'nav.sessions', permission: 'session:admin' },
+  { href: '/backups', key: 'nav.backups', permission: 'backup:admin' },
+  { href: '/system', key: 'nav.system', permission: 'system:read' },
+  { href: '/tokens', key: 'nav.tokens' },
 ];
 
 function active(href: string, p: string): boolean {
@@ -56,8 +67,7 @@ export function Layout({ children }: { children: ComponentChildren }) {
             type="button"
             class="btn btn-ghost"
             onClick={() => applyTheme(nextTheme(theme.value))}
-            aria-label={t('theme.toggle')}
-            title={t('theme.' + theme.value)}
+            title={t('theme.toggle')}
           >
             {t('theme.' + theme.value)}
           </button>

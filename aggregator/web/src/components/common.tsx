@@ -60,3 +60,47 @@ export function Fields({ rows }: { rows: [string, ComponentChildren][] }) {
 export function Badge({ tone, children }: { tone: 'ok' | 'warn' | 'bad' | 'muted' | 'info'; children: ComponentChildren }) {
   return <span class={'badge badge-' + tone}>{children}</span>;
 }
+
+/** ErrorDetail is ErrorBox plus the API's field errors, each naming its field. */
+export function ErrorDetail({ error }: { error: unknown }) {
+  const fields = error instanceof ApiError ? error.fields : [];
+  return (
+    <div class="notice notice-error" role="alert" data-error-code={error instanceof ApiError ? error.code : ''}>
+      <span>{errorText(error)}</span>
+      {fields.length > 0 && (
+        <ul class="field-errors">
+          {fields.map((f) => (
+            <li key={f.field} data-field={f.field}>
+              <code>{f.field}</code> {f.message}
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+/** SubNav is a row of links between the pages of one module. */
+export function SubNav({ label, items, current }: { label: string; items: [string, string][]; current: string }) {
+  return (
+    <nav class="subnav" aria-label={label}>
+      {items.map(([href, text]) => (
+        <a key={href} href={href} class="btn btn-small" aria-current={href === current ? 'page' : undefined}>
+          {text}
+        </a>
+      ))}
+    </nav>
+  );
+}
+
+/** ActionNotice shows what the last action of a page did or why it failed. */
+export function ActionNotice({ error, done }: { error: unknown; done: string | null }) {
+  if (error !== undefined) return <ErrorDetail error={error} />;
+  if (done)
+    return (
+      <div class="notice" role="status">
+        {done}
+      </div>
+    );
+  return null;
+}

@@ -12,6 +12,18 @@ function numberFormat(locale: string, opts: Intl.NumberFormatOptions): Intl.Numb
   return f;
 }
 
+// Intl formatters are costly to build (a tile of the overview formats a
+// dozen values): each is built once per locale and options.
+const cache = new Map<string, unknown>();
+function cached<T>(key: string, make: () => T): T {
+  let f = cache.get(key) as T | undefined;
+  if (f === undefined) {
+    f = make();
+    cache.set(key, f);
+  }
+  return f;
+}
+
 /** formatNumber is a plain number with at most maxFrac decimals. */
 export function formatNumber(n: number, locale: string, maxFrac = 1): string {
   return numberFormat(locale, { maximumFractionDigits: maxFrac }).format(n);
@@ -76,7 +88,7 @@ export function formatDuration(ms: number, locale: string): string {
     if (n > 0) parts.push(numberFormat(locale, { style: 'unit', unit, unitDisplay: 'short' }).format(n));
     if (++taken === 2) break;
   }
-  return new Intl.ListFormat(locale, { type: 'unit', style: 'narrow' }).format(parts);
+  return cached('list' + locale, () => new Intl.ListFormat(locale, { type: 'unit', style: 'narrow' })).format(parts);
 }
 
 const relUnits = [
@@ -92,7 +104,7 @@ const relUnits = [
 /** formatRelative says when a time was relative to now ("5 minutes ago"). */
 export function formatRelative(t: Date | string, now: Date, locale: string): string {
   const d = (typeof t === 'string' ? Date.parse(t) : t.getTime()) - now.getTime();
-  const rtf = new Intl.RelativeTimeFormat(locale, { numeric: 'auto' });
+  const rtf = cached('rel' + locale, () => new Intl.RelativeTimeFormat(locale, { numeric: 'auto' }));
   for (const [unit, size] of relUnits) {
     if (Math.abs(d) >= size || unit === 'second') return rtf.format(Math.round(d / size), unit);
   }
@@ -101,12 +113,16 @@ export function formatRelative(t: Date | string, now: Date, locale: string): str
 
 /** formatDateTime is a date and time in the locale's style and the browser's zone. */
 export function formatDateTime(t: Date | string, locale: string, timeZone?: string): string {
-  return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone }).format(typeof t === 'string' ? new Date(t) : t);
+  return cached('dt' + locale + (timeZone ?? ''), () => new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone })).format(
+    typeof t === 'string' ? new Date(t) : t,
+  );
 }
 
 /** formatTime is a time of day, with seconds when short ranges need them. */
 export function formatTime(t: Date, locale: string, seconds = false, timeZone?: string): string {
-  return new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', second: seconds ? '2-digit' : undefined, timeZone }).format(t);
+  return cached('tm' + locale + seconds + (timeZone ?? ''), () =>
+    new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', second: seconds ? '2-digit' : undefined, timeZone }),
+  ).format(t);
 }
 
 /** formatMetric shows a metric value in its unit as the history API gives it. */

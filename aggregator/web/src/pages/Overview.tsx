@@ -60,6 +60,24 @@ async function loadFleet(signal: AbortSignal): Promise<Fleet> {
   };
 }
 
+let early: Promise<Fleet> | null = null;
+
+/**
+ * prefetchFleet starts loading the overview while the console still asks
+ * who the user is (right after login), so the two round trips overlap.
+ */
+export function prefetchFleet(): void {
+  early ??= loadFleet(new AbortController().signal);
+  early.catch(() => undefined);
+}
+
+/** firstFleet takes the prefetched answer once, then loads afresh. */
+function firstFleet(signal: AbortSignal): Promise<Fleet> {
+  const p = early;
+  early = null;
+  return p ?? loadFleet(signal);
+}
+
 const stateTone: Record<SiteState, 'ok' | 'warn' | 'bad' | 'muted'> = { online: 'ok', catching_up: 'warn', offline: 'bad', no_agent: 'muted' };
 
 function DrainText({ h, now }: { h: SiteHealth; now: Date }) {
@@ -92,7 +110,9 @@ function SiteTile({ h, now }: { h: SiteHealth; now: Date }) {
   return (
     <article class={'tile tile-' + h.state} data-site={s.name} data-state={h.state} data-drain={h.drain.kind} aria-labelledby={'site-' + s.name}>
       <header class="tile-head">
-        <h3 id={'site-' + s.name}>{s.name}</h3>
+        <h3 id={'site-' + s.name}>
+          <a href={'/sites/' + encodeURIComponent(s.name)}>{s.name}</a>
+        </h3>
         <Badge tone={stateTone[h.state]}>{t('site.state.' + h.state)}</Badge>
       </header>
       {s.description && <p class="muted tile-desc">{s.description}</p>}
@@ -203,7 +223,7 @@ function TopList({ title, items, ready }: { title: string; items: OverviewTopIte
 }
 
 export function Overview() {
-  const fleet = useAsync(loadFleet, [], 30_000);
+  const fleet = useAsync(firstFleet, [], 30_000);
   const now = useNow();
   const l = locale.value;
   const f = fleet.data;

@@ -1,5 +1,5 @@
 import { useMemo } from 'preact/hooks';
-import { api, type HistoryAnswer, type VMDetail as Detail } from '../api';
+import { api, type Alert, type AuditRecord, type HistoryAnswer, type VMDetail as Detail } from '../api';
 import { Chart } from '../components/Chart';
 import { Badge, Card, ErrorBox, Fields, Loading } from '../components/common';
 import { locale, t, tv } from '../i18n';
@@ -7,6 +7,7 @@ import { chartBands } from '../lib/coverage';
 import { formatBytes, formatDateTime, formatDuration, formatMemoryMB, formatNumber, formatRelative } from '../lib/format';
 import { parseRange, RANGES, type RangeKey } from '../lib/filters';
 import { useAsync, useNow } from '../lib/hooks';
+import { can } from '../lib/me';
 import { search } from '../lib/router';
 import { powerTone } from './VMList';
 
@@ -66,6 +67,12 @@ function Charts({ id, range }: { id: string; range: RangeKey }) {
             </a>
           ))}
         </nav>
+        <a class="btn btn-small" href={'/history?e=vm:' + encodeURIComponent(id) + '&m=cpu.usage.average&m=mem.usage.average'}>
+          {t('realtime.toHistory')}
+        </a>
+        <a class="btn btn-small" href={'/realtime?e=vm:' + encodeURIComponent(id) + '&m=cpu.usage.average&m=mem.usage.average'}>
+          {t('history.live')}
+        </a>
         {h && (
           <p class="muted chart-meta">
             {t('chart.meta', { step: h.step, resolution: tv('resolution.', h.resolution) })}
@@ -228,6 +235,126 @@ function Chips({ items }: { items: string[] }) {
   );
 }
 
+/** How many of the VM's alerts and audit records the page shows, newest first. */
+const RECENT = 20;
+const sevTone: Record<string, 'bad' | 'warn' | 'info'> = { critical: 'bad', warning: 'warn', info: 'info' };
+
+/** This VM's alerts (GET /alerts?kind=vm&entity=), every state, newest first. */
+function VMAlerts({ id, now }: { id: string; now: Date }) {
+  const list = useAsync((s) => api.alerts({ kind: 'vm', entity: id, state: 'all', sort: '-starts_at', page_size: RECENT }, s), [id], 60_000);
+  const l = locale.value;
+  const items: Alert[] = list.data?.items ?? [];
+  return (
+    <section aria-labelledby="vm-alerts" class="vm-section">
+      <h2 id="vm-alerts" class="section-title">
+        {t('vm.alerts')}
+      </h2>
+      {list.error !== undefined && <ErrorBox error={list.error} onRetry={list.reload} />}
+      {!list.data && list.error === undefined && <Loading />}
+      {list.data && (
+        <table class="table" aria-labelledby="vm-alerts">
+          <thead>
+            <tr>
+              <th scope="col">{t('alerts.col.severity')}</th>
+              <th scope="col">{t('alerts.col.state')}</th>
+              <th scope="col">{t('alerts.col.rule')}</th>
+              <th scope="col">{t('alerts.col.since')}</th>
+              <th scope="col">{t('alerts.col.duration')}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {items.map((a) => (
+              <tr key={a.id} data-alert={a.id}>
+                <td>
+                  <Badge tone={sevTone[a.severity] ?? 'info'}>{tv('alerts.severity.', a.severity)}</Badge>
+                </td>
+                <td>{tv('alerts.state.', a.state)}</td>
+                <td>
+                  <a href={'/alerts/' + a.id}>{a.rule_name || a.summary}</a>
+                </td>
+                <td>
+                  <time dateTime={a.starts_at}>{formatDateTime(a.starts_at, l)}</time>
+                </td>
+                <td>{formatDuration(Math.max(0, (a.ends_at ? Date.parse(a.ends_at) : now.getTime()) - Date.parse(a.starts_at)), l)}</td>
+              </tr>
+            ))}
+            {items.length === 0 && (
+              <tr>
+                <td colSpan={5} class="empty">
+                  {t('vm.alertsEmpty')}
+                </td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+      )}
+      {list.data && list.data.total > items.length && <p class="muted">{t('vm.recentOf', { n: items.length, total: list.data.total })}</p>}
+    </section>
+  );
+}
+
+/**
+ * This VM's audit records: those whose resource is the VM's id, vCenter's
+ * events about it and the API's changes to it. The API records a path id
+ * as the client sent it, so the URL-encoded form is asked for too.
+ */
+function VMAudit({ id }: { id: string }) {
+  const list = useAsync(
+    (s) =>
+      Promise.all([...new Set([id, encodeURIComponent(id)])].map((r) => api.auditLogs({ resource_id: r, limit: RECENT }, s))).then((pages) =>
+        pages
+          .flatMap((p) => p.items)
+          .sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.id - a.id)
+          .slice(0, RECENT),
+      ),
+    [id],
+  );
+  const l = locale.value;
+  const items: AuditRecord[] = list.data ?? [];
+  return (
+    <section aria-labelledby="vm-audit" class="vm-section">
+      <h2 id="vm-audit" class="section-title">
+        {t('vm.audit')}
+      </h2>
+      {list.error !== undefined && <ErrorBox error={list.error} onRetry={list.reload} />}
+      {!list.data && list.error === undefined && <Loading />}
+      {list.data && (
+        <table class="table" aria-labelledby="vm-audit">
+          <thead>
+            <tr>
+              <th scope="col">{t('audit.col.time')}</th>
+              <th scope="col">{t('audit.col.actor')}</th>
+              <th scope="col">{t('audit.col.action')}</th>
+              <th scope="col">{t('audit.col.result')}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {items.map((r) => (
+              <tr key={r.id} data-audit={r.action}>
+                <td>
+                  <time dateTime={r.time}>{formatDateTime(r.time, l)}</time>
+                </td>
+                <td>{r.actor_name || r.actor_type}</td>
+                <td>
+                  <code>{r.action}</code>
+                </td>
+                <td>{tv('audit.result.', r.result)}</td>
+              </tr>
+            ))}
+            {items.length === 0 && (
+              <tr>
+                <td colSpan={4} class="empty">
+                  {t('vm.auditEmpty')}
+                </td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
 export default function VMDetail({ params }: { params: Record<string, string> }) {
   const id = params.id ?? '';
   const vm = useAsync((s) => api.vm(id, s), [id]);
@@ -258,6 +385,8 @@ export default function VMDetail({ params }: { params: Record<string, string> })
             <Operator vm={d} />
           </div>
           <Charts id={d.id} range={range} />
+          {can('alert:read') && <VMAlerts id={d.id} now={now} />}
+          {can('audit:read') && <VMAudit id={d.id} />}
         </>
       )}
     </div>

@@ -128,12 +128,18 @@ const COLUMNS: { key: string; sort?: string; cls?: string }[] = [
   { key: 'snapshots', cls: 'num' },
 ];
 
+/** sortDir is how the list is sorted by a column, for its header's aria-sort. */
+function sortDir(col: (typeof COLUMNS)[number], state: VMListState): 'ascending' | 'descending' | undefined {
+  if (!col.sort) return undefined;
+  return state.sort === col.sort ? 'ascending' : state.sort === '-' + col.sort ? 'descending' : undefined;
+}
+
 function SortHeader({ col, state }: { col: (typeof COLUMNS)[number]; state: VMListState }) {
   const label = t('vms.col.' + col.key);
   if (!col.sort) return <span>{label}</span>;
-  const dir = state.sort === col.sort ? 'ascending' : state.sort === '-' + col.sort ? 'descending' : undefined;
+  const dir = sortDir(col, state);
   return (
-    <button type="button" class="sort" aria-sort={dir} onClick={() => go({ ...state, sort: toggleSort(state.sort, col.sort!), page: 1 })}>
+    <button type="button" class="sort" onClick={() => go({ ...state, sort: toggleSort(state.sort, col.sort!), page: 1 })}>
       {label}
       <span aria-hidden="true">{dir === 'ascending' ? ' ▲' : dir === 'descending' ? ' ▼' : ''}</span>
     </button>
@@ -199,7 +205,7 @@ export default function VMList() {
         <div class="vtable" role="table" aria-label={t('vms.title')} aria-rowcount={data.items.length} aria-busy={list.loading}>
           <div class="vrow vhead" role="row">
             {COLUMNS.map((c) => (
-              <span role="columnheader" key={c.key} class={c.cls}>
+              <span role="columnheader" key={c.key} class={c.cls} aria-sort={sortDir(c, state)}>
                 <SortHeader col={c} state={state} />
               </span>
             ))}
