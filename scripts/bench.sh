@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench.sh [GROUP] — run benchmark groups against a throwaway PostgreSQL.
-# Groups: ingest, protocol, spool, agent, api, query, plugins, realtime, backup, alerts. Each prints its headline
+# Groups: ingest, protocol, spool, agent, api, query, plugins, realtime, backup, alerts, console. Each prints its headline
 # figures as `figure: NAME VALUE UNIT` lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,20 +17,30 @@ run() { # package, bench regexp, benchtime
 # The agent group runs every BenchmarkAgent* of ./agent/...: the uplink's
 # backfill drain, BenchmarkAgentSpoolPerDay (spool_mb_per_day_5000vms: spool
 # bytes a day offline adds at 5,000 VMs; builds var/bench/spool-inv5000
-# once), then the end-to-end collection benchmark.
+# once), BenchmarkAgentVCenterLoad (vcenter_* figures: what collecting
+# 1,000 VMs costs the simulator in calls, bytes and CPU, against a
+# Telegraf-like reference client; builds var/bench/inv1000 once), then the
+# end-to-end collection benchmark.
 group() {
   case "$1" in
     ingest) run ./aggregator/internal/ingest/ 'BenchmarkIngest$' 4x ;;
     protocol) run ./protocol/ . 1s ;;
     spool) run ./agent/internal/spool/ . 2s ;;
     agent) run ./agent/... 'BenchmarkAgent' 1x; run ./scripts/e2e/ 'BenchmarkAgentCollect' 1x ;;
-    api) run ./aggregator/internal/httpapi/ 'Benchmark(AuthOverhead|Login)$' 1s ;;
-    query) run ./aggregator/internal/store/ 'BenchmarkHistory' 1x ;;
+    api) run ./aggregator/internal/httpapi/ 'Benchmark(AuthOverhead|Login)$' 1s
+      # BenchmarkAPIVMs loads the server from wrk (a separate process); said aloud when installed, skipped when impossible.
+      command -v wrk >/dev/null || if [ "$(id -u)" = 0 ]; then echo "# bench: installing wrk for BenchmarkAPIVMs: apt-get install -y wrk" >&2
+        apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || echo "# bench: could not install wrk: BenchmarkAPIVMs skips" >&2
+      else echo "# bench: wrk is not installed and this is not root: BenchmarkAPIVMs skips (apt-get install -y wrk)" >&2; fi
+      run ./aggregator/internal/httpapi/ 'BenchmarkAPIVMs$' 1x ;;
+    query) run ./aggregator/internal/store/ 'BenchmarkHistory' 1x; run ./aggregator/internal/store/ 'BenchmarkHygiene$' 1x ;;
     realtime) run ./aggregator/internal/httpapi/ 'BenchmarkRealtime$' 30x ;;
-    backup) run ./aggregator/internal/backup/ 'BenchmarkBackupRestore$' 1x; run ./aggregator/internal/jobs/ 'BenchmarkReorder$' 1x ;;
-    plugins) run ./plugins/sdk/host/ 'BenchmarkNotifyNoop$' 5000x; run ./plugins/sdk/host/ 'BenchmarkRestart$' 20x ;;
-    alerts) run ./aggregator/internal/alert/ 'BenchmarkAlert' 3x ;;
-    *) echo "bench: unknown group $1 (ingest, protocol, spool, agent, api, query, plugins, realtime, backup, alerts)" >&2; return 2 ;;
+    backup) run ./aggregator/internal/backup/ 'BenchmarkBackupRestore$' 1x; run ./aggregator/internal/jobs/ 'BenchmarkReorder$' 1x; run ./aggregator/internal/audit/ 'BenchmarkAppendVCenterEvents$' 1x ;;
+    plugins) run ./plugins/sdk/host/ 'BenchmarkNotifyNoop$' 5000x; run ./plugins/sdk/host/ 'BenchmarkRestart$' 20x; run ./agent/internal/collectors/ 'BenchmarkPromexecCycle$' 5x ;;
+    alerts) run ./aggregator/internal/alert/ 'BenchmarkAlert(Eval|FireToNotify)$' 3x; run ./aggregator/internal/alert/ 'BenchmarkAlert(LateReplay|StormKill9)$' 1x ;;
+    # The web console in headless Chromium (built first): FCP, overview ready with 50 sites and 10,000 VMs, the 86,400-point chart, initial JS.
+    console) aggregator/web/scripts/console.sh build >&2 && run ./aggregator/internal/console/e2e/ 'BenchmarkConsole$' 1x ;;
+    *) echo "bench: unknown group $1 (ingest, protocol, spool, agent, api, query, plugins, realtime, backup, alerts, console)" >&2; return 2 ;;
   esac
 }
 

@@ -169,7 +169,9 @@ func componentSchemas() map[string]any {
 			"collection_lag_ms": desc(integer, "now minus the newest collected sample, at the last heartbeat"),
 			"dropped_batches":   desc(integer, "batches the agent dropped for its spool quota since it started"),
 			"cert_not_after":    desc(dateTime, "when the agent's client certificate expires (it renews before)"),
-			"revoked_at":        nullable(dateTime, "null unless revoked")}),
+			"revoked_at":        nullable(dateTime, "null unless revoked"),
+			"plugins":           desc(arrayOf(ref("AgentPlugin")), "the agent's collector plugins at its last heartbeat")}),
+		"AgentPlugin": agentPluginSchema(),
 		"EnrollmentTokenCreate": objectSchema(map[string]any{
 			"site": desc(str, "site of the new agent, created if new: 1-63 lowercase letters, digits, . _ -"),
 			"ttl":  desc(str, "how long the token stays valid, a duration from 1m to 720h; default 24h")}, "site"),

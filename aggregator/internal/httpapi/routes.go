@@ -317,6 +317,7 @@ func (a *API) routeTable() []Route {
 		&sessionsResource{a},
 		&agentsResource{a},
 		&inventoryResource{a},
+		&hygieneResource{a},
 		&historyResource{a},
 		&vmGroupsResource{a},
 		&pluginsResource{a},

@@ -43,7 +43,7 @@ var siteDataExempt = map[string]string{
 	"GET /api-tokens":                 "the caller's own tokens",
 	"POST /api-tokens":                "the caller's own tokens",
 	"DELETE /api-tokens/{id}":         "the caller's own tokens",
-	"GET /audit-logs":                 "the operation log: who did what through the API (audit:read)",
+	"GET /audit-logs":                 "the operation log: who did what through the API (audit:read); its vCenter events are scoped by site (TestAuditLogsVCenterScope)",
 	"GET /audit-logs/{id}":            "the operation log",
 	"GET /audit-logs/export":          "the operation log",
 	"GET /audit-logs/verify":          "the operation log's hash chain",
@@ -89,6 +89,11 @@ var siteDataExempt = map[string]string{
 	"GET /silences":                         "silence definitions are configuration",
 	"POST /silences":                        "silence definitions; a scoped caller's must match only its sites (TestAlertScope)",
 	"DELETE /silences/{id}":                 "silence definitions; a scoped caller may only end silences of its sites (TestAlertScope)",
+	"GET /maintenance-windows":              "maintenance window definitions are configuration",
+	"POST /maintenance-windows":             "maintenance window definitions; a scoped caller's must match only its sites (TestMaintenanceWindowsAPI)",
+	"GET /maintenance-windows/{id}":         "maintenance window definitions are configuration",
+	"PUT /maintenance-windows/{id}":         "maintenance window definitions; a scoped caller may only change windows of its sites (TestMaintenanceWindowsAPI)",
+	"DELETE /maintenance-windows/{id}":      "maintenance window definitions; a scoped caller may only delete windows of its sites (TestMaintenanceWindowsAPI)",
 	"GET /notification-channels":            "notification channels are configuration (alert:write)",
 	"POST /notification-channels":           "notification channels are configuration",
 	"GET /notification-channels/{id}":       "notification channels are configuration",
@@ -112,7 +117,9 @@ func TestDataScopeEveryRoute(t *testing.T) {
 		invObj("host", "host-9", "esx9", "/Datacenters/DCW/host/west-cluster/esx9", map[string]any{"cluster_id": "domain-c9"}),
 		invObj("datastore", "datastore-9", "west-ds", "/Datacenters/DCW/datastore/west-ds", map[string]any{"capacity": 100, "free": 50}),
 		invObj("vm", "vm-1", "edge-01", "/Datacenters/DCW/vm/edge-01", map[string]any{"power_state": "suspended", "host_id": "host-9",
-			"cluster_id": "domain-c9", "datastore_ids": []string{"datastore-9"}}),
+			"cluster_id": "domain-c9", "datastore_ids": []string{"datastore-9"},
+			// An old snapshot: a hygiene finding (GET /vms/hygiene) on dc-west.
+			"snapshot_count": 1, "snapshot_oldest": int64(1600000000000)}),
 	)
 	e.cmds.set(f.east.ID, f.west.ID)
 	// Anything that names dc-west or one of its objects.
@@ -192,6 +199,8 @@ func TestDataScopeEveryRoute(t *testing.T) {
 			{"?host=" + url.QueryEscape(objectID(vcWest, "host-9")) + "&metric=cpu.usage.average", http.StatusNotFound},
 			{"?vm=" + url.QueryEscape(objectID(vcEast, "vm-1")) + "&vm=" + url.QueryEscape(westVM), http.StatusNotFound}},
 		"GET /realtime/overview": {{"?limit=50", http.StatusOK}},
+		// Findings of dc-west's edge-01 (an old snapshot) must not show.
+		"GET /vms/hygiene": {{"?kind=old_snapshot&snapshot_age=1h", http.StatusOK}, {"?site=dc-west&kind=old_snapshot", http.StatusOK}},
 	}
 	// dc-west has samples too, so that fleet-wide answers would name it.
 	if _, err := e.store.WriteSamples(t.Context(), store.BatchMeta{AgentID: f.west.ID, Site: "dc-west", Epoch: 1, Seq: 4, Kind: protocol.KindSamples},
