@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -76,6 +77,8 @@ func (h *alertConfigResource) listSilences(w http.ResponseWriter, r *http.Reques
 	if err != nil {
 		return err
 	}
+	// A caller whose scope is limited sees the silences of its sites only.
+	items = slices.DeleteFunc(items, func(s alert.Silence) bool { return !withinSites(r, s.SiteOf()) })
 	writeData(w, r, http.StatusOK, map[string]any{"items": items})
 	return nil
 }
@@ -117,7 +120,8 @@ func (h *alertConfigResource) expireSilence(w http.ResponseWriter, r *http.Reque
 		return alertError(err, CodeSilenceNotFound)
 	}
 	if !withinSites(r, s.SiteOf()) {
-		return scopeDenied("silence_outside_scope")
+		// Another site's silence is answered as a missing one.
+		return newError(http.StatusNotFound, CodeSilenceNotFound)
 	}
 	if err := h.a.alerts.ExpireSilence(r.Context(), id); err != nil {
 		return alertError(err, CodeSilenceNotFound)

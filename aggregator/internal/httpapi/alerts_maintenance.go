@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/alert"
@@ -72,6 +73,8 @@ func (h *alertWindowsResource) list(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	// A caller whose scope is limited sees the windows of its sites only.
+	items = slices.DeleteFunc(items, func(w alert.MaintenanceWindow) bool { return !withinSites(r, w.SitesOf()) })
 	writeData(w, r, http.StatusOK, map[string]any{"items": items})
 	return nil
 }
@@ -84,6 +87,9 @@ func (h *alertWindowsResource) get(w http.ResponseWriter, r *http.Request) error
 	out, err := h.a.alerts.Window(r.Context(), id, h.a.now())
 	if err != nil {
 		return alertError(err, CodeWindowNotFound)
+	}
+	if !withinSites(r, out.SitesOf()) {
+		return newError(http.StatusNotFound, CodeWindowNotFound) // another site's: as a missing one
 	}
 	writeData(w, r, http.StatusOK, out)
 	return nil
@@ -132,7 +138,7 @@ func (h *alertWindowsResource) existing(r *http.Request) (alert.MaintenanceWindo
 		return cur, alertError(err, CodeWindowNotFound)
 	}
 	if !withinSites(r, cur.SitesOf()) {
-		return cur, scopeDenied("window_outside_scope")
+		return cur, newError(http.StatusNotFound, CodeWindowNotFound) // another site's: as a missing one
 	}
 	return cur, nil
 }

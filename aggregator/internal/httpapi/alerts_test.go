@@ -452,6 +452,22 @@ func TestAlertScope(t *testing.T) {
 	if res := e.do("POST", "/api/v1/silences", tok, `{"matchers":[{"name":"site","op":"=","value":"dc-east"}],"ends_at":"`+end+`"}`); res.status != 201 {
 		t.Errorf("a silence of dc-east: %d %s", res.status, res.raw)
 	}
+	// Silences are read within the scope: the admin's silence of every
+	// site is neither listed nor expirable for the dc-east caller.
+	res = e.do("POST", "/api/v1/silences", admin, `{"matchers":[{"name":"severity","op":"=","value":"info"}],"ends_at":"`+end+`"}`)
+	var fleetSilence struct {
+		ID string `json:"id"`
+	}
+	res.data(&fleetSilence)
+	if res := e.do("GET", "/api/v1/silences", tok, ""); strings.Contains(string(res.raw), fleetSilence.ID) || !strings.Contains(string(res.raw), "dc-east") {
+		t.Errorf("silences of the scoped caller: %s", res.raw)
+	}
+	if res := e.do("GET", "/api/v1/silences", admin, ""); !strings.Contains(string(res.raw), fleetSilence.ID) {
+		t.Errorf("silences of the admin: %s", res.raw)
+	}
+	if res := e.do("DELETE", "/api/v1/silences/"+fleetSilence.ID, tok, ""); res.status != 404 || res.code() != CodeSilenceNotFound {
+		t.Errorf("the scoped caller expires a silence of every site: %d %s", res.status, res.raw)
+	}
 	res = e.do("GET", "/api/v1/alerts?state=all", tok, "")
 	if !strings.Contains(string(res.raw), `"total":1`) || strings.Contains(string(res.raw), "dc-west") {
 		t.Errorf("alerts of the scoped caller: %s", res.raw)
@@ -520,8 +536,20 @@ func TestMaintenanceWindowsAPI(t *testing.T) {
 	res = e.do("POST", "/api/v1/maintenance-windows", admin, fleet)
 	var fw alert.MaintenanceWindow
 	res.data(&fw)
-	if res := e.do("DELETE", "/api/v1/maintenance-windows/"+fw.ID.String(), tok, ""); res.status != 403 {
-		t.Errorf("a scoped caller deletes a fleet-wide window: %d", res.status)
+	if res := e.do("DELETE", "/api/v1/maintenance-windows/"+fw.ID.String(), tok, ""); res.status != 404 || res.code() != CodeWindowNotFound {
+		t.Errorf("a scoped caller deletes a fleet-wide window: %d (want 404, as a missing one)", res.status)
+	}
+	// Reads are scoped too: the fleet-wide window is neither listed nor
+	// found for the dc-east caller; its own is.
+	if res := e.do("GET", "/api/v1/maintenance-windows", tok, ""); res.status != 200 || strings.Contains(string(res.raw), fw.ID.String()) ||
+		!strings.Contains(string(res.raw), w.ID.String()) {
+		t.Errorf("a scoped caller's list: %d %s", res.status, res.raw)
+	}
+	if res := e.do("GET", "/api/v1/maintenance-windows/"+fw.ID.String(), tok, ""); res.status != 404 || res.code() != CodeWindowNotFound {
+		t.Errorf("a scoped caller gets a fleet-wide window: %d", res.status)
+	}
+	if res := e.do("GET", "/api/v1/maintenance-windows/"+fw.ID.String(), admin, ""); res.status != 200 {
+		t.Errorf("the admin gets the fleet-wide window: %d", res.status)
 	}
 	if res := e.do("PUT", "/api/v1/maintenance-windows/"+w.ID.String(), tok, fleet); res.status != 403 {
 		t.Errorf("a scoped caller widens a window: %d", res.status)

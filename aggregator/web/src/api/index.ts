@@ -48,7 +48,9 @@ import type {
   VerifyResult,
   VM,
   VMDetail,
+  VMBatchResult,
   VMGroup,
+  VMPatch,
   VMStats,
 } from './types';
 
@@ -70,6 +72,9 @@ export const api = {
     request<HistoryAnswer>('GET', '/vms/' + pathID(id) + '/metrics', { query: q, signal }),
   hygiene: (q: Query, signal?: AbortSignal) => request<HygieneReport>('GET', '/vms/hygiene', { query: q, signal }),
   vmGroups: (signal?: AbortSignal) => request<{ items: VMGroup[] }>('GET', '/vm-groups', { signal }),
+  vmPatch: (id: string, body: VMPatch) => request<VMDetail>('PATCH', '/vms/' + pathID(id), { body }),
+  vmGroupMembers: (group: string, vms: string[], add: boolean) =>
+    request<VMBatchResult>(add ? 'POST' : 'DELETE', '/vm-groups/' + pathID(group) + '/members', { body: { vms } }),
   users: (q: Query, signal?: AbortSignal) => request<Page<User>>('GET', '/users', { query: q, signal }),
   roles: (signal?: AbortSignal) => request<{ items: Role[] }>('GET', '/roles', { signal }),
   auditLogs: (q: Query, signal?: AbortSignal) => request<CursorPage<AuditRecord>>('GET', '/audit-logs', { query: q, signal }),

@@ -155,6 +155,20 @@ export interface VMGroup {
   description?: string;
 }
 
+/** The body of PATCH /vms/{id}: only the fields to change; labels replace the set. */
+export interface VMPatch {
+  description?: string;
+  owner?: string;
+  labels?: Record<string, string>;
+}
+
+/** The answer of POST /vms/batch and the member routes: per VM, done or why not. */
+export interface VMBatchResult {
+  items: { id: string; ok: boolean; code?: string }[];
+  done: number;
+  failed: number;
+}
+
 /** A stretch of a series' range with data, or without it and why. */
 export interface CoverageSpan {
   from: string;
