@@ -99,7 +99,7 @@ Samples arriving (realtime data every 20 s):
 Inventory and events:
   psql '$db' -c "SELECT kind, count(*) FROM inventory_objects WHERE deleted_at IS NULL GROUP BY 1"
   psql '$db' -c "SELECT time, type, username, entity_name FROM vcenter_events ORDER BY time DESC LIMIT 10"
-Log in and ask who you are (the API so far: auth, users, roles, audit and login logs, sessions, agents, VMs, VM groups, inventory and metric history):
+Log in and ask who you are (every route is in /api/v1/openapi.json):
   tok=\$(curl -s http://127.0.0.1:$hport/api/v1/auth/login -H 'Content-Type: application/json' \\
         -d '{"username":"admin","password":"$adminpw"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')
   curl -s http://127.0.0.1:$hport/api/v1/auth/me -H "Authorization: Bearer \$tok"
