@@ -37,6 +37,7 @@ const routes: [string, Page][] = [
   ['/', Overview],
   ['/vms', lazy(() => import('./pages/VMList'))],
   ['/vms/:id', lazy(() => import('./pages/VMDetail'))],
+  ['/vm-groups', lazy(() => import('./pages/VMGroups'))],
   ['/users', lazy(() => import('./pages/Users'))],
   ['/audit', lazy(() => import('./pages/AuditLog'))],
   ['/alerts', lazy(() => import('./pages/Alerts'))],

@@ -322,6 +322,18 @@ func TestConsole(t *testing.T) {
 	if _, err := api.Auth().CreateUser(ctx, setup, auth.UserInput{Username: adminName, Email: "admin@example.com", DisplayName: "Ada Admin"}, adminPassword, []string{"admin"}); err != nil {
 		t.Fatal(err)
 	}
+	// A second user, whose data scope the users page edits.
+	if _, err := api.Auth().CreateUser(ctx, setup, auth.UserInput{Username: "e2e-ops", Email: "ops@example.com", DisplayName: "Otto Ops"}, adminPassword, []string{"auditor"}); err != nil {
+		t.Fatal(err)
+	}
+	// A user who may edit roles but holds few permissions: its escalation is refused.
+	if _, err := api.Auth().CreateRole(ctx, setup, auth.RoleInput{Name: "e2e-role-admin", Description: "edits roles"},
+		[]string{auth.PermRoleRead, auth.PermRoleWrite, auth.PermUserRead, auth.PermVMRead}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.Auth().CreateUser(ctx, setup, auth.UserInput{Username: "e2e-ra", Email: "ra@example.com", DisplayName: "Rita Roles"}, adminPassword, []string{"e2e-role-admin"}); err != nil {
+		t.Fatal(err)
+	}
 	f := seed(t, ctx, st)
 	seedAlerts(t, ctx, st)
 	seedVMEvents(t, ctx, st, f)
@@ -485,6 +497,7 @@ func TestConsole(t *testing.T) {
 	b.check("gap band", chart.X1-chart.X0 > 20 && chart.InBand >= chart.Samples-2, "spool-drop band %+v: want it painted across its width", chart)
 	b.check("snapshot age", strings.Contains(chart.Snapshot, "10 days"), "snapshot age %q, want 10 days", chart.Snapshot)
 	vmRecords(b, axe)
+	edited := vmEditors(b, srv.URL, axe, f)
 
 	// Users and the operation log.
 	b.do("users", 20*time.Second,
@@ -506,6 +519,7 @@ func TestConsole(t *testing.T) {
 
 	more := operatorPages(b, srv.URL, axe, f)
 	more = append(more, hygienePages(b, srv.URL, axe, st, f)...)
+	more = append(more, edited...)
 
 	// Every page in zh-CN and ja-JP: nothing untranslated.
 	pages := []page{
@@ -552,6 +566,8 @@ func TestConsole(t *testing.T) {
 			}
 		}
 	}
+
+	escalationRefused(b, srv.URL, axe)
 
 	b.mu.Lock()
 	foreign, seen := b.foreign, b.seen

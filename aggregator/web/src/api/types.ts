@@ -153,6 +153,41 @@ export interface VMGroup {
   id: string;
   name: string;
   description?: string;
+  rule?: GroupRule | null;
+  static_members?: number;
+  members?: number;
+  created_at?: string;
+  updated_at?: string;
+  created_by?: string;
+}
+
+/** A VM group's rule: every field optional, all of those given must match. */
+export interface GroupRule {
+  site?: string;
+  name_glob?: string;
+  folder?: string;
+  tags?: string[];
+  cluster?: string;
+  host?: string;
+  labels?: Record<string, string>;
+}
+
+/** The body of POST /vm-groups and PUT /vm-groups/{id}. */
+export interface VMGroupInput {
+  name: string;
+  description: string;
+  rule: GroupRule;
+}
+
+/** The batch actions of POST /vms/batch the console offers (forget is not offered). */
+export type BatchAction = 'add_to_group' | 'remove_from_group' | 'set_labels';
+
+/** The body of POST /vms/batch. */
+export interface VMBatchBody {
+  vms: string[];
+  action: BatchAction;
+  group?: string;
+  labels?: Record<string, string>;
 }
 
 /** The body of PATCH /vms/{id}: only the fields to change; labels replace the set. */

@@ -15,6 +15,7 @@ interface NavItem {
 const NAV: NavItem[] = [
   { href: '/', key: 'nav.overview', permission: 'vm:read' },
   { href: '/vms', key: 'nav.vms', permission: 'vm:read' },
+  { href: '/vm-groups', key: 'nav.vmGroups', permission: 'vm:read' },
   { href: '/hosts', key: 'nav.hosts', permission: 'vm:read' },
   { href: '/datastores', key: 'nav.datastores', permission: 'vm:read' },
   { href: '/hygiene', key: 'nav.hygiene', permission: 'vm:read' },

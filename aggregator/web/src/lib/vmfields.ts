@@ -1,6 +1,9 @@
 // The operator's fields of a VM (PATCH /vms/{id}) and the answers of the
 // member and batch routes, as pure functions the VM page uses.
 
+import type { VMPatch } from '../api/types';
+export type { VMPatch };
+
 /** One label row of the editor; blank rows are ignored. */
 export interface LabelRow {
   key: string;
@@ -51,12 +54,6 @@ export interface VMFieldsDraft {
   labels: LabelRow[];
 }
 
-/** VMPatch is the body of PATCH /vms/{id}: only what changed. */
-export interface VMPatch {
-  description?: string;
-  owner?: string;
-  labels?: Record<string, string>;
-}
 
 const sameLabels = (a: Record<string, string>, b: Record<string, string>): boolean => {
   const ka = Object.keys(a);

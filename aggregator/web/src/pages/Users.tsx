@@ -1,7 +1,11 @@
 import { useState } from 'preact/hooks';
 import { api, ApiError, type Role, type User } from '../api';
-import { Badge, ErrorBox, Loading } from '../components/common';
+import { ActionNotice, Badge, ErrorBox, Loading } from '../components/common';
+import { EditError } from '../components/Escalation';
+import { RoleEditor } from '../components/RoleEditor';
+import { UserScope } from '../components/UserScope';
 import { locale, t } from '../i18n';
+import { useAction } from '../lib/action';
 import { formatNumber, formatRelative } from '../lib/format';
 import { useAsync, useNow } from '../lib/hooks';
 import { can } from '../lib/me';
@@ -15,12 +19,12 @@ function Scope({ u, groupNames }: { u: User; groupNames: Map<string, string> }) 
   return (
     <ul class="chips">
       {sites.map((s) => (
-        <li key={'s' + s} class="chip">
+        <li key={'s' + s} class="chip" data-scope={s}>
           {t('users.scopeSite', { name: s })}
         </li>
       ))}
       {groups.map((g) => (
-        <li key={'g' + g} class="chip">
+        <li key={'g' + g} class="chip" data-scope={groupNames.get(g) ?? g}>
           {t('users.scopeGroup', { name: groupNames.get(g) ?? g })}
         </li>
       ))}
@@ -28,13 +32,34 @@ function Scope({ u, groupNames }: { u: User; groupNames: Map<string, string> }) 
   );
 }
 
-function Roles({ roles }: { roles: Role[] }) {
+function Roles({ roles, reload }: { roles: Role[]; reload: () => void }) {
   const l = locale.value;
+  const writable = can('role:write');
+  const [editing, setEditing] = useState<Role | 'new' | null>(null);
+  const act = useAction();
   return (
     <section class="card" aria-labelledby="roles-title">
       <h2 id="roles-title" class="card-title">
         {t('users.roles')}
       </h2>
+      {writable && editing === null && (
+        <p>
+          <button type="button" class="btn btn-primary" data-testid="role-new" onClick={() => setEditing('new')}>
+            {t('roles.new')}
+          </button>
+        </p>
+      )}
+      {editing !== null && (
+        <RoleEditor
+          key={editing === 'new' ? 'new' : editing.id}
+          role={editing === 'new' ? null : editing}
+          onDone={(saved) => {
+            setEditing(null);
+            if (saved) reload();
+          }}
+        />
+      )}
+      {act.error !== undefined ? <EditError error={act.error} /> : <ActionNotice error={undefined} done={act.done} />}
       <table class="table">
         <thead>
           <tr>
@@ -46,6 +71,7 @@ function Roles({ roles }: { roles: Role[] }) {
             <th scope="col" class="num">
               {t('users.role.users')}
             </th>
+            {writable && <th scope="col">{t('alerts.col.actions')}</th>}
           </tr>
         </thead>
         <tbody>
@@ -59,6 +85,34 @@ function Roles({ roles }: { roles: Role[] }) {
                 {formatNumber((r.effective_permissions ?? r.permissions).length, l)}
               </td>
               <td class="num">{formatNumber(r.users ?? 0, l)}</td>
+              {writable && (
+                <td>
+                  {!r.builtin && (
+                    <>
+                      <button type="button" class="btn btn-small" data-role-edit={r.name} aria-label={t('roles.edit', { name: r.name })} onClick={() => setEditing(r)}>
+                        {t('groups.editShort')}
+                      </button>{' '}
+                      <button
+                        type="button"
+                        class="btn btn-small"
+                        data-role-delete={r.name}
+                        aria-label={t('roles.delete', { name: r.name })}
+                        disabled={act.busy !== null}
+                        onClick={() => {
+                          if (confirm(t('roles.deleteConfirm', { name: r.name })))
+                            void act.run('delete', async () => {
+                              await api.roleDelete(r.id);
+                              reload();
+                              return t('roles.deleted', { name: r.name });
+                            });
+                        }}
+                      >
+                        {t('action.delete')}
+                      </button>
+                    </>
+                  )}
+                </td>
+              )}
             </tr>
           ))}
         </tbody>
@@ -71,14 +125,18 @@ export default function Users() {
   const [page, setPage] = useState(1);
   const users = useAsync((s) => api.users({ page, page_size: PAGE, sort: 'username' }, s), [page]);
   const roles = useAsync((s) => (can('role:read') ? api.roles(s).then((r) => r.items) : Promise.resolve(null)), []);
-  const groups = useAsync(
+  const groupList = useAsync(
     (s) =>
       api.vmGroups(s).then(
-        (g) => new Map(g.items.map((x) => [x.id, x.name])),
-        (e: unknown) => (e instanceof ApiError && e.status === 403 ? new Map<string, string>() : Promise.reject(e)),
+        (g) => g.items,
+        (e: unknown) => (e instanceof ApiError && e.status === 403 ? [] : Promise.reject(e)),
       ),
     [],
   );
+  const groups = { data: groupList.data ? new Map(groupList.data.map((x) => [x.id, x.name])) : undefined };
+  const scopeWritable = can('user:write');
+  const sites = useAsync((s) => (scopeWritable ? api.sites(s).then((p) => p.items.map((x) => x.name)) : Promise.resolve([])), []);
+  const [scoping, setScoping] = useState<User | null>(null);
   const now = useNow();
   const l = locale.value;
   const d = users.data;
@@ -89,6 +147,18 @@ export default function Users() {
         <h1>{t('users.title')}</h1>
         {d && <p class="muted">{t('users.total', { n: formatNumber(d.total, l) })}</p>}
       </div>
+      {scoping && (
+        <UserScope
+          key={scoping.id}
+          user={scoping}
+          sites={sites.data ?? []}
+          groups={groupList.data ?? []}
+          onDone={(saved) => {
+            setScoping(null);
+            if (saved) users.reload();
+          }}
+        />
+      )}
       {users.error !== undefined && <ErrorBox error={users.error} onRetry={users.reload} />}
       {!d && !users.error && <Loading />}
       {d && (
@@ -121,6 +191,11 @@ export default function Users() {
                 </td>
                 <td>
                   <Scope u={u} groupNames={groups.data ?? new Map()} />
+                  {scopeWritable && (
+                    <button type="button" class="btn btn-small" data-scope-edit={u.username} aria-label={t('scope.edit', { name: u.username })} onClick={() => setScoping(u)}>
+                      {t('groups.editShort')}
+                    </button>
+                  )}
                 </td>
                 <td>
                   {u.locked ? (
@@ -149,7 +224,7 @@ export default function Users() {
         </nav>
       )}
       {roles.error !== undefined && <ErrorBox error={roles.error} onRetry={roles.reload} />}
-      {roles.data && <Roles roles={roles.data} />}
+      {roles.data && <Roles roles={roles.data} reload={roles.reload} />}
     </div>
   );
 }

@@ -1,6 +1,7 @@
 import { useMemo } from 'preact/hooks';
 import { api, type Alert, type AuditRecord, type HistoryAnswer, type VMDetail as Detail } from '../api';
 import { Chart } from '../components/Chart';
+import { VMFieldsEditor, VMGroupsEditor } from '../components/VMEditor';
 import { Badge, Card, ErrorBox, Fields, Loading } from '../components/common';
 import { locale, t, tv } from '../i18n';
 import { chartBands } from '../lib/coverage';
@@ -384,6 +385,12 @@ export default function VMDetail({ params }: { params: Record<string, string> })
             <Snapshots vm={d} now={now} />
             <Operator vm={d} />
           </div>
+          {can('vm:write') && (
+            <div class="cards">
+              <VMFieldsEditor key={d.id} vm={d} onSaved={vm.reload} />
+              <VMGroupsEditor vm={d} onChanged={vm.reload} />
+            </div>
+          )}
           <Charts id={d.id} range={range} />
           {can('alert:read') && <VMAlerts id={d.id} now={now} />}
           {can('audit:read') && <VMAudit id={d.id} />}

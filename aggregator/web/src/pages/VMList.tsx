@@ -1,10 +1,12 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, type VM, type VMGroup } from '../api';
 import { Badge, ErrorBox, Loading } from '../components/common';
+import { VMBatch } from '../components/VMBatch';
 import { VirtualRows } from '../components/VirtualRows';
 import { locale, t, tv } from '../i18n';
 import { formatMemoryMB, formatNumber } from '../lib/format';
 import { useAsync } from '../lib/hooks';
+import { can } from '../lib/me';
 import {
   PAGE_SIZES,
   parseVMList,
@@ -146,10 +148,27 @@ function SortHeader({ col, state }: { col: (typeof COLUMNS)[number]; state: VMLi
   );
 }
 
-function Row({ vm }: { vm: VM }) {
+/** Selection is the checked rows (id → name) when the caller may run batch actions. */
+interface Selection {
+  has: (id: string) => boolean;
+  toggle: (vm: VM, on: boolean) => void;
+}
+
+function Row({ vm, sel }: { vm: VM; sel: Selection | null }) {
   const l = locale.value;
   return (
     <div class="vrow" role="row" data-vm={vm.id}>
+      {sel && (
+        <span role="cell" class="col-check">
+          <input
+            type="checkbox"
+            checked={sel.has(vm.id)}
+            aria-label={t('batch.select', { name: vm.name })}
+            data-select={vm.id}
+            onChange={(e) => sel.toggle(vm, e.currentTarget.checked)}
+          />
+        </span>
+      )}
       <span role="cell" class="col-name">
         <a href={'/vms/' + encodeURIComponent(vm.id)}>{vm.name}</a>
       </span>
@@ -191,6 +210,19 @@ export default function VMList() {
   );
   const l = locale.value;
   const data = list.data;
+  const [selected, setSelected] = useState<Map<string, string>>(new Map());
+  const sel: Selection | null = can('vm:write')
+    ? {
+        has: (id) => selected.has(id),
+        toggle: (vm, on) => {
+          const m = new Map(selected);
+          if (on) m.set(vm.id, vm.name);
+          else m.delete(vm.id);
+          setSelected(m);
+        },
+      }
+    : null;
+  const allOnPage = !!data && data.items.length > 0 && data.items.every((v) => selected.has(v.id));
   const pages = data ? Math.max(1, Math.ceil(data.total / state.pageSize)) : 1;
   return (
     <div class="page page-wide">
@@ -201,9 +233,28 @@ export default function VMList() {
       <Filters state={state} sites={sites.data ?? []} groups={groups.data ?? null} />
       {list.error !== undefined && <ErrorBox error={list.error} onRetry={list.reload} />}
       {!data && !list.error && <Loading />}
+      {sel && selected.size > 0 && <VMBatch selected={selected} groups={groups.data ?? []} onDone={list.reload} />}
       {data && (
-        <div class="vtable" role="table" aria-label={t('vms.title')} aria-rowcount={data.items.length} aria-busy={list.loading}>
+        <div class={'vtable' + (sel ? ' selectable' : '')} role="table" aria-label={t('vms.title')} aria-rowcount={data.items.length} aria-busy={list.loading}>
           <div class="vrow vhead" role="row">
+            {sel && (
+              <span role="columnheader" class="col-check">
+                <input
+                  type="checkbox"
+                  checked={allOnPage}
+                  aria-label={t('batch.selectPage')}
+                  data-testid="select-page"
+                  onChange={(e) => {
+                    const m = new Map(selected);
+                    for (const v of data.items) {
+                      if (e.currentTarget.checked) m.set(v.id, v.name);
+                      else m.delete(v.id);
+                    }
+                    setSelected(m);
+                  }}
+                />
+              </span>
+            )}
             {COLUMNS.map((c) => (
               <span role="columnheader" key={c.key} class={c.cls} aria-sort={sortDir(c, state)}>
                 <SortHeader col={c} state={state} />
@@ -213,7 +264,7 @@ export default function VMList() {
           {data.items.length === 0 ? (
             <p class="empty">{t('vms.empty')}</p>
           ) : (
-            <VirtualRows items={data.items} rowHeight={ROW_HEIGHT} height={Math.min(data.items.length * ROW_HEIGHT, 640)} label={t('vms.rows')} render={(vm) => <Row key={vm.id} vm={vm} />} />
+            <VirtualRows items={data.items} rowHeight={ROW_HEIGHT} height={Math.min(data.items.length * ROW_HEIGHT, 640)} label={t('vms.rows')} render={(vm) => <Row key={vm.id} vm={vm} sel={sel} />} />
           )}
         </div>
       )}
