@@ -20,6 +20,7 @@ import (
 	"github.com/vmpulse/vmpulse/agent/internal/uplink"
 	"github.com/vmpulse/vmpulse/agent/internal/vsphere"
 	"github.com/vmpulse/vmpulse/protocol"
+	"github.com/vmpulse/vmpulse/protocol/buildinfo"
 )
 
 // maxCellsPerBatch splits large sample payloads (a restart re-reading an
@@ -104,7 +105,7 @@ func New(ctx context.Context, cfg Config, version string, log *slog.Logger) (*Ag
 			a.metrics.ObserveAck(l, seq, st, at)
 		},
 	}, id, a.spool)
-	a.metrics = metrics.New(metrics.Info{Version: version, Commit: BuildCommit(""), AgentID: id.AgentID, Site: id.Site},
+	a.metrics = metrics.New(metrics.Info{Version: version, Commit: buildinfo.Commit(""), AgentID: id.AgentID, Site: id.Site},
 		metricsSource{a}, a.metricsExtra()...)
 	return a, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,38 +16,6 @@ import (
 	"github.com/vmpulse/vmpulse/agent/internal/uplink"
 	"github.com/vmpulse/vmpulse/agent/internal/vsphere"
 )
-
-// BuildCommit is the commit the binary was built from: override when set
-// (a -X main.commit ldflag), else the VCS revision the go command stamped
-// (with "-dirty" for a modified tree), else "unknown".
-func BuildCommit(override string) string {
-	if override != "" {
-		return override
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			modified = s.Value
-		}
-	}
-	if rev == "" {
-		return "unknown"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if modified == "true" {
-		rev += "-dirty"
-	}
-	return rev
-}
 
 // perfCollector is one endpoint's performance collector, for the metrics.
 type perfCollector struct {

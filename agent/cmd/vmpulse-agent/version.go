@@ -1,17 +1,10 @@
 package main
 
-import (
-	"fmt"
-	"runtime"
-
-	"github.com/vmpulse/vmpulse/agent"
-)
+import "github.com/vmpulse/vmpulse/protocol/buildinfo"
 
 // buildCommit is the commit: main.commit when the build set it, else the
 // VCS revision the go command stamped.
-func buildCommit() string { return agent.BuildCommit(commit) }
+func buildCommit() string { return buildinfo.Commit(commit) }
 
 // versionLine is what -version prints.
-func versionLine() string {
-	return fmt.Sprintf("vmpulse-agent %s (commit %s, %s, %s/%s)", version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
+func versionLine() string { return buildinfo.Line("vmpulse-agent", version, commit) }
