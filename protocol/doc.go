@@ -148,6 +148,10 @@
 //	   Certificate renewal. Gap gained the optional collection-gap fields
 //	   source, entity_kind, entity_ids, counters and interval; a reader
 //	   that ignores them sees a gap of the whole site over [First, Last].
+//	   Heartbeat gained spool_max_bytes and vcenters (each endpoint's
+//	   reachability); Welcome and Command gained collection (settings the
+//	   aggregator pushes, Command name apply_collection). Older peers ignore
+//	   them: an older agent keeps its own collection configuration.
 //
 // A change that an older peer would misread needs a new Version; message
 // types, batch kinds, codecs, column encodings and ErrorCode values are

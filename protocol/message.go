@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 )
 
 // WriteMessage writes m as one frame. m is one of *Hello, *Welcome,
@@ -181,6 +182,9 @@ func validateControl(m any) error {
 		if x.HeartbeatInterval < 0 || x.MaxInFlight < 0 {
 			return malformedf("welcome: negative heartbeat interval or max in flight")
 		}
+		if x.Collection != nil {
+			return x.Collection.validate("welcome: collection")
+		}
 	case *Heartbeat:
 		if len(x.Plugins) > MaxPlugins {
 			return errorf(ErrCodeTooLarge, "heartbeat: %d plugins exceed %d", len(x.Plugins), MaxPlugins)
@@ -204,8 +208,32 @@ func validateControl(m any) error {
 				return malformedf("%s: negative restarts, last_error_at or last_collect", what)
 			}
 		}
+		if len(x.VCenters) > MaxVCenters {
+			return errorf(ErrCodeTooLarge, "heartbeat: %d vcenters exceed %d", len(x.VCenters), MaxVCenters)
+		}
+		for i := range x.VCenters {
+			v := &x.VCenters[i]
+			what := fmt.Sprintf("heartbeat: vcenters[%d]", i)
+			if err := checkField(what, "source", v.Source, true); err != nil {
+				return err
+			}
+			if len(v.LastError) > MaxPluginErrorBytes {
+				return errorf(ErrCodeTooLarge, "%s: last_error of %d bytes exceeds %d", what, len(v.LastError), MaxPluginErrorBytes)
+			}
+			if v.Since < 0 || v.LastOK < 0 {
+				return malformedf("%s: negative since or last_ok", what)
+			}
+		}
 	case *Command:
-		return checkField("command", "name", x.Name, true)
+		if err := checkField("command", "name", x.Name, true); err != nil {
+			return err
+		}
+		if x.Name == CommandApplyCollection && x.Collection == nil {
+			return malformedf("command: %s without collection", x.Name)
+		}
+		if x.Collection != nil {
+			return x.Collection.validate("command: collection")
+		}
 	case *Error:
 		return checkField("error", "message", x.Message, false)
 	case *EnrollRequest:
@@ -246,4 +274,35 @@ func NegotiateVersion(h *Hello) (uint16, error) {
 		return 0, errorf(ErrCodeUnsupported, "hello: agent speaks versions %d..%d, aggregator %d..%d", h.MinVersion, h.MaxVersion, 1, Version)
 	}
 	return v, nil
+}
+
+// validate checks the bounds of pushed collection settings; what names the
+// message and field for the error.
+func (c *CollectionSettings) validate(what string) error {
+	if c.Revision < 0 {
+		return malformedf("%s: negative revision", what)
+	}
+	for name, d := range map[string]time.Duration{"realtime_interval": c.RealtimeInterval,
+		"historical_interval": c.HistoricalInterval, "events_poll": c.EventsPoll, "tag_interval": c.TagInterval} {
+		if d < 0 || d > MaxCollectionInterval {
+			return malformedf("%s: %s %s outside [0, %s]", what, name, d, MaxCollectionInterval)
+		}
+	}
+	if len(c.Counters) > MaxCollectionKinds {
+		return errorf(ErrCodeTooLarge, "%s: %d entity kinds exceed %d", what, len(c.Counters), MaxCollectionKinds)
+	}
+	for kind, names := range c.Counters {
+		if err := checkField(what, "counters kind", kind, true); err != nil {
+			return err
+		}
+		if len(names) > MaxCountersPerKind {
+			return errorf(ErrCodeTooLarge, "%s: counters[%q]: %d exceed %d", what, kind, len(names), MaxCountersPerKind)
+		}
+		for _, n := range names {
+			if err := checkField(what, "counter", n, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

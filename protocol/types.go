@@ -208,7 +208,39 @@ type Welcome struct {
 	HeartbeatInterval time.Duration `json:"heartbeat_interval"`
 	MaxInFlight       int           `json:"max_in_flight"` // unacked batches per data stream
 	ServerTime        int64         `json:"server_time"`   // Unix ms, lets the agent see clock skew
+	// Collection is the collection configuration the aggregator's settings
+	// push to the agent; nil leaves the agent's own configuration in force
+	// (and is what an aggregator that predates the field sends).
+	Collection *CollectionSettings `json:"collection,omitempty"`
 }
+
+// CollectionSettings is what the aggregator's settings decide about an
+// agent's collection, sent in the Welcome and again, in a Command named
+// CommandApplyCollection, whenever the settings change. The agent applies
+// it without restarting; a zero field keeps the agent's own value.
+type CollectionSettings struct {
+	// Revision increases with every change of the settings; an agent
+	// ignores a revision older than the one it applied.
+	Revision           int64         `json:"revision"`
+	RealtimeInterval   time.Duration `json:"realtime_interval,omitempty"`
+	HistoricalInterval time.Duration `json:"historical_interval,omitempty"`
+	EventsPoll         time.Duration `json:"events_poll,omitempty"`
+	TagInterval        time.Duration `json:"tag_interval,omitempty"`
+	// Counters maps an entity kind ("vm", "host", "cluster", "datastore")
+	// to the vCenter counters ("cpu.usage.average") collected for it; a
+	// kind not present keeps the agent's own set.
+	Counters map[string][]string `json:"counters,omitempty"`
+}
+
+// Limits of CollectionSettings, checked by ReadMessage and WriteMessage.
+const (
+	MaxCollectionKinds    = 16
+	MaxCountersPerKind    = 1024
+	MaxCollectionInterval = 24 * time.Hour
+)
+
+// CommandApplyCollection is the Command that carries new CollectionSettings.
+const CommandApplyCollection = "apply_collection"
 
 // Heartbeat carries the agent's health on the control stream.
 type Heartbeat struct {
@@ -222,6 +254,24 @@ type Heartbeat struct {
 	// from agents without any, and from agents older than the field: an
 	// aggregator reads its absence as "no plugins").
 	Plugins []PluginStatus `json:"plugins,omitempty"`
+	// SpoolMaxBytes is the spool's quota (spool.max_bytes); 0 from agents
+	// older than the field.
+	SpoolMaxBytes uint64 `json:"spool_max_bytes,omitempty"`
+	// VCenters is the reachability of each vCenter/ESXi endpoint the agent
+	// polls (absent from agents older than the field).
+	VCenters []VCenterStatus `json:"vcenters,omitempty"`
+}
+
+// MaxVCenters bounds Heartbeat.VCenters.
+const MaxVCenters = 256
+
+// VCenterStatus is whether the agent can reach one endpoint it polls.
+type VCenterStatus struct {
+	Source    string `json:"source"` // as in SeriesKey.Source and Inventory.Source
+	Reachable bool   `json:"reachable"`
+	Since     int64  `json:"since,omitempty"`      // Unix ms of the last change of Reachable
+	LastOK    int64  `json:"last_ok,omitempty"`    // Unix ms of the last successful call
+	LastError string `json:"last_error,omitempty"` // at most MaxPluginErrorBytes; the agent truncates
 }
 
 // Limits of Heartbeat.Plugins, checked by ReadMessage and WriteMessage.
@@ -248,8 +298,10 @@ type PluginStatus struct {
 
 // Command is sent by the aggregator on the control stream.
 type Command struct {
-	Name string            `json:"name"` // "resync_inventory"
+	Name string            `json:"name"` // "resync_inventory", CommandApplyCollection
 	Args map[string]string `json:"args,omitempty"`
+	// Collection is set for CommandApplyCollection.
+	Collection *CollectionSettings `json:"collection,omitempty"`
 }
 
 // AckStatus is the aggregator's verdict on a batch.
