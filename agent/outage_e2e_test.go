@@ -2,29 +2,14 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/tls"
 	"encoding/binary"
-	"encoding/hex"
-	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/view"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vmpulse/vmpulse/agent/internal/spool"
@@ -39,31 +24,14 @@ import (
 // gap record for the rest, with its source, entities, counters and
 // interval, where the history API reads gaps.
 func TestOutageBeyondRealtimeWindowEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the aggregator; skipped with -short")
-	}
-	base := os.Getenv("VMPULSE_TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("VMPULSE_TEST_DATABASE_URL is not set: run with `make test` or `scripts/pg.sh with go test ./agent/`")
-	}
+	base := e2eDatabase(t)
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := testLogger(t)
 
 	// vCenter, with its statistics intervals shortened.
-	m := simulator.VPX()
-	if err := m.Create(); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Remove()
-	m.Service.TLS = new(tls.Config)
-	m.Service.Listen = &url.URL{User: url.UserPassword("vmpulse", "vmpulse-pass")}
-	srv := m.Service.NewServer()
-	defer srv.Close()
-	vc, err := govmomi.NewClient(ctx, srv.URL, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := m.Map()
+	sim := startVCenter(t)
+	vc := sim.vc
+	reg := sim.model.Map()
 	pm := reg.Get(*vc.ServiceContent.PerfManager).(*simulator.PerformanceManager)
 	reg.WithLock(simulator.NewContext(), pm, func() {
 		pm.HistoricalInterval = []types.PerfInterval{
@@ -95,29 +63,9 @@ func TestOutageBeyondRealtimeWindowEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := DefaultConfig()
-	cfg.Name, cfg.DataDir = "outage-agent", dir
-	cfg.Aggregator.Address, cfg.Aggregator.ServerName = agg.addr, "localhost"
-	cfg.Spool.SyncInterval = Duration(100 * time.Millisecond)
-	u := *srv.URL
-	u.User = nil
-	cfg.Endpoints = []EndpointConfig{{Name: "sim", URL: u.String(), Username: "vmpulse", PasswordEnv: "OUTAGE_VC_PASSWORD", Insecure: true}}
-	t.Setenv("OUTAGE_VC_PASSWORD", "vmpulse-pass")
-	cfg.EnrollToken = agg.token("dc1")
-	a, err := New(ctx, cfg, "test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(actx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	}()
-
+	cfg := agentConfig(t, "outage-agent", sim, agg)
+	cfg.DataDir = dir
+	a := runAgent(t, cfg, log)
 	db, err := pgx.Connect(ctx, agg.dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -214,46 +162,6 @@ func TestOutageBeyondRealtimeWindowEndToEnd(t *testing.T) {
 	}
 }
 
-// poweredOnVMs lists the simulator's powered-on VMs, sorted.
-func poweredOnVMs(t *testing.T, c *govmomi.Client) []string {
-	t.Helper()
-	var vms []mo.VirtualMachine
-	retrieve(t, c, "VirtualMachine", []string{"runtime.powerState"}, &vms)
-	var out []string
-	for _, vm := range vms {
-		if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
-			out = append(out, vm.Self.Value)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// hosts lists the simulator's hosts.
-func hosts(t *testing.T, c *govmomi.Client) []string {
-	t.Helper()
-	var hs []mo.HostSystem
-	retrieve(t, c, "HostSystem", []string{"name"}, &hs)
-	var out []string
-	for _, h := range hs {
-		out = append(out, h.Self.Value)
-	}
-	return out
-}
-
-func retrieve(t *testing.T, c *govmomi.Client, kind string, props []string, dst any) {
-	t.Helper()
-	ctx := context.Background()
-	v, err := view.NewManager(c.Client).CreateContainerView(ctx, c.ServiceContent.RootFolder, []string{kind}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Destroy(ctx)
-	if err := v.Retrieve(ctx, []string{kind}, props, dst); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // encodeMarks writes high-water marks as the vsphere package persists
 // them (hwm.go: format 1, entries sorted by entity id).
 func encodeMarks(marks map[string]int64, interval int32) []byte {
@@ -271,97 +179,4 @@ func encodeMarks(marks map[string]int64, interval int32) []byte {
 		b = binary.AppendUvarint(b, uint64(marks[id]))
 	}
 	return b
-}
-
-// testAggregator is a real aggregator process on a database of its own.
-type testAggregator struct {
-	addr, dbURL, cfg, bin string
-	http                  string // the REST API's host:port
-	t                     *testing.T
-}
-
-// startAggregator builds the aggregator (or takes the binary named by
-// VMPULSE_TEST_AGGREGATOR) and runs it on a fresh database of the server
-// at base until the test ends.
-func startAggregator(t *testing.T, base string) *testAggregator {
-	t.Helper()
-	dir := t.TempDir()
-	bin := os.Getenv("VMPULSE_TEST_AGGREGATOR") // a binary built already
-	if bin == "" {
-		build := exec.Command("go", "build", "-o", dir+"/", "../aggregator/cmd/vmpulse-aggregator")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			t.Fatalf("build aggregator: %v", err)
-		}
-		bin = filepath.Join(dir, "vmpulse-aggregator")
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	name := "agent_" + hex.EncodeToString(rnd[:])
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	a := &testAggregator{t: t, dbURL: u.String(), cfg: filepath.Join(dir, "aggregator.yml"), bin: bin}
-	udp, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	tcp, _ := net.Listen("tcp", "127.0.0.1:0")
-	httpAddr := tcp.Addr().String()
-	a.addr = udp.LocalAddr().String()
-	a.http = httpAddr
-	udp.Close()
-	tcp.Close()
-	cfg := fmt.Sprintf("database_url: %s\ndata_dir: %s\ningest:\n  listen: %s\n  heartbeat_interval: 1s\nhttp:\n  listen: %s\n",
-		a.dbURL, filepath.Join(dir, "data"), a.addr, httpAddr)
-	if err := os.WriteFile(a.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(a.bin, "serve", "-config", a.cfg)
-	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		<-exited
-	})
-	for i := 0; ; i++ {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if i > 300 {
-			t.Fatalf("aggregator not ready: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return a
-}
-
-// token issues an enrollment token for site.
-func (a *testAggregator) token(site string) string {
-	a.t.Helper()
-	out, err := exec.Command(a.bin, "enroll-token", "-config", a.cfg, "-site", site).Output()
-	if err != nil {
-		a.t.Fatalf("enroll-token: %v", err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

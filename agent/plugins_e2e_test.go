@@ -3,16 +3,11 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,8 +15,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/vmware/govmomi"
-	"github.com/vmware/govmomi/simulator"
 
 	"github.com/vmpulse/vmpulse/agent/internal/collectors"
 	"github.com/vmpulse/vmpulse/plugins/sdk/plugintest"
@@ -36,44 +29,11 @@ import (
 // the restart visible in the agent's status, its /metrics and on
 // GET /agents/{id}; collection goes on.
 func TestCollectorPluginEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the aggregator and a plugin; skipped with -short")
-	}
-	base := os.Getenv("VMPULSE_TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("VMPULSE_TEST_DATABASE_URL is not set: run with `make test` or `scripts/pg.sh with go test ./agent/`")
-	}
+	base := e2eDatabase(t)
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-
-	m := simulator.VPX()
-	if err := m.Create(); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Remove()
-	m.Service.TLS = new(tls.Config)
-	m.Service.Listen = &url.URL{User: url.UserPassword("vmpulse", "vmpulse-pass")}
-	srv := m.Service.NewServer()
-	defer func() {
-		// A WaitForUpdatesEx long poll may still be held open on the
-		// simulator's side after the agent stopped (the simulator's
-		// handler does not watch the connection): give it 5 s.
-		closed := make(chan struct{})
-		go func() {
-			srv.CloseClientConnections()
-			srv.Close()
-			close(closed)
-		}()
-		select {
-		case <-closed:
-		case <-time.After(5 * time.Second):
-			t.Log("the simulator still holds a request after the agent stopped; not waiting for it")
-		}
-	}()
-	vc, err := govmomi.NewClient(ctx, srv.URL, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := testLogger(t)
+	sim := startVCenter(t)
+	vc := sim.vc
 	hostID := hosts(t, vc)[0]
 
 	agg := startAggregator(t, base)
@@ -85,35 +45,14 @@ func TestCollectorPluginEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir := t.TempDir()
-	cfg := DefaultConfig()
-	cfg.Name, cfg.DataDir = "plugin-agent", dir
-	cfg.Aggregator.Address, cfg.Aggregator.ServerName = agg.addr, "localhost"
-	cfg.Spool.SyncInterval = Duration(100 * time.Millisecond)
-	u := *srv.URL
-	u.User = nil
-	cfg.Endpoints = []EndpointConfig{{Name: "sim", URL: u.String(), Username: "vmpulse", PasswordEnv: "PLUGIN_E2E_VC_PASSWORD", Insecure: true}}
-	t.Setenv("PLUGIN_E2E_VC_PASSWORD", "vmpulse-pass")
+	cfg := agentConfig(t, "plugin-agent", sim, agg)
 	cfg.Plugins.Dir = pluginDir
 	cfg.Plugins.Collectors = []CollectorPluginConfig{{
 		Name: "promexec", SHA256: bin.SHA256, Interval: Duration(time.Second), Timeout: Duration(5 * time.Second),
 		Config: map[string]any{"command": []any{"sh", "-c", "cat " + expo}, "entity_kind": "host", "entity_id": hostID},
 	}}
 	cfg.MetricsListen = freeTCP(t)
-	cfg.EnrollToken = agg.token("dc1")
-	a, err := New(ctx, cfg, "test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(actx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	}()
+	a := runAgent(t, cfg, log)
 	db, err := pgx.Connect(ctx, agg.dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -244,74 +183,5 @@ func TestCollectorPluginEndToEnd(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM (SELECT s.series_id, s.ts FROM samples s JOIN series se ON se.id = s.series_id
 		WHERE se.source LIKE 'plugin:%' GROUP BY 1, 2 HAVING count(*) > 1) d`).Scan(&dupes); err != nil || dupes != 0 {
 		t.Errorf("duplicate plugin samples: %d, %v", dupes, err)
-	}
-}
-
-func waitUntil(t *testing.T, what string, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: not %s", d, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// adminToken creates the first admin with the aggregator's CLI and logs
-// in as it.
-func adminToken(t *testing.T, agg *testAggregator) string {
-	t.Helper()
-	pw := filepath.Join(t.TempDir(), "pw")
-	if err := os.WriteFile(pw, []byte("plugin-e2e-Passw0rd!"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(agg.bin, "user", "create-admin", "-config", agg.cfg, "-username", "admin",
-		"-email", "admin@example.com", "-password-file", pw).CombinedOutput(); err != nil {
-		t.Fatalf("create-admin: %v\n%s", err, out)
-	}
-	body := `{"username":"admin","password":"plugin-e2e-Passw0rd!"}`
-	resp, err := http.Post("http://"+agg.http+"/api/v1/auth/login", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Data struct {
-			AccessToken string `json:"access_token"`
-		} `json:"data"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(b, &out); err != nil || out.Data.AccessToken == "" {
-		t.Fatalf("login: %d %s", resp.StatusCode, b)
-	}
-	return out.Data.AccessToken
-}
-
-func apiGet(t *testing.T, agg *testAggregator, token, path string, dst any) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+agg.http+path, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	if err := json.Unmarshal(b, dst); err != nil {
-		t.Fatalf("GET %s: %v: %s", path, err, b)
 	}
 }
