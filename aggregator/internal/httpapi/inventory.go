@@ -243,7 +243,16 @@ type VMDetail struct {
 	Description string            `json:"description"`
 	Owner       string            `json:"owner"`
 	Labels      map[string]string `json:"labels"`
-	Groups      []Ref             `json:"groups"`
+	Groups      []VMGroupRef      `json:"groups"`
+}
+
+// VMGroupRef is a group a VM is in, and how: by hand, by the group's rule,
+// or both.
+type VMGroupRef struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Static bool   `json:"static"`
+	ByRule bool   `json:"by_rule"`
 }
 
 func vmDetailOf(d *store.VMDetail) VMDetail {
@@ -252,12 +261,12 @@ func vmDetailOf(d *store.VMDetail) VMDetail {
 		GuestDisks: []GuestDisk{}, ToolsVersion: propStr(p, "tools_version"), CustomAttributes: propMap(p, "custom_attributes"),
 		UUID: propStr(p, "uuid"), InstanceUUID: propStr(p, "instance_uuid"), Annotation: propStr(p, "annotation"),
 		Latest: []LatestValue{}, Props: p,
-		Description: d.UserFields.Description, Owner: d.UserFields.Owner, Labels: d.UserFields.Labels, Groups: []Ref{}}
+		Description: d.UserFields.Description, Owner: d.UserFields.Owner, Labels: d.UserFields.Labels, Groups: []VMGroupRef{}}
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
 	}
 	for _, g := range d.Groups {
-		out.Groups = append(out.Groups, Ref{ID: g.ID.String(), Name: g.Name})
+		out.Groups = append(out.Groups, VMGroupRef{ID: g.ID.String(), Name: g.Name, Static: g.Static, ByRule: g.ByRule})
 	}
 	for i := range d.Datastores {
 		out.Datastores = append(out.Datastores, *refOf(d.Source, &d.Datastores[i]))
@@ -724,7 +733,9 @@ func inventorySchemas() map[string]any {
 		"props":       desc(map[string]any{"type": "object"}, "the agent's raw properties"),
 		"description": desc(str, "the operator's (PATCH /vms/{id})"), "owner": str,
 		"labels": desc(map[string]any{"type": "object", "additionalProperties": str}, "the operator's labels"),
-		"groups": desc(arrayOf(objectSchema(map[string]any{"id": uuidStr, "name": str})), "the VM groups it is in (static or by rule)"),
+		"groups": desc(arrayOf(objectSchema(map[string]any{"id": uuidStr, "name": str,
+			"static": desc(boolean, "a member by hand (members route or batch)"), "by_rule": desc(boolean, "selected by the group's rule")})),
+			"the VM groups it is in, and how (both flags may be true)"),
 	}
 	for k, v := range vm {
 		vmDetail[k] = v

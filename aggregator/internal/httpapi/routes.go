@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -224,6 +225,21 @@ func capSummary(v any) any {
 	return v
 }
 
+// auditPathID is the {id} path parameter as the route's handler understands it:
+// chi routes on the escaped path when the request's path has escapes that
+// the default encoding would not produce (RawPath set), and then hands
+// out "src%3Avm-1" for "src:vm-1"; the audit record keeps the decoded id,
+// as vCenter events in the same log do.
+func auditPathID(r *http.Request) string {
+	id := chi.URLParam(r, "id")
+	if r.URL.RawPath != "" {
+		if dec, err := url.PathUnescape(id); err == nil {
+			return dec
+		}
+	}
+	return id
+}
+
 // writeAudit queues the audit record of a request answered with status.
 func (a *API) writeAudit(rt Route, r *http.Request, status int) {
 	st := stateOf(r)
@@ -234,7 +250,7 @@ func (a *API) writeAudit(rt Route, r *http.Request, status int) {
 		ActorName:    audit.SanitizeText(st.actorName, 0),
 		Action:       rt.Action,
 		ResourceType: rt.Resource,
-		ResourceID:   logPath(chi.URLParam(r, "id")),
+		ResourceID:   logPath(auditPathID(r)),
 		Status:       status,
 		IP:           st.ip,
 		UserAgent:    userAgentOf(r),

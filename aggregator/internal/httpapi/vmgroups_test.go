@@ -116,6 +116,16 @@ func TestVMGroupsAPI(t *testing.T) {
 	if res.status != 200 || d.Owner != "web-team@example.com" || d.Labels["tier"] != "web" || len(d.Groups) != 1 || d.Groups[0].Name != "web" {
 		t.Errorf("patch: %d %s", res.status, res.raw)
 	}
+	// A client that escapes the id's colon (a browser's encodeURIComponent)
+	// reaches the same VM, and the audit record names it decoded, as
+	// vCenter events in the same log do.
+	escaped := strings.ReplaceAll(url.PathEscape(east1), ":", "%3A")
+	if res := e.do("PATCH", "/api/v1/vms/"+escaped, ops, `{"description":"front end"}`, "X-Request-ID", "req-vm-escaped"); res.status != 200 {
+		t.Errorf("patch with an escaped id = %d %s", res.status, res.raw)
+	}
+	if recs := e.auditRecords("req-vm-escaped"); len(recs) != 1 || recs[0].ResourceID != east1 {
+		t.Errorf("audit of a patch with an escaped id = %+v; want resource %s", recs, east1)
+	}
 	if res := e.do("PATCH", "/api/v1/vms/"+url.PathEscape(east1), ops, `{"labels":{"bad key":"x"}}`); res.status != 422 {
 		t.Errorf("bad label key = %d %s", res.status, res.raw)
 	}

@@ -492,6 +492,9 @@ func (s *Store) ForgetVM(ctx context.Context, source, moref string) error {
 type GroupRef struct {
 	ID   uuid.UUID
 	Name string
+	// Static: the VM is a member by hand (POST /vm-groups/{id}/members or
+	// the batch); ByRule: the group's rule selects it. Both may hold.
+	Static, ByRule bool
 }
 
 // vmExtras reads a VM's user fields and groups.
@@ -507,17 +510,20 @@ func (s *Store) vmExtras(ctx context.Context, o *Object) (VMUserFields, []GroupR
 	default:
 		f.UpdatedAt = &at
 	}
-	rows, err := s.pool.Query(ctx, `SELECT g.id, g.name FROM vm_groups g, inventory_objects o
-		WHERE o.site = $1 AND o.source = $2 AND o.kind = 'vm' AND o.moref = $3 AND (
-		    EXISTS (SELECT 1 FROM vm_group_members m WHERE m.group_id = g.id AND m.site = o.site AND m.source = o.source AND m.moref = o.moref)
-		    OR vm_rule_matches(g.rule, o.site, o.source, o.moref, o.name, o.path, o.props))
-		ORDER BY g.name`, o.Site, o.Source, o.Moref)
+	rows, err := s.pool.Query(ctx, `SELECT id, name, static, by_rule FROM (
+		  SELECT g.id, g.name,
+		    EXISTS (SELECT 1 FROM vm_group_members m WHERE m.group_id = g.id AND m.site = o.site AND m.source = o.source AND m.moref = o.moref) AS static,
+		    coalesce(vm_rule_matches(g.rule, o.site, o.source, o.moref, o.name, o.path, o.props), false) AS by_rule
+		  FROM vm_groups g, inventory_objects o
+		  WHERE o.site = $1 AND o.source = $2 AND o.kind = 'vm' AND o.moref = $3) x
+		WHERE static OR by_rule
+		ORDER BY name`, o.Site, o.Source, o.Moref)
 	if err != nil {
 		return f, nil, fmt.Errorf("store: vm %s/%s groups: %w", o.Source, o.Moref, err)
 	}
 	groups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (GroupRef, error) {
 		var g GroupRef
-		err := r.Scan(&g.ID, &g.Name)
+		err := r.Scan(&g.ID, &g.Name, &g.Static, &g.ByRule)
 		return g, err
 	})
 	if err != nil {

@@ -89,6 +89,19 @@ func TestVMGroups(t *testing.T) {
 	if err != nil || d.UserFields.Owner != owner || d.UserFields.Labels["team"] != "dba" || len(d.Groups) != 2 {
 		t.Errorf("db_01 detail: %+v %+v, %v", d.UserFields, d.Groups, err)
 	}
+	// How it is in each group: by rule in both; added by hand to one of
+	// them, by hand and by rule there.
+	if errs, err := f.st.SetGroupMembers(ctx, dba, []store.VMRef{{Source: vcA, Moref: "vm-3"}}, true, store.GroupChange{}); err != nil || errs[0] != nil {
+		t.Fatalf("add db_01 to dba by hand: %v %v", errs, err)
+	}
+	d, err = f.st.VM(ctx, vcA, "vm-3")
+	how := map[string][2]bool{}
+	for _, g := range d.Groups {
+		how[g.Name] = [2]bool{g.Static, g.ByRule}
+	}
+	if err != nil || how["dba"] != [2]bool{true, true} || how["prod-cluster"] != [2]bool{false, true} {
+		t.Errorf("db_01's groups (static, by rule): %v, %v", how, err)
+	}
 	if err := f.st.PatchVM(ctx, vcB, "vm-404", store.VMFieldsPatch{Owner: &owner}, "test"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("patch an unknown VM: %v", err)
 	}
