@@ -147,7 +147,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 	for i := range n {
 		h.PublishSamples("dc1", "a", samples("vc", int64(i), "vm-1"))
 	}
-	if d := time.Since(start); d > 100*time.Millisecond {
+	if d := time.Since(start); d > time.Second { // blocking would wait on the slow subscriber for seconds
 		t.Errorf("publishing %d batches took %s", n, d)
 	}
 	if c := <-got; c != n {
@@ -174,7 +174,7 @@ func TestPublishNeverBlocks(t *testing.T) {
 	for range 10 {
 		h.PublishSamples("dc1", "a", samples("vc", 1, "vm-1"))
 	}
-	if time.Since(start) > 100*time.Millisecond {
+	if time.Since(start) > time.Second { // a loaded CI machine may pause us; blocking would not return at all
 		t.Fatal("publishing blocked")
 	}
 	if st := h.Stats(); st.Published != 10 || st.QueueDrops != 8 {
