@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmpulse/vmpulse/agent/internal/collectors"
@@ -45,6 +49,9 @@ type Agent struct {
 	newestSample atomic.Int64 // Unix ms of the newest sample spooled
 	spoolErrors  atomic.Int64
 	inventories  []*vsphere.Inventory
+
+	// Collection settings pushed by the aggregator (see applyCollection).
+	coll collectionState
 }
 
 // New opens the spool and loads (or, with an enrollment token, creates)
@@ -100,13 +107,17 @@ func New(ctx context.Context, cfg Config, version string, log *slog.Logger) (*Ag
 		Logger:              log.With("component", "uplink"),
 		CollectionLag:       a.collectionLag,
 		OnCommand:           a.command,
+		OnCollection:        func(s *protocol.CollectionSettings) { a.applyCollection(s, "welcome") },
+		SpoolMaxBytes:       uint64(max(cfg.Spool.MaxBytes, 0)),
+		VCenters:            a.vcenters,
 		Plugins:             pluginStatus,
 		OnAck: func(l uplink.Lane, seq uint64, st protocol.AckStatus, at time.Time) {
 			a.metrics.ObserveAck(l, seq, st, at)
 		},
 	}, id, a.spool)
+	a.coll.init()
 	a.metrics = metrics.New(metrics.Info{Version: version, Commit: buildinfo.Commit(""), AgentID: id.AgentID, Site: id.Site},
-		metricsSource{a}, a.metricsExtra()...)
+		metricsSource{a}, append(a.metricsExtra(), a.collectionMetrics()...)...)
 	return a, nil
 }
 
@@ -164,7 +175,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		log := a.log.With("endpoint", ep.Name)
-		inv := vsphere.NewInventory(sess, a, vsphere.InventoryConfig{TagInterval: time.Duration(a.cfg.Collection.TagInterval)}, log.With("component", "inventory"))
+		inv := vsphere.NewInventory(sess, a, vsphere.InventoryConfig{TagInterval: time.Duration(a.cfg.Collection.TagInterval),
+			MaxWait: a.cfg.inventoryMaxWait()}, log.With("component", "inventory"))
 		perf := vsphere.NewCollector(sess, inv, a, a.spool, vsphere.PerfConfig{
 			Counters:        a.cfg.Collection.Counters,
 			Concurrency:     a.cfg.Collection.Concurrency,
@@ -177,6 +189,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.perfMu.Lock()
 		a.perfs = append(a.perfs, perfCollector{endpoint: ep.Name, perf: perf})
 		a.perfMu.Unlock()
+		a.addEndpoint(endpointParts{name: ep.Name, sess: sess, perf: perf, inv: inv, events: events})
 		g.Go(func() error { a.supervise(ctx, log, "inventory", inv.Run); return nil })
 		g.Go(func() error { a.supervise(ctx, log, "performance", perf.Run); return nil })
 		g.Go(func() error { a.supervise(ctx, log, "events", events.Run); return nil })
@@ -187,6 +200,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return sess.Close(cctx)
 		})
 	}
+	// Settings pushed before the endpoints existed (a Welcome is often
+	// faster than this loop) apply to them now, and later ones at once.
+	g.Go(func() error { a.runCollectionApplier(ctx); return nil })
 	err := g.Wait()
 	if cerr := a.spool.Close(); cerr != nil {
 		return errors.Join(err, fmt.Errorf("close spool: %w", cerr))
@@ -227,6 +243,8 @@ func (a *Agent) command(cmd protocol.Command) {
 		for _, inv := range a.inventories {
 			inv.Resync()
 		}
+	case protocol.CommandApplyCollection:
+		a.applyCollection(cmd.Collection, "command")
 	default:
 		a.log.Warn("unknown command from the aggregator", "component", "agent", "command", cmd.Name)
 	}
@@ -304,4 +322,226 @@ func (a *Agent) append(kind protocol.BatchKind, v any) error {
 	}
 	a.up.Notify()
 	return nil
+}
+
+// endpointParts are one endpoint's session and collectors, to which
+// pushed collection settings apply.
+type endpointParts struct {
+	name   string
+	sess   *vsphere.Session
+	perf   *vsphere.Collector
+	inv    *vsphere.Inventory
+	events *vsphere.EventReader
+}
+
+// collectionState is the collection settings the aggregator pushed (in a
+// Welcome or an apply_collection command) and the endpoints they apply to.
+// Settings are taken in order of revision; the newest is applied to every
+// endpoint by runCollectionApplier, so that a command never waits on
+// vCenter.
+type collectionState struct {
+	mu        sync.Mutex
+	applied   *protocol.CollectionSettings // newest taken; nil: none (the agent's own configuration)
+	endpoints []endpointParts
+	revision  atomic.Int64 // of applied, for /metrics
+	changed   chan struct{}
+}
+
+func (c *collectionState) init() { c.changed = make(chan struct{}, 1) }
+
+func (c *collectionState) wake() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// addEndpoint registers an endpoint's parts; settings already taken are
+// applied to it by the applier.
+func (a *Agent) addEndpoint(p endpointParts) {
+	a.coll.mu.Lock()
+	a.coll.endpoints = append(a.coll.endpoints, p)
+	a.coll.mu.Unlock()
+}
+
+// applyCollection takes pushed collection settings (from: "welcome" or
+// "command"): a revision older than the one taken is ignored (and the same
+// one is already in force); otherwise what changes is logged and the
+// settings are applied to every endpoint at once, without restarting
+// anything: periods and the tag and events intervals at once, counters
+// from the next cycle. A zero field, or a kind without counters, returns
+// to the agent's own configuration. Pushed settings win over agent.yml.
+func (a *Agent) applyCollection(s *protocol.CollectionSettings, from string) {
+	log := a.log.With("component", "agent")
+	if s == nil {
+		return
+	}
+	a.coll.mu.Lock()
+	prev := a.coll.applied
+	if prev != nil && s.Revision <= prev.Revision {
+		a.coll.mu.Unlock()
+		if s.Revision < prev.Revision {
+			log.Info("collection settings of an older revision ignored", "from", from, "revision", s.Revision, "applied", prev.Revision)
+		}
+		return
+	}
+	a.coll.applied = s
+	a.coll.revision.Store(s.Revision)
+	a.coll.mu.Unlock()
+	changes := a.collectionChanges(prev, s)
+	if len(changes) == 0 {
+		changes = []string{"nothing (same values)"}
+	}
+	log.Info("collection settings from the aggregator", "from", from, "revision", s.Revision, "changes", strings.Join(changes, "; "))
+	a.coll.wake()
+}
+
+// runCollectionApplier applies the newest taken settings to every
+// endpoint whenever they change, until ctx ends.
+func (a *Agent) runCollectionApplier(ctx context.Context) {
+	a.coll.wake() // settings taken before Run
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.coll.changed:
+		}
+		a.coll.mu.Lock()
+		s, eps := a.coll.applied, slices.Clone(a.coll.endpoints)
+		a.coll.mu.Unlock()
+		if s == nil {
+			continue
+		}
+		for _, ep := range eps {
+			// SetCounters may log in to read the counter info: bounded.
+			actx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := vsphere.ApplyCollection(actx, s, ep.perf, ep.inv, ep.events)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				a.log.Warn("collection settings applied in part", "component", "agent", "endpoint", ep.name, "revision", s.Revision, "err", err)
+			}
+		}
+	}
+}
+
+// effectiveCollection is what the agent collects with s pushed (nil:
+// none): each pushed field that is set, else agent.yml's value.
+func (a *Agent) effectiveCollection(s *protocol.CollectionSettings) (durs map[string]time.Duration, counters map[string][]string) {
+	own := a.cfg.Collection
+	durs = map[string]time.Duration{"realtime_interval": time.Duration(own.RealtimeInterval), "historical_interval": time.Duration(own.HistoricalInterval),
+		"events_poll": time.Duration(own.EventsPoll), "tag_interval": time.Duration(own.TagInterval)}
+	counters = map[string][]string{}
+	for _, kind := range vsphere.PerfKinds {
+		if names, ok := own.Counters[kind]; ok {
+			counters[kind] = names
+		} else {
+			counters[kind] = vsphere.DefaultCounters[kind]
+		}
+	}
+	if s == nil {
+		return durs, counters
+	}
+	for name, d := range map[string]time.Duration{"realtime_interval": s.RealtimeInterval, "historical_interval": s.HistoricalInterval,
+		"events_poll": s.EventsPoll, "tag_interval": s.TagInterval} {
+		if d > 0 {
+			durs[name] = d
+		}
+	}
+	for kind, names := range s.Counters {
+		if len(names) > 0 {
+			counters[kind] = names
+		}
+	}
+	return durs, counters
+}
+
+// collectionChanges describes what changes from prev to next, e.g.
+// "realtime_interval 20s → 40s" or "counters.vm +cpu.ready.summation".
+func (a *Agent) collectionChanges(prev, next *protocol.CollectionSettings) []string {
+	bd, bc := a.effectiveCollection(prev)
+	ad, ac := a.effectiveCollection(next)
+	var out []string
+	for _, name := range []string{"realtime_interval", "historical_interval", "events_poll", "tag_interval"} {
+		if bd[name] != ad[name] {
+			out = append(out, fmt.Sprintf("%s %s → %s", name, bd[name], ad[name]))
+		}
+	}
+	kinds := slices.Sorted(maps.Keys(ac))
+	for _, kind := range kinds {
+		var diff []string
+		for _, n := range ac[kind] {
+			if !slices.Contains(bc[kind], n) {
+				diff = append(diff, "+"+n)
+			}
+		}
+		for _, n := range bc[kind] {
+			if !slices.Contains(ac[kind], n) {
+				diff = append(diff, "-"+n)
+			}
+		}
+		if len(diff) > 0 {
+			out = append(out, "counters."+kind+" "+strings.Join(diff, " "))
+		}
+	}
+	return out
+}
+
+// vcenters reports each endpoint's reachability for the heartbeat, within
+// the protocol's bounds (a heartbeat the protocol refuses would end the
+// connection). Nil before the endpoints exist.
+func (a *Agent) vcenters() []protocol.VCenterStatus {
+	a.coll.mu.Lock()
+	eps := slices.Clone(a.coll.endpoints)
+	a.coll.mu.Unlock()
+	if len(eps) == 0 {
+		return nil
+	}
+	out := make([]protocol.VCenterStatus, 0, min(len(eps), protocol.MaxVCenters))
+	for _, ep := range eps[:min(len(eps), protocol.MaxVCenters)] {
+		st := ep.sess.Reachability()
+		if st.Source == "" {
+			st.Source = ep.name
+		}
+		if len(st.LastError) > protocol.MaxPluginErrorBytes {
+			st.LastError = strings.ToValidUTF8(st.LastError[:protocol.MaxPluginErrorBytes], "")
+		}
+		st.Since, st.LastOK = max(st.Since, 0), max(st.LastOK, 0)
+		out = append(out, st)
+	}
+	return out
+}
+
+// CollectionRevision is the revision of the collection settings pushed by
+// the aggregator that the agent applies (0: none; its own configuration).
+func (a *Agent) CollectionRevision() int64 { return a.coll.revision.Load() }
+
+// collectionMetrics exposes the applied revision and the collection
+// periods in force on /metrics.
+func (a *Agent) collectionMetrics() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vmpulse_agent_collection_settings_revision",
+			Help: "Revision of the collection settings pushed by the aggregator that the agent applies (0: none, agent.yml's).",
+		}, func() float64 { return float64(a.coll.revision.Load()) }),
+		collectionPeriods{a},
+	}
+}
+
+// collectionPeriods reports each endpoint's collection periods in force.
+type collectionPeriods struct{ a *Agent }
+
+var collectionPeriodDesc = prometheus.NewDesc("vmpulse_agent_collection_period_seconds",
+	"Collection period in force per endpoint and loop (realtime: VMs and hosts; historical: clusters and datastores).",
+	[]string{"endpoint", "loop"}, nil)
+
+func (c collectionPeriods) Describe(ch chan<- *prometheus.Desc) { ch <- collectionPeriodDesc }
+
+func (c collectionPeriods) Collect(ch chan<- prometheus.Metric) {
+	c.a.coll.mu.Lock()
+	eps := slices.Clone(c.a.coll.endpoints)
+	c.a.coll.mu.Unlock()
+	for _, ep := range eps {
+		ch <- prometheus.MustNewConstMetric(collectionPeriodDesc, prometheus.GaugeValue, ep.perf.Every(vsphere.IntervalRealtime).Seconds(), ep.name, "realtime")
+		ch <- prometheus.MustNewConstMetric(collectionPeriodDesc, prometheus.GaugeValue, ep.perf.Every(vsphere.IntervalHistorical).Seconds(), ep.name, "historical")
+	}
 }

@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,7 +77,15 @@ type Config struct {
 		Counters           map[string][]string `yaml:"counters"`
 		EventsPoll         Duration            `yaml:"events_poll"`
 		TagInterval        Duration            `yaml:"tag_interval"`
+		// MaxWait bounds each WaitForUpdatesEx call of the inventory
+		// watcher (its MaxWaitSeconds): how often an idle vCenter sees a
+		// call. 0 waits as long as vCenter allows. Default 1m.
+		MaxWait Duration `yaml:"max_wait"`
 	} `yaml:"collection"`
+	// The aggregator's settings (PUT /system/settings, group collection)
+	// may push realtime_interval, historical_interval, events_poll,
+	// tag_interval and counters: pushed values win over this file's
+	// until the aggregator returns them to the agent's own.
 	Endpoints []EndpointConfig `yaml:"endpoints"`
 	// Plugins are the collector plugins (see PluginsConfig).
 	Plugins PluginsConfig `yaml:"plugins"`
@@ -111,6 +122,7 @@ func DefaultConfig() Config {
 	c.Collection.Concurrency = 4
 	c.Collection.EventsPoll = Duration(10 * time.Second)
 	c.Collection.TagInterval = Duration(5 * time.Minute)
+	c.Collection.MaxWait = Duration(time.Minute)
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -197,11 +209,20 @@ func (c *Config) Validate() error {
 	if c.Collection.Concurrency < 1 || c.Collection.Concurrency > 64 {
 		bad("collection.concurrency: %d not in 1..64", c.Collection.Concurrency)
 	}
-	for kind := range c.Collection.Counters {
+	if mw := time.Duration(c.Collection.MaxWait); mw != 0 && (mw < time.Second || mw > time.Hour || mw%time.Second != 0) {
+		bad("collection.max_wait: %s: want 0 (as long as vCenter allows) or whole seconds in 1s..1h", mw)
+	}
+	for _, kind := range slices.Sorted(maps.Keys(c.Collection.Counters)) {
 		switch kind {
 		case "vm", "host", "cluster", "datastore":
 		default:
 			bad("collection.counters.%s: unknown entity kind (vm, host, cluster, datastore)", kind)
+			continue
+		}
+		for i, n := range c.Collection.Counters[kind] {
+			if !counterName.MatchString(n) {
+				bad("collection.counters.%s[%d]: %q is not a vCenter counter name group.counter.rollup (e.g. cpu.usage.average)", kind, i, n)
+			}
 		}
 	}
 	if len(c.Endpoints) == 0 {
@@ -247,6 +268,18 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return nil
+}
+
+// counterName is vCenter's dotted counter name: group.counter.rollup.
+var counterName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*\.(average|summation|latest|maximum|minimum|none)$`)
+
+// inventoryMaxWait is collection.max_wait as vsphere.InventoryConfig.MaxWait
+// reads it (there, zero is the default and negative is no bound).
+func (c *Config) inventoryMaxWait() time.Duration {
+	if c.Collection.MaxWait == 0 {
+		return -1
+	}
+	return time.Duration(c.Collection.MaxWait)
 }
 
 // Password reads an endpoint's password from its environment variable or file.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigFixtures(t *testing.T) {
@@ -22,6 +23,8 @@ func TestConfigFixtures(t *testing.T) {
 			`aggregator.address: "agg": want host:port`,
 			"collection.realtime_interval: 5s is below vCenter's 20s realtime interval",
 			"collection.counters.vapp: unknown entity kind",
+			"collection.max_wait: 1.5s: want 0 (as long as vCenter allows) or whole seconds in 1s..1h",
+			`collection.counters.vm[1]: "cpu.ready" is not a vCenter counter name group.counter.rollup`,
 			"endpoints: at least one"}},
 		{"testdata/bad-duration.bad.yml", []string{`line 5: "soon" is not a duration`}},
 		{"testdata/wrong-type.bad.yml", []string{"line 2: cannot unmarshal !!map (wrong type)"}},
@@ -80,7 +83,25 @@ func TestDeployExampleShowsTheDefaults(t *testing.T) {
 	if cfg.Spool != d.Spool || cfg.Aggregator.BackfillBytesPerS != d.Aggregator.BackfillBytesPerS || cfg.Log != d.Log ||
 		cfg.Collection.RealtimeInterval != d.Collection.RealtimeInterval || cfg.Collection.HistoricalInterval != d.Collection.HistoricalInterval ||
 		cfg.Collection.Concurrency != d.Collection.Concurrency || cfg.Collection.EventsPoll != d.Collection.EventsPoll ||
-		cfg.Collection.TagInterval != d.Collection.TagInterval || cfg.Collection.MaxQueryMetrics != d.Collection.MaxQueryMetrics {
+		cfg.Collection.TagInterval != d.Collection.TagInterval || cfg.Collection.MaxQueryMetrics != d.Collection.MaxQueryMetrics ||
+		cfg.Collection.MaxWait != d.Collection.MaxWait {
 		t.Errorf("the example's values differ from the defaults:\nexample  %+v\ndefaults %+v", cfg, d)
+	}
+}
+
+// collection.max_wait: 0 is "as long as vCenter allows", which the
+// inventory watcher reads as a negative bound (its zero is the default).
+func TestConfigMaxWait(t *testing.T) {
+	cfg := DefaultConfig()
+	if got := cfg.inventoryMaxWait(); got != time.Minute {
+		t.Errorf("default max_wait: %s, want 1m", got)
+	}
+	cfg.Collection.MaxWait = 0
+	if got := cfg.inventoryMaxWait(); got >= 0 {
+		t.Errorf("max_wait 0: %s, want no bound (negative)", got)
+	}
+	cfg.Collection.MaxWait = Duration(30 * time.Second)
+	if got := cfg.inventoryMaxWait(); got != 30*time.Second {
+		t.Errorf("max_wait 30s: %s", got)
 	}
 }

@@ -87,8 +87,18 @@ type Config struct {
 	CollectionLag func() time.Duration
 	// Plugins reports the collector plugins' states (for heartbeats).
 	Plugins func() []protocol.PluginStatus
-	// OnCommand receives commands from the aggregator (e.g. resync_inventory).
+	// VCenters reports each polled endpoint's reachability (for heartbeats).
+	VCenters func() []protocol.VCenterStatus
+	// SpoolMaxBytes is the spool's quota, reported in heartbeats.
+	SpoolMaxBytes uint64
+	// OnCommand receives commands from the aggregator (e.g. resync_inventory,
+	// apply_collection), in order, on the goroutine reading them: it must
+	// not block for long.
 	OnCommand func(protocol.Command)
+	// OnCollection receives the collection settings of a Welcome that
+	// carries some (see protocol.Welcome.Collection), before any command
+	// of that connection. Same rules as OnCommand.
+	OnCollection func(*protocol.CollectionSettings)
 	// OnAck observes every acknowledgement (metrics, benchmarks).
 	OnAck func(lane Lane, seq uint64, status protocol.AckStatus, sentAt time.Time)
 }
@@ -250,6 +260,9 @@ func (c *Client) session(ctx context.Context) error {
 	window := max(w.MaxInFlight, 1)
 	liveFloor := st.NewestSeq // everything up to here is backlog
 	c.log.Info("uplink connected", "aggregator", c.cfg.Addr, "site", w.Site, "backlog", st.Depth, "window", window)
+	if w.Collection != nil && c.cfg.OnCollection != nil {
+		c.cfg.OnCollection(w.Collection)
+	}
 
 	g, ctx := errgroup.WithContext(ctx)
 	// goingAway is set before the first error that says the aggregator is
@@ -329,7 +342,8 @@ func (c *Client) heartbeats(ctx context.Context, ctl *quic.Stream, every time.Du
 	defer t.Stop()
 	for {
 		st := c.spool.Stats()
-		hb := &protocol.Heartbeat{SpoolDepth: uint64(st.Depth), SpoolBytes: uint64(st.Bytes), Dropped: st.Dropped, SentAt: time.Now().UnixMilli()}
+		hb := &protocol.Heartbeat{SpoolDepth: uint64(st.Depth), SpoolBytes: uint64(st.Bytes), SpoolMaxBytes: c.cfg.SpoolMaxBytes,
+			Dropped: st.Dropped, SentAt: time.Now().UnixMilli()}
 		if !st.OldestFirst.IsZero() {
 			hb.OldestUnsentAge = time.Since(st.OldestFirst).Milliseconds()
 		}
@@ -338,6 +352,9 @@ func (c *Client) heartbeats(ctx context.Context, ctl *quic.Stream, every time.Du
 		}
 		if c.cfg.Plugins != nil {
 			hb.Plugins = c.cfg.Plugins()
+		}
+		if c.cfg.VCenters != nil {
+			hb.VCenters = c.cfg.VCenters()
 		}
 		if err := protocol.WriteMessage(ctl, hb); err != nil {
 			return fmt.Errorf("heartbeat: %w", err)
@@ -358,7 +375,11 @@ func (c *Client) commands(r *bufio.Reader) error {
 		}
 		switch v := m.(type) {
 		case *protocol.Command:
-			c.log.Info("command from aggregator", "command", v.Name)
+			if v.Collection != nil {
+				c.log.Info("command from aggregator", "command", v.Name, "revision", v.Collection.Revision)
+			} else {
+				c.log.Info("command from aggregator", "command", v.Name)
+			}
 			if c.cfg.OnCommand != nil {
 				c.cfg.OnCommand(*v)
 			}

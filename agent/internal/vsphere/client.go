@@ -9,6 +9,11 @@
 // exponential backoff. Checkpoints (perf high-water marks, the last event)
 // are written to a MetaStore only after the Sink accepted the data they
 // cover, so a crash between the two re-sends data instead of losing it.
+//
+// Session.Reachability reports whether the endpoint answers (for the
+// heartbeat), and the setters in settings.go apply collection settings
+// the aggregator pushes (intervals, counter sets, tag and events polling,
+// the WaitForUpdatesEx bound) to running parts without restarting them.
 package vsphere
 
 import (
@@ -115,6 +120,7 @@ type Session struct {
 	source   string
 	failures int
 	nextTry  time.Time
+	reach    reachState // guarded by mu; see Reachability
 }
 
 // Conn is one logged-in connection. It is replaced, never repaired: after
@@ -127,6 +133,7 @@ type Conn struct {
 	u      *url.URL
 	ka     *keepalive.HandlerSOAP
 	wrap   func(http.RoundTripper) http.RoundTripper
+	sess   *Session
 	restMu sync.Mutex
 	rest   *rest.Client
 }
@@ -200,6 +207,9 @@ func (s *Session) Conn(ctx context.Context) (*Conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
+		if ctx.Err() == nil {
+			s.markDownLocked(err)
+		}
 		s.failures++
 		s.nextTry = time.Now().Add(s.backoff(s.failures))
 		return nil, err
@@ -212,6 +222,7 @@ func (s *Session) Conn(ctx context.Context) (*Conn, error) {
 	}
 	c.Gen = gen + 1
 	s.conn = c
+	s.markUpLocked()
 	if id := c.Client.ServiceContent.About.InstanceUuid; id != "" {
 		s.source = id
 	}
@@ -246,11 +257,12 @@ func (s *Session) login(ctx context.Context) (*Conn, error) {
 	if s.WrapTransport != nil {
 		sc.Client.Transport = s.WrapTransport(sc.Client.Transport)
 	}
+	sc.Client.Transport = &observedTransport{next: sc.Client.Transport, s: s}
 	vc, err := vim25.NewClient(ctx, sc)
 	if err != nil {
 		return nil, wrap(err)
 	}
-	c := &Conn{ep: s.ep, u: s.u, wrap: s.WrapTransport}
+	c := &Conn{ep: s.ep, u: s.u, wrap: s.WrapTransport, sess: s}
 	sm := session.NewManager(vc)
 	// The keepalive handler pings an idle session and, when the ping shows
 	// the session is gone, drops the connection so the next Conn re-logs in.
@@ -294,6 +306,7 @@ func (s *Session) drop(c *Conn, cause error) {
 		return
 	}
 	s.conn = &Conn{Gen: c.Gen} // keep the generation counter
+	s.markDownLocked(cause)
 	s.mu.Unlock()
 	s.log.Warn("vsphere session lost, will log in again", "err", cause)
 	go c.ka.Stop() // Stop waits for the keepalive goroutine, which may be calling drop
@@ -330,6 +343,9 @@ func (c *Conn) REST(ctx context.Context) (*rest.Client, error) {
 	rc := rest.NewClient(c.Client.Client)
 	if c.wrap != nil {
 		rc.Client.Client.Transport = c.wrap(rc.Client.Client.Transport)
+	}
+	if c.sess != nil {
+		rc.Client.Client.Transport = &observedTransport{next: rc.Client.Client.Transport, s: c.sess}
 	}
 	if err := rc.Login(ctx, url.UserPassword(c.ep.Username, string(c.ep.Password))); err != nil {
 		return nil, fmt.Errorf("vsphere: vapi login to endpoint %q: %w", c.ep.Name, err)

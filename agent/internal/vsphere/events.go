@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmware/govmomi/event"
@@ -95,6 +96,11 @@ type EventReader struct {
 	announced <-chan struct{}
 	category  map[string]string
 	startedAt time.Time
+
+	// pollEvery is the poll interval in force (ns), set by SetPollEvery,
+	// which wakes pollChanged.
+	pollEvery   atomic.Int64
+	pollChanged signal
 }
 
 // NewEventReader returns a reader for sess's endpoint.
@@ -103,8 +109,10 @@ func NewEventReader(sess *Session, sink Sink, meta MetaStore, cfg EventsConfig, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &EventReader{sess: sess, sink: sink, meta: meta, cfg: cfg,
+	r := &EventReader{sess: sess, sink: sink, meta: meta, cfg: cfg,
 		log: log.With("endpoint", sess.Name(), "part", "events"), startedAt: time.Now()}
+	r.pollEvery.Store(int64(cfg.PollEvery))
+	return r
 }
 
 // Run delivers events until ctx is done: it reads the collector, waits
@@ -130,9 +138,27 @@ func (r *EventReader) Run(ctx context.Context) error {
 			}
 			t.Stop()
 		}
-		sleepCtx(ctx, time.Until(began.Add(r.cfg.PollEvery)))
+		r.sleepPoll(ctx, began)
 	}
 	return nil
+}
+
+// sleepPoll waits until PollEvery has passed since began, following
+// SetPollEvery meanwhile, or until ctx is done.
+func (r *EventReader) sleepPoll(ctx context.Context, began time.Time) {
+	for {
+		changed := r.pollChanged.C()
+		t := time.NewTimer(time.Until(began.Add(r.PollEvery())))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+			return
+		case <-changed:
+			t.Stop()
+		}
+	}
 }
 
 // announce asks the Announcer to report changes of the collector; on

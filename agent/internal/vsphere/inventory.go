@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmware/govmomi/property"
@@ -28,7 +29,8 @@ type InventoryConfig struct {
 	// Default 1 min: one call a minute, and no call held forever by a
 	// proxy that cuts idle requests or by a server that misses a vanished
 	// client (govmomi's simulator does). Negative: no bound, vCenter's
-	// own limit applies.
+	// own limit applies. SetMaxWait changes it at runtime (where zero
+	// means no bound).
 	MaxWait time.Duration
 	// TagInterval is how often vSphere tags are re-read over vAPI (tags
 	// have no property-collector updates). Default 5 min.
@@ -94,12 +96,26 @@ type Inventory struct {
 	gone       map[string]string
 	firstDirty time.Time
 	fullSent   bool
-	tagsNext   time.Time
+	tagsLast   time.Time // the last tag refresh began; zero: none on this watch
 	tagsWarned bool
 	// wantTags and wantResync record requests that interrupted a wait.
 	wantTags, wantResync bool
 
+	// tagEvery and maxWait are the tag interval and the WaitForUpdatesEx
+	// bound in force (ns; maxWait 0: none), set at runtime by
+	// SetTagInterval and SetMaxWait, which wake settingsChanged.
+	tagEvery, maxWait atomic.Int64
+	settingsChanged   signal
+
 	afterPage func(truncated bool) // test hook: called after each update set is applied
+}
+
+// tagsDue is when the next tag refresh is due (loop-owned state).
+func (w *Inventory) tagsDue() time.Time {
+	if w.tagsLast.IsZero() {
+		return time.Time{}
+	}
+	return w.tagsLast.Add(w.TagInterval())
 }
 
 // NewInventory returns a watcher for sess's endpoint.
@@ -108,7 +124,7 @@ func NewInventory(sess *Session, sink Sink, cfg InventoryConfig, log *slog.Logge
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Inventory{
+	w := &Inventory{
 		sess: sess, sink: sink, cfg: cfg,
 		log:       log.With("endpoint", sess.Name(), "part", "inventory"),
 		tagReq:    make(chan struct{}, 1),
@@ -117,6 +133,9 @@ func NewInventory(sess *Session, sink Sink, cfg InventoryConfig, log *slog.Logge
 		fields:    map[int32]string{},
 		follow:    map[types.ManagedObjectReference]*follower{},
 	}
+	w.tagEvery.Store(int64(cfg.TagInterval))
+	w.maxWait.Store(int64(max(cfg.MaxWait, 0)))
+	return w
 }
 
 // RefreshTags asks the running watcher to re-read vSphere tags soon.
@@ -242,15 +261,16 @@ func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
 	w.objs = map[string]*invObject{}
 	w.fields = map[int32]string{}
 	w.mu.Unlock()
-	w.dirty, w.gone, w.fullSent, w.tagsNext = map[string]bool{}, map[string]string{}, false, time.Time{}
+	w.dirty, w.gone, w.fullSent, w.tagsLast = map[string]bool{}, map[string]string{}, false, time.Time{}
 
 	version := ""
 	w.wantTags, w.wantResync = false, false
 	for {
-		// Wait up to MaxWait (negative: as long as vCenter allows), or
+		// Wait up to MaxWait (zero: as long as vCenter allows), or
 		// until a gathering delta's debounce ends.
 		opts := &types.WaitOptions{MaxObjectUpdates: w.cfg.MaxObjectUpdates}
-		wait := w.cfg.MaxWait
+		maxWait := w.MaxWait()
+		wait := maxWait
 		switch {
 		case !w.fullSent:
 			wait = watchRetry // the sink refused the snapshot: try again soon
@@ -261,13 +281,15 @@ func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
 			secs := int32((wait + time.Second - 1) / time.Second)
 			opts.MaxWaitSeconds = &secs
 		}
-		var wake time.Time // when the tags are due: the wait is cancelled then
-		if w.fullSent {
-			wake = w.tagsNext
+		// When the tags are due the wait is cancelled (not before the full
+		// snapshot is out: its retry bound is short anyway).
+		wake := w.tagsDue
+		if !w.fullSent {
+			wake = nil
 		}
 		set, err := w.waitInterruptible(ctx, vc, pc.Reference(), &types.WaitForUpdatesEx{
 			This: pc.Reference(), Version: version, Options: opts,
-		}, wake, version != "")
+		}, wake, waitBound{maxWait, wait}, version != "")
 		if err != nil {
 			return fmt.Errorf("inventory: wait for updates: %w", err)
 		}
@@ -300,7 +322,7 @@ func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
 			w.fullSent = false
 		}
 		if !w.fullSent {
-			if w.wantTags || time.Now().After(w.tagsNext) {
+			if w.wantTags || time.Now().After(w.tagsDue()) {
 				w.wantTags = false
 				w.refreshTags(ctx, conn)
 			}
@@ -309,7 +331,7 @@ func (w *Inventory) watch(ctx context.Context, conn *Conn) error {
 			}
 			continue
 		}
-		if w.wantTags || !time.Now().Before(w.tagsNext) {
+		if w.wantTags || !time.Now().Before(w.tagsDue()) {
 			w.wantTags = false
 			w.refreshTags(ctx, conn)
 		}

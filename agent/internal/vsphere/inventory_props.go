@@ -26,6 +26,7 @@ var watchedTypes = []struct {
 		"config.guestFullName", "config.hardware.numCPU", "config.hardware.memoryMB",
 		"config.template", "config.uuid", "config.instanceUuid", "config.annotation",
 		"resourcePool", "datastore", "snapshot", "customValue",
+		"runtime.consolidationNeeded",
 	}},
 	{"HostSystem", "host", []string{
 		"name", "parent", "runtime.connectionState", "runtime.powerState", "runtime.inMaintenanceMode",
@@ -231,6 +232,9 @@ func buildVM(o *invObject, all map[string]*invObject, p map[string]any) {
 		}
 	}
 	p["datastore_ids"] = ds
+	// Disks whose snapshot deletion left redo logs behind: the hygiene
+	// view and alert rules read it. Absent when vCenter does not say.
+	o.setIf(p, "consolidation_needed", "runtime.consolidationNeeded", nil)
 	count, oldest := snapshotStats(o.props["snapshot"])
 	p["snapshot_count"] = count
 	if count > 0 {

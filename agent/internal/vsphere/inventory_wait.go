@@ -20,14 +20,28 @@ const watchRetry = 5 * time.Second
 // cancelTimeout bounds a CancelWaitForUpdates call.
 const cancelTimeout = 30 * time.Second
 
-// waitInterruptible runs req, a WaitForUpdatesEx that may wait as long as
-// vCenter allows. When interruptible, a tag refresh or resync request, or
-// wake (when set) passing, cancels the call with CancelWaitForUpdates (or,
-// should that fail, by dropping the request) and records the request in
-// wantTags/wantResync; the cancelled call then yields no update set and no
-// error. Shutdown (ctx) cancels the request itself.
+// waitBound is the bound of one WaitForUpdatesEx call.
+type waitBound struct {
+	maxWait time.Duration // MaxWait when the call was prepared
+	wait    time.Duration // the call's bound (zero: none), MaxWait or shorter
+}
+
+// shortened reports whether MaxWait, now mw, changed since the call was
+// prepared to a bound shorter than the call's.
+func (b waitBound) shortened(mw time.Duration) bool {
+	return mw != b.maxWait && mw > 0 && (b.wait <= 0 || mw < b.wait)
+}
+
+// waitInterruptible runs req, a WaitForUpdatesEx bounded as bound says.
+// When interruptible, a tag refresh or resync request, the time wake
+// returns passing (when wake is set and returns a non-zero time), or
+// SetMaxWait lowering the bound below the call's cancels the call with
+// CancelWaitForUpdates (or, should that fail, by dropping the request) and
+// records the request in wantTags/wantResync; the cancelled call then
+// yields no update set and no error. A settings change (SetTagInterval)
+// re-reads wake. Shutdown (ctx) cancels the request itself.
 func (w *Inventory) waitInterruptible(ctx context.Context, vc *vim25.Client, pc types.ManagedObjectReference,
-	req *types.WaitForUpdatesEx, wake time.Time, interruptible bool) (*types.UpdateSet, error) {
+	req *types.WaitForUpdatesEx, wake func() time.Time, bound waitBound, interruptible bool) (*types.UpdateSet, error) {
 	if !interruptible {
 		return waitForUpdatesEx(ctx, vc, req)
 	}
@@ -39,22 +53,8 @@ func (w *Inventory) waitInterruptible(ctx context.Context, vc *vim25.Client, pc 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		var due <-chan time.Time
-		if !wake.IsZero() {
-			t := time.NewTimer(time.Until(wake))
-			defer t.Stop()
-			due = t.C
-		}
-		select {
-		case <-done:
+		if !w.waitInterrupt(ctx, done, wake, bound) {
 			return
-		case <-ctx.Done():
-			return
-		case <-w.tagReq:
-			w.wantTags = true // read by the loop after wg.Wait
-		case <-w.resyncReq:
-			w.wantResync = true
-		case <-due:
 		}
 		cancelled.Store(true)
 		cctx, cancel := context.WithTimeout(ctx, cancelTimeout)
@@ -81,4 +81,48 @@ func (w *Inventory) waitInterruptible(ctx context.Context, vc *vim25.Client, pc 
 // CancelWaitForUpdates.
 func isRequestCanceled(err error) bool {
 	return fault.Is(err, &types.RequestCanceled{})
+}
+
+// waitInterrupt blocks until the open wait must be cancelled (true) or
+// has ended by itself or ctx is done (false); see waitInterruptible.
+func (w *Inventory) waitInterrupt(ctx context.Context, done <-chan struct{}, wake func() time.Time, bound waitBound) bool {
+	for {
+		changed := w.settingsChanged.C()
+		if bound.shortened(w.MaxWait()) {
+			return true // SetMaxWait shortened the bound: re-send with it
+		}
+		var due <-chan time.Time
+		var t *time.Timer
+		if wake != nil {
+			if at := wake(); !at.IsZero() {
+				t = time.NewTimer(time.Until(at))
+				due = t.C
+			}
+		}
+		stop := func() {
+			if t != nil {
+				t.Stop()
+			}
+		}
+		select {
+		case <-done:
+			stop()
+			return false
+		case <-ctx.Done():
+			stop()
+			return false
+		case <-w.tagReq:
+			stop()
+			w.wantTags = true // read by the loop after the wait
+			return true
+		case <-w.resyncReq:
+			stop()
+			w.wantResync = true
+			return true
+		case <-due:
+			return true
+		case <-changed:
+			stop()
+		}
+	}
 }

@@ -62,6 +62,11 @@ type PerfConfig struct {
 	RealtimeEvery   time.Duration       // default 20 s
 	HistoricalEvery time.Duration       // default 5 min
 	QueryTimeout    time.Duration       // per QueryPerf call; default 60 s
+	// Format is the QueryPerf result format: "normal" selects vSphere's
+	// normal format, anything else CSV (the default, see perfcsv.go).
+	// Normal exists for comparison (the vCenter load benchmark's
+	// agent_normal client).
+	Format string
 	// RealtimeWindow is how long the server keeps realtime samples;
 	// default DefaultRealtimeWindow (vSphere exposes no setting for it).
 	// Older ones are re-read from the historical intervals.
@@ -83,6 +88,9 @@ func (c *PerfConfig) defaults() {
 	}
 	if c.RealtimeWindow <= 0 {
 		c.RealtimeWindow = DefaultRealtimeWindow
+	}
+	if c.Format != string(types.PerfFormatNormal) {
+		c.Format = queryFormat
 	}
 }
 
@@ -130,9 +138,10 @@ type resolvedCounter struct {
 // connState is what the Collector derives from one connection.
 type connState struct {
 	gen      uint64
-	counters map[string][]resolvedCounter // kind → columns, in config order
-	limit    atomic.Int64                 // metrics per query; lowered if the server refuses a query as too large
-	keeps    retention                    // the server's historical intervals
+	info     map[string]*types.PerfCounterInfo // the server's counters by name, read once per login
+	counters map[string][]resolvedCounter      // kind → columns, in config order
+	limit    atomic.Int64                      // metrics per query; lowered if the server refuses a query as too large
+	keeps    retention                         // the server's historical intervals
 }
 
 // queryLimit is the current metrics-per-query limit.
@@ -169,7 +178,13 @@ type Collector struct {
 	state     *connState
 	hwmSource string
 	unknown   map[string]bool
-	last      map[int32]Stats
+	// pushedCounters and pushedEvery are the settings pushed at runtime
+	// (settings.go), over cfg; periodChanged wakes Run's loops when a
+	// period changes.
+	pushedCounters map[string][]string
+	pushedEvery    map[int32]time.Duration
+	periodChanged  signal
+	last           map[int32]Stats
 	// failures counts, per entity, the consecutive cycles whose re-read of
 	// an outage failed.
 	failures map[string]int
@@ -186,12 +201,13 @@ func NewCollector(sess *Session, ents EntityLister, sink Sink, meta MetaStore, c
 	}
 	return &Collector{
 		sess: sess, ents: ents, sink: sink, meta: meta, cfg: cfg,
-		log:      log.With("endpoint", sess.Name(), "part", "perf"),
-		hwm:      newHWM(),
-		unknown:  map[string]bool{},
-		last:     map[int32]Stats{},
-		failures: map[string]int{},
-		now:      time.Now,
+		log:         log.With("endpoint", sess.Name(), "part", "perf"),
+		hwm:         newHWM(),
+		unknown:     map[string]bool{},
+		last:        map[int32]Stats{},
+		pushedEvery: map[int32]time.Duration{},
+		failures:    map[string]int{},
+		now:         time.Now,
 	}
 }
 
@@ -216,29 +232,46 @@ func (c *Collector) Run(ctx context.Context) error {
 		}
 	}
 	var wg sync.WaitGroup
-	loop := func(interval int32, every time.Duration) {
+	loop := func(interval int32) {
 		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
 		for {
+			began := time.Now()
 			if st, err := c.Collect(ctx, interval); err != nil && ctx.Err() == nil {
 				c.log.Error("perf: collection cycle failed", "interval", interval, "err", err)
 			} else if err == nil {
 				c.log.Debug("perf: cycle done", "interval", interval, "entities", st.Entities,
 					"queries", st.Queries, "values", st.Values, "took", st.Duration)
 			}
-			select {
-			case <-ctx.Done():
+			if !c.waitNext(ctx, interval, began) {
 				return
-			case <-t.C:
 			}
 		}
 	}
 	wg.Add(2)
-	go loop(IntervalRealtime, c.cfg.RealtimeEvery)
-	go loop(IntervalHistorical, c.cfg.HistoricalEvery)
+	go loop(IntervalRealtime)
+	go loop(IntervalHistorical)
 	wg.Wait()
 	return nil
+}
+
+// waitNext waits until one period of interval's loop has passed since
+// began, following period changes (SetIntervals) meanwhile. It returns
+// false when ctx is done. A cycle longer than the period is followed by
+// the next at once, as a ticker would drop the missed ticks.
+func (c *Collector) waitNext(ctx context.Context, interval int32, began time.Time) bool {
+	for {
+		changed := c.periodChanged.C()
+		t := time.NewTimer(time.Until(began.Add(c.Every(interval))))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+			return true
+		case <-changed:
+			t.Stop()
+		}
+	}
 }
 
 // prepare resolves counters and limits for conn, once per login, and
@@ -255,26 +288,7 @@ func (c *Collector) prepare(ctx context.Context, conn *Conn) (*connState, error)
 	if err != nil {
 		return nil, fmt.Errorf("perf: list counters: %w", err)
 	}
-	st = &connState{gen: conn.Gen, counters: map[string][]resolvedCounter{}}
-	for _, kind := range []string{"vm", "host", "cluster", "datastore"} {
-		names, ok := c.cfg.Counters[kind]
-		if !ok {
-			names = DefaultCounters[kind]
-		}
-		for _, name := range names {
-			info := byName[name]
-			if info == nil {
-				c.mu.Lock()
-				if !c.unknown[name] {
-					c.unknown[name] = true
-					c.log.Warn("perf: counter not known to the server, skipped", "counter", name, "kind", kind)
-				}
-				c.mu.Unlock()
-				continue
-			}
-			st.counters[kind] = append(st.counters[kind], resolvedCounter{key: info.Key, name: name, unit: unitOf(info), level: info.Level})
-		}
-	}
+	st = &connState{gen: conn.Gen, info: byName}
 	st.limit.Store(int64(queryMetricsLimit(ctx, conn, c.cfg.MaxQueryMetrics)))
 	if st.keeps, err = readRetention(ctx, conn); err != nil {
 		return nil, err
@@ -284,6 +298,9 @@ func (c *Collector) prepare(ctx context.Context, conn *Conn) (*connState, error)
 	src := c.sess.Source()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Resolved under the lock, with the counter names in force now, so
+	// that a concurrent SetCounters is never undone by this login.
+	st, _ = c.resolveLocked(st)
 	if c.hwmSource != src {
 		if err := c.hwm.load(c.meta, src); err != nil {
 			c.log.Warn("perf: high-water marks unreadable, starting fresh", "err", err)

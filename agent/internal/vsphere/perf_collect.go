@@ -210,7 +210,7 @@ func (c *Collector) backfill(ctx context.Context, cy *cycle, round int, planned 
 				start, end := seg.start, seg.end
 				specs = append(specs, types.PerfQuerySpec{
 					Entity: refs[id], IntervalId: cy.chain[lvl].period,
-					StartTime: &start, EndTime: &end, MetricId: ids, Format: string(types.PerfFormatNormal),
+					StartTime: &start, EndTime: &end, MetricId: ids, Format: c.cfg.Format,
 				})
 				ph.after[id], ph.through[id], ph.full[id] = start.UnixMilli(), end.UnixMilli(), len(ids)
 			}
@@ -331,7 +331,7 @@ func (c *Collector) collectNative(ctx context.Context, cy *cycle) error {
 		for _, rc := range cols {
 			ids = append(ids, types.PerfMetricId{CounterId: rc.key, Instance: "*"})
 		}
-		spec := types.PerfQuerySpec{Entity: e.Ref, IntervalId: cy.interval, MetricId: ids, Format: string(types.PerfFormatNormal)}
+		spec := types.PerfQuerySpec{Entity: e.Ref, IntervalId: cy.interval, MetricId: ids, Format: c.cfg.Format}
 		if from, ok := c.from(cy, id, now); ok {
 			if from.Before(avail) {
 				fails := c.failureCount(id)

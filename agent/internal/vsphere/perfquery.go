@@ -12,6 +12,14 @@ package vsphere
 //	    entity(@type, @serverGuid, text)
 //	    sampleInfo*(timestamp, interval)
 //	    value*[xsi:type=PerfMetricIntSeries](id(counterId, instance), value*)
+//	Envelope/Body/QueryPerfResponse/returnval[xsi:type=PerfEntityMetricCSV]
+//	    entity(@type, @serverGuid, text)
+//	    sampleInfoCSV?
+//	    value*(id(counterId, instance), value?)
+//
+// The collector asks for the CSV format (see perfcsv.go): queryPerf turns
+// PerfEntityMetricCSV results into PerfEntityMetric ones, whichever
+// decoder read them.
 //
 // Anything else — a non-200 status, a SOAP Fault, an unexpected type or
 // construct (CDATA, DOCTYPE, unknown entities), malformed XML, a body over
@@ -100,7 +108,7 @@ func queryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf) ([]t
 			})
 		})
 		if err == nil {
-			return ret, nil
+			return fromCSV(ret)
 		}
 		if !errors.Is(err, errQueryPerfFallback) {
 			return nil, err
@@ -111,7 +119,7 @@ func queryPerf(ctx context.Context, vc *vim25.Client, req *types.QueryPerf) ([]t
 	if err != nil || res == nil {
 		return nil, err
 	}
-	return res.Returnval, nil
+	return fromCSV(res.Returnval)
 }
 
 // postQueryPerf sends req the way soap.Client.RoundTrip does and hands
@@ -794,9 +802,16 @@ func (p *pqParser) body() ([]types.BasePerfEntityMetricBase, error) {
 	return ret, nil
 }
 
-func (p *pqParser) returnval(t pqToken) (*types.PerfEntityMetric, error) {
+func (p *pqParser) returnval(t pqToken) (types.BasePerfEntityMetricBase, error) {
 	typ, _, _, err := p.attrs(t)
-	if err != nil || string(localName(typ)) != "PerfEntityMetric" {
+	if err != nil {
+		return nil, errPQ
+	}
+	switch string(localName(typ)) {
+	case "PerfEntityMetric":
+	case "PerfEntityMetricCSV":
+		return p.returnvalCSV(t)
+	default:
 		return nil, errPQ
 	}
 	em := &types.PerfEntityMetric{}
@@ -831,6 +846,92 @@ func (p *pqParser) returnval(t pqToken) (*types.PerfEntityMetric, error) {
 		default:
 			if err := p.skip(c); err != nil {
 				return nil, err
+			}
+		}
+	}
+}
+
+// returnvalCSV reads a PerfEntityMetricCSV. A repeated sampleInfoCSV
+// (a singular element) goes to the generic decoder.
+func (p *pqParser) returnvalCSV(t pqToken) (*types.PerfEntityMetricCSV, error) {
+	em := &types.PerfEntityMetricCSV{}
+	if t.empty {
+		return em, nil
+	}
+	seenInfo := false
+	for {
+		c, ok, err := p.start()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return em, nil
+		}
+		switch string(localName(c.name)) {
+		case "entity":
+			if err := p.entity(c, &em.Entity); err != nil {
+				return nil, err
+			}
+		case "sampleInfoCSV":
+			if err := once(&seenInfo); err != nil {
+				return nil, err
+			}
+			v, err := p.text(c)
+			if err != nil {
+				return nil, err
+			}
+			em.SampleInfoCSV = string(v)
+		case "value":
+			s, err := p.seriesCSV(c)
+			if err != nil {
+				return nil, err
+			}
+			em.Value = append(em.Value, s)
+		default:
+			if err := p.skip(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// seriesCSV reads a PerfMetricSeriesCSV: without an xsi:type (the field
+// is not polymorphic) or with its own.
+func (p *pqParser) seriesCSV(t pqToken) (types.PerfMetricSeriesCSV, error) {
+	var s types.PerfMetricSeriesCSV
+	typ, _, _, err := p.attrs(t)
+	if err != nil || typ != nil && string(localName(typ)) != "PerfMetricSeriesCSV" {
+		return s, errPQ
+	}
+	if t.empty {
+		return s, nil
+	}
+	seenValue := false
+	for {
+		c, ok, err := p.start()
+		if err != nil {
+			return s, err
+		}
+		if !ok {
+			return s, nil
+		}
+		switch string(localName(c.name)) {
+		case "id":
+			if err := p.metricID(c, &s.Id); err != nil {
+				return s, err
+			}
+		case "value":
+			if err := once(&seenValue); err != nil {
+				return s, err
+			}
+			v, err := p.text(c)
+			if err != nil {
+				return s, err
+			}
+			s.Value = string(v)
+		default:
+			if err := p.skip(c); err != nil {
+				return s, err
 			}
 		}
 	}

@@ -40,12 +40,20 @@ type pqSeries struct {
 	CounterID int32
 	Instance  string
 	Values    []int64
+	CSV       string // PerfMetricSeriesCSV.Value
 }
 
 func normalizePerf(ret []types.BasePerfEntityMetricBase) []pqEntity {
 	out := []pqEntity{}
 	for _, b := range ret {
 		e := pqEntity{Type: fmt.Sprintf("%T", b)}
+		if c, ok := b.(*types.PerfEntityMetricCSV); ok {
+			e.Entity = c.Entity
+			e.Samples = []string{c.SampleInfoCSV}
+			for _, v := range c.Value {
+				e.Series = append(e.Series, pqSeries{Type: "csv", CounterID: v.Id.CounterId, Instance: v.Id.Instance, CSV: v.Value})
+			}
+		}
 		if em, ok := b.(*types.PerfEntityMetric); ok {
 			e.Entity = em.Entity
 			for _, si := range em.SampleInfo {
@@ -126,7 +134,13 @@ func perfQueryCases(t testing.TB, f *perfFixture, conn *Conn) map[string]*types.
 		return &types.QueryPerf{This: pm, QuerySpec: specs}
 	}
 	hourAgo := now.Add(-time.Hour)
+	csv := func(s *types.PerfQuerySpec) { s.Format = queryFormat }
 	return map[string]*types.QueryPerf{
+		"realtime-latest-csv":   req(rt, csv),
+		"historical-latest-csv": req(hist, csv),
+		"realtime-hour-csv": req(rt[:min(len(rt), 5)], func(s *types.PerfQuerySpec) {
+			s.MaxSample, s.StartTime, s.Format = 0, &hourAgo, queryFormat
+		}),
 		"realtime-latest":   req(rt, nil),
 		"historical-latest": req(hist, nil),
 		"realtime-hour": req(rt[:min(len(rt), 5)], func(s *types.PerfQuerySpec) {
@@ -193,7 +207,7 @@ func TestQueryPerfFastMatchesGovmomi(t *testing.T) {
 				}
 			}
 			t.Logf("%d entities, up to %d samples, %d values", len(got), samples, values)
-			if strings.HasSuffix(name, "-hour") && samples < 2 {
+			if strings.Contains(name, "-hour") && samples < 2 && !strings.HasSuffix(name, "-csv") {
 				t.Errorf("want several samples per series, got %d", samples)
 			}
 
@@ -209,7 +223,16 @@ func TestQueryPerfFastMatchesGovmomi(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s, r := perfShape(normalizePerf(fast)), perfShape(normalizePerf(ref.Returnval)); !reflect.DeepEqual(s, r) {
+			refRet, err := fromCSV(ref.Returnval)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range fast {
+				if _, ok := b.(*types.PerfEntityMetric); !ok {
+					t.Fatalf("queryPerf returned a %T", b)
+				}
+			}
+			if s, r := perfShape(normalizePerf(fast)), perfShape(normalizePerf(refRet)); !reflect.DeepEqual(s, r) {
 				t.Fatalf("live results differ in shape:\nfast    %v\ngovmomi %v", s, r)
 			}
 		})
@@ -292,6 +315,14 @@ func TestParseQueryPerfResponse(t *testing.T) {
 			`</returnval><returnval xsi:type="vim25:PerfEntityMetric"><entity type='HostSystem'>host-1</entity></returnval></QueryPerfResponse>`,
 		// character references
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><entity type="Virtual&#77;achine">vm&#45;1&#x2F;&#xe9;</entity></returnval></QueryPerfResponse>`,
+		// CSV: empty, and with samples, an empty value and a series with an xsi:type
+		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetricCSV"></returnval><returnval xsi:type="PerfEntityMetricCSV"/></QueryPerfResponse>`,
+		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetricCSV"><entity type="VirtualMachine">vm-1</entity>` +
+			`<sampleInfoCSV>20,2024-05-01T10:00:20Z,20,2024-05-01T10:00:40Z</sampleInfoCSV>` +
+			`<value><id><counterId>2</counterId><instance></instance></id><value>5,-1</value></value>` +
+			`<value xsi:type="PerfMetricSeriesCSV"><id><counterId>6</counterId><instance>vmnic0</instance></id><value>,7</value></value>` +
+			`<value><id><counterId>7</counterId><instance>*</instance></id></value>` +
+			`</returnval></QueryPerfResponse>`,
 		// the simulator's style: the XMLSchema-instance prefix declared locally
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval xmlns:_XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" _XMLSchema-instance:type="PerfEntityMetric">` +
 			`<entity type="VirtualMachine">vm-62</entity><value _XMLSchema-instance:type="PerfMetricIntSeries"><id><counterId>2</counterId><instance>*</instance></id><value>177</value></value></returnval></QueryPerfResponse>`,
@@ -312,7 +343,10 @@ func TestParseQueryPerfResponse(t *testing.T) {
 	}
 	fallback := []string{
 		`<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>x</faultstring><detail><NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated"></NotAuthenticatedFault></detail></soapenv:Fault>`,
-		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetricCSV"></returnval></QueryPerfResponse>`,
+		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetricCSV"><sampleInfoCSV>20,x</sampleInfoCSV><sampleInfoCSV>20,y</sampleInfoCSV></returnval></QueryPerfResponse>`,
+		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetricCSV"><value><value>1</value><value>2</value></value></returnval></QueryPerfResponse>`,
+		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetricCSV"><value xsi:type="PerfMetricIntSeries"></value></returnval></QueryPerfResponse>`,
+		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetricX"></returnval></QueryPerfResponse>`,
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval><entity type="VirtualMachine">vm-1</entity></returnval></QueryPerfResponse>`,
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><value xsi:type="PerfMetricIntSeries"><value>1<!---->2</value></value></returnval></QueryPerfResponse>`,
 		`<QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><value xsi:type="PerfMetricIntSeries"><value><![CDATA[1]]></value></value></returnval></QueryPerfResponse>`,
@@ -344,6 +378,7 @@ func TestParseQueryPerfResponse(t *testing.T) {
 // TestQueryPerfSimulatorSeeds) and a hand-written body.
 func FuzzQueryPerfResponse(f *testing.F) {
 	f.Add([]byte(`<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetric"><entity type="VirtualMachine">vm-1</entity><sampleInfo><timestamp>2024-05-01T10:00:20Z</timestamp><interval>20</interval></sampleInfo><value xsi:type="PerfMetricIntSeries"><id><counterId>6</counterId><instance>a&amp;b</instance></id><value>-1</value></value></returnval></QueryPerfResponse></soapenv:Body></soapenv:Envelope>`))
+	f.Add([]byte(`<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><QueryPerfResponse xmlns="urn:vim25"><returnval xsi:type="PerfEntityMetricCSV"><entity type="VirtualMachine">vm-1</entity><sampleInfoCSV>20,2024-05-01T10:00:20Z,20,2024-05-01T10:00:40Z</sampleInfoCSV><value><id><counterId>6</counterId><instance>a&amp;b</instance></id><value>-1,5</value></value></returnval></QueryPerfResponse></soapenv:Body></soapenv:Envelope>`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if len(body) > maxQueryPerfBody {
 			t.Skip("larger than maxQueryPerfBody: queryPerf never parses such a body, it falls back before")
@@ -383,7 +418,7 @@ func TestQueryPerfSimulatorSeeds(t *testing.T) {
 			t.Errorf("body %d: decoders differ", i)
 		}
 		if *updateSeeds {
-			name := filepath.Join("testdata", "fuzz", "FuzzQueryPerfResponse", []string{"sim-latest", "sim-recent", "sim-fault"}[i])
+			name := filepath.Join("testdata", "fuzz", "FuzzQueryPerfResponse", []string{"sim-latest", "sim-recent", "sim-fault", "sim-csv"}[i])
 			if err := os.WriteFile(name, []byte("go test fuzz v1\n[]byte("+strconv.Quote(string(b))+")\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -447,5 +482,12 @@ func simulatorQueryPerfBodies(t testing.TB) [][]byte {
 	_, b := rawQueryPerf(t, vc, &types.QueryPerf{This: *vc.ServiceContent.PerfManager, QuerySpec: []types.PerfQuerySpec{{
 		Entity: types.ManagedObjectReference{Type: "NoSuchType", Value: "x-1"}, MetricId: ids, IntervalId: 20,
 	}}})
+	bodies = append(bodies, b)
+	// The collector's own shape: CSV, a few minutes for two entities.
+	req := &types.QueryPerf{This: *vc.ServiceContent.PerfManager}
+	for _, r := range refs[:min(len(refs), 2)] {
+		req.QuerySpec = append(req.QuerySpec, types.PerfQuerySpec{Entity: r, MetricId: ids[:min(len(ids), 2)], IntervalId: 20, StartTime: &recent, Format: queryFormat})
+	}
+	_, b = rawQueryPerf(t, vc, req)
 	return append(bodies, b)
 }

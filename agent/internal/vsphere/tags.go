@@ -17,7 +17,7 @@ const tagBatch = 500
 // is logged once at warning level and otherwise tolerated: objects then
 // carry no "tags" property.
 func (w *Inventory) refreshTags(ctx context.Context, conn *Conn) {
-	w.tagsNext = time.Now().Add(w.cfg.TagInterval)
+	w.tagsLast = time.Now()
 	attached, err := w.readTags(ctx, conn)
 	if err != nil {
 		if ctx.Err() != nil {
