@@ -19,7 +19,9 @@ run() { # package, bench regexp, benchtime
 # bytes a day offline adds at 5,000 VMs; builds var/bench/spool-inv5000
 # once), BenchmarkAgentVCenterLoad (vcenter_* figures: what collecting
 # 1,000 VMs costs the simulator in calls, bytes and CPU, against a
-# Telegraf-like reference client; builds var/bench/inv1000 once), then the
+# Telegraf-like reference client; builds var/bench/inv1000 once),
+# BenchmarkAgentIdleCPU (agent_idle_cpu_ms_per_s: the agent's own CPU
+# between cycles, against the settings before issue #15), then the
 # end-to-end collection benchmark.
 group() {
   case "$1" in
@@ -28,6 +30,7 @@ group() {
     spool) run ./agent/internal/spool/ . 2s ;;
     agent) run ./agent/... 'BenchmarkAgent' 1x; run ./scripts/e2e/ 'BenchmarkAgentCollect' 1x ;;
     api) run ./aggregator/internal/httpapi/ 'Benchmark(AuthOverhead|Login)$' 1s
+      run ./aggregator/internal/httpapi/ 'BenchmarkSettingsCollectionPush$' 50x
       # BenchmarkAPIVMs loads the server from wrk (a separate process); said aloud when installed, skipped when impossible.
       command -v wrk >/dev/null || if [ "$(id -u)" = 0 ]; then echo "# bench: installing wrk for BenchmarkAPIVMs: apt-get install -y wrk" >&2
         apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || echo "# bench: could not install wrk: BenchmarkAPIVMs skips" >&2
@@ -38,7 +41,8 @@ group() {
     backup) run ./aggregator/internal/backup/ 'BenchmarkBackupRestore$' 1x; run ./aggregator/internal/jobs/ 'BenchmarkReorder$' 1x; run ./aggregator/internal/audit/ 'BenchmarkAppendVCenterEvents$' 1x ;;
     plugins) run ./plugins/sdk/host/ 'BenchmarkNotifyNoop$' 5000x; run ./plugins/sdk/host/ 'BenchmarkRestart$' 20x; run ./agent/internal/collectors/ 'BenchmarkPromexecCycle$' 5x ;;
     alerts) run ./aggregator/internal/alert/ 'BenchmarkAlert(Eval|FireToNotify)$' 3x; run ./aggregator/internal/alert/ 'BenchmarkAlert(LateReplay|StormKill9)$' 1x ;;
-    # The web console in headless Chromium (built first): FCP, overview ready with 50 sites and 10,000 VMs, the 86,400-point chart, initial JS.
+    # The web console in headless Chromium (built first): FCP, overview ready with 50 sites and 10,000 VMs, the 86,400-point chart, initial JS,
+    # and Lighthouse (npm, aggregator/web's devDependency, on the system Chromium) on the login page and the overview, phone and desktop.
     console) aggregator/web/scripts/console.sh build >&2 && run ./aggregator/internal/console/e2e/ 'BenchmarkConsole$' 1x ;;
     *) echo "bench: unknown group $1 (ingest, protocol, spool, agent, api, query, plugins, realtime, backup, alerts, console)" >&2; return 2 ;;
   esac

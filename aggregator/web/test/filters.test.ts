@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_PAGE_SIZE, parseRange, parseVMList, toggleSort, vmListQuery, vmListSearch, type VMListState } from '../src/lib/filters';
+import { chartRangeSearch, customRangeOf, DEFAULT_PAGE_SIZE, MAX_CHART_RANGE_MS, parseChartRange, parseRange, parseVMList, toggleSort, vmListQuery, vmListSearch, type VMListState } from '../src/lib/filters';
 
 const state = (s: Partial<VMListState>): VMListState => ({ filters: {}, sort: '', page: 1, pageSize: DEFAULT_PAGE_SIZE, ...s });
 
@@ -56,5 +56,31 @@ describe('VM list URL', () => {
     expect(parseRange('?range=7d')).toBe('7d');
     expect(parseRange('?range=1y')).toBe('1h');
     expect(parseRange('')).toBe('1h');
+  });
+});
+
+describe('chart ranges in the URL', () => {
+  it('round-trips presets and custom ranges', () => {
+    expect(parseChartRange('')).toEqual({ kind: 'preset', key: '1h' });
+    expect(parseChartRange('?range=7d')).toEqual({ kind: 'preset', key: '7d' });
+    const custom = { kind: 'custom' as const, from: Date.parse('2026-01-01T00:00:00Z'), to: Date.parse('2026-01-02T12:00:00Z') };
+    expect(parseChartRange(chartRangeSearch(custom))).toEqual(custom);
+    expect(chartRangeSearch({ kind: 'preset', key: '1h' })).toBe('');
+    expect(parseChartRange(chartRangeSearch({ kind: 'preset', key: '30d' }))).toEqual({ kind: 'preset', key: '30d' });
+  });
+  it('falls back to the preset for a custom range that is not valid', () => {
+    expect(parseChartRange('?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z&range=24h')).toEqual({ kind: 'preset', key: '24h' });
+    expect(parseChartRange('?from=yesterday&to=2026-01-01T00:00:00Z')).toEqual({ kind: 'preset', key: '1h' });
+    expect(parseChartRange('?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z')).toEqual({ kind: 'preset', key: '1h' });
+  });
+  it('reads the custom-range form and names what is wrong', () => {
+    expect(customRangeOf('', '2026-01-01T10:00')).toEqual({ field: 'from', key: 'range.custom.fromRequired' });
+    expect(customRangeOf('2026-01-01T10:00', '')).toEqual({ field: 'to', key: 'range.custom.toRequired' });
+    expect(customRangeOf('2026-01-01T10:00', '2026-01-01T09:00')).toEqual({ field: 'to', key: 'range.custom.toBeforeFrom' });
+    const long = customRangeOf('2024-01-01T00:00', '2026-01-01T00:00');
+    expect(long).toEqual({ field: 'from', key: 'range.custom.tooLong' });
+    const ok = customRangeOf('2026-01-01T10:00', '2026-01-01T12:00');
+    expect('range' in ok && ok.range.kind === 'custom' && ok.range.to - ok.range.from).toBe(2 * 3_600_000);
+    expect(MAX_CHART_RANGE_MS).toBe(400 * 86_400_000);
   });
 });

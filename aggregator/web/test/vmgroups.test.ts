@@ -48,4 +48,9 @@ describe('VM batch', () => {
     expect(batchBodyOf(['vc:vm-1'], 'set_labels', '', '').body.labels).toEqual({});
     expect(batchBodyOf(['vc:vm-1'], 'set_labels', '', 'bad').problems).toEqual([{ field: 'labels', key: 'groups.labelsBad' }]);
   });
+  it('forgets only once confirmed, with neither group nor labels', () => {
+    expect(batchBodyOf(['vc:vm-1'], 'forget', '', '').problems).toEqual([{ field: 'confirm', key: 'batch.forgetConfirmRequired' }]);
+    expect(batchBodyOf(['vc:vm-1'], 'forget', 'g1', 'a=1', true)).toEqual({ body: { vms: ['vc:vm-1'], action: 'forget' }, problems: [] });
+    expect(batchBodyOf([], 'forget', '', '', true).problems).toEqual([{ field: 'vms', key: 'batch.noneSelected' }]);
+  });
 });

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -220,14 +222,14 @@ func BenchmarkConsole(b *testing.B) {
 		}
 		cache(bctx, b, false)
 
-		// Log in; the overview is ready when its site tiles are drawn and nothing is loading.
+		// Log in; the overview is ready when all its site tiles are drawn and nothing is loading.
 		do("login form", chromedp.SendKeys(chromedp.CSS(`#login-user`), adminName), chromedp.SendKeys(chromedp.CSS(`#login-password`), adminPassword))
 		phases, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]float64](`new Promise((resolve, reject) => { const t0 = performance.now();
 			document.querySelector('button[type=submit]').click();
 			const end = (part) => { const e = performance.getEntriesByType('resource').filter(x => x.name.includes(part)).pop();
 				return e ? e.responseEnd - t0 : -1; };
 			const check = () => { const tiles = document.querySelectorAll('[data-testid=site-tiles] [data-site]').length;
-				if (tiles > 0 && !document.querySelector('main .loading')) { const ready = performance.now() - t0;
+				if (tiles >= `+fmt.Sprint(benchSites)+` && !document.querySelector('main .loading')) { const ready = performance.now() - t0;
 					resolve({ready, login: end('/auth/login'), me: end('/auth/me'), sites: end('/sites?'), overview: end('/realtime/overview')}); }
 				else if (performance.now() - t0 > 60000) reject(new Error('overview not ready in 60 s'));
 				else requestAnimationFrame(check); };
@@ -267,8 +269,88 @@ func BenchmarkConsole(b *testing.B) {
 			ready-login, tiles, benchSites, benchSites*benchVMsPerSite, ready, login, phases["overview"], phases["sites"])
 		fmt.Printf("figure: chart_86400_points_ms %.0f ms (%.0f points in 10 series, first draw, median of 3: %v; goal 250)\n", median(draws), points, roundAll(draws))
 		fmt.Printf("figure: console_initial_js_kb_gz %.1f KB (goal 60)\n", float64(js)/1024)
+		lighthouseFigures(b, srv.URL, exe)
 		b.StartTimer()
 	}
+}
+
+// lighthouseRun is one line of aggregator/web/scripts/lighthouse.mjs.
+type lighthouseRun struct {
+	Page        string       `json:"page"`
+	FormFactor  string       `json:"form_factor"`
+	FinalURL    string       `json:"final_url"`
+	Performance float64      `json:"performance"`
+	A11y        float64      `json:"accessibility"`
+	FCP         float64      `json:"fcp_ms"`
+	LCP         float64      `json:"lcp_ms"`
+	TBT         float64      `json:"tbt_ms"`
+	SI          float64      `json:"si_ms"`
+	CLS         float64      `json:"cls"`
+	PerfFailing []string     `json:"performance_failing"`
+	A11yFailing []string     `json:"accessibility_failing"`
+	Warnings    []string     `json:"warnings"`
+	Runs        [][2]float64 `json:"runs"`
+	Error       string       `json:"error"`
+}
+
+// lighthouseFigures runs Lighthouse (npm, aggregator/web's devDependency,
+// driving the system Chromium through CHROME_PATH) on the login page and
+// the overview after logging in, each as a phone and as a desktop, three
+// times each, against this benchmark's server, and prints the lower of the
+// two pages' median performance scores per form factor and the lowest
+// accessibility score of all runs, with the machine's load average
+// (Lighthouse's simulated CPU slowdown scales the tasks it observes, so a
+// loaded machine scores lower).
+func lighthouseFigures(b *testing.B, base, chromium string) {
+	b.Helper()
+	web := filepath.Join("..", "..", "..", "web")
+	_, err := os.Stat(filepath.Join(web, "node_modules", "lighthouse", "package.json"))
+	need(b, err == nil, "lighthouse is not installed in aggregator/web (npm ci there)")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "scripts/lighthouse.mjs", base, adminName, adminPassword)
+	cmd.Dir = web
+	cmd.Env = append(os.Environ(), "CHROME_PATH="+chromium)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, runErr := cmd.Output()
+	var runs []lighthouseRun
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var r lighthouseRun
+		if line == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			b.Fatalf("lighthouse: %q: %v", line, err)
+		}
+		if r.Error != "" {
+			b.Fatalf("lighthouse %s %s: %s", r.Page, r.FormFactor, r.Error)
+		}
+		runs = append(runs, r)
+	}
+	if runErr != nil || len(runs) != 4 {
+		b.Fatalf("lighthouse: %v, %d runs (want 4)\n%s", runErr, len(runs), stderr.String())
+	}
+	worst := map[string]float64{"mobile": 100, "desktop": 100}
+	a11y := 100.0
+	var detail []string
+	for _, r := range runs {
+		b.Logf("lighthouse %s %s (%s): median performance %.0f, accessibility %.0f (runs %v); FCP %.0f ms, LCP %.0f ms, TBT %.0f ms, SI %.0f ms, CLS %.3f; "+
+			"not passed: performance %q, accessibility %q; warnings %q",
+			r.Page, r.FormFactor, r.FinalURL, r.Performance, r.A11y, r.Runs, r.FCP, r.LCP, r.TBT, r.SI, r.CLS, r.PerfFailing, r.A11yFailing, r.Warnings)
+		worst[r.FormFactor] = min(worst[r.FormFactor], r.Performance)
+		a11y = min(a11y, r.A11y)
+		detail = append(detail, fmt.Sprintf("%s %s %.0f/%.0f", r.Page, r.FormFactor, r.Performance, r.A11y))
+	}
+	load := "unknown"
+	if raw, err := os.ReadFile("/proc/loadavg"); err == nil && len(strings.Fields(string(raw))) >= 3 {
+		load = strings.Join(strings.Fields(string(raw))[:3], " ")
+	}
+	fmt.Printf("figure: console_lighthouse_perf_mobile %.0f score (the lower median of 3 runs of the login page and of the overview with 50 sites and 10,000 VMs, "+
+		"Lighthouse's phone with simulated slow 4G and 4x CPU slowdown; load average %s; goal 95)\n", worst["mobile"], load)
+	fmt.Printf("figure: console_lighthouse_perf_desktop %.0f score (the same as a desktop; goal 95)\n", worst["desktop"])
+	fmt.Printf("figure: console_lighthouse_a11y %.0f score (lowest of the 12 runs; goal 95; median performance/lowest accessibility: %s)\n",
+		a11y, strings.Join(detail, ", "))
 }
 
 // cache turns the tab's HTTP cache off (cold loads) or back on.

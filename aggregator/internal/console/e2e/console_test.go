@@ -208,12 +208,13 @@ func seed(t *testing.T, ctx context.Context, st *store.Store) fleet {
 		t.Fatal(err)
 	}
 	must(st.AgentHeartbeat(ctx, east.ID, &protocol.Heartbeat{SpoolDepth: 240, SpoolBytes: 48 << 20, OldestUnsentAge: (25 * time.Minute).Milliseconds(),
-		CollectionLag: 20_000, SentAt: time.Now().UnixMilli()}))
+		CollectionLag: 20_000, SentAt: time.Now().UnixMilli(), SpoolMaxBytes: eastSpoolMax, VCenters: eastVCenters()}))
 	if err := st.AgentConnected(ctx, west.ID, "1.2.3", "192.0.2.20:40000", 1, west.CertSerial); err != nil {
 		t.Fatal(err)
 	}
 	must(st.AgentHeartbeat(ctx, west.ID, &protocol.Heartbeat{SpoolDepth: 500, SpoolBytes: 120 << 20, OldestUnsentAge: (3 * time.Hour).Milliseconds(),
-		CollectionLag: 40_000, Dropped: 3, SentAt: time.Now().UnixMilli()}))
+		CollectionLag: 40_000, Dropped: 3, SentAt: time.Now().UnixMilli(), VCenters: []protocol.VCenterStatus{{Source: vcWest, Reachable: false,
+			Since: time.Now().Add(-4 * time.Hour).UnixMilli(), LastOK: time.Now().Add(-4 * time.Hour).UnixMilli(), LastError: "dial tcp 192.0.2.99:443: connect: connection refused"}}}))
 	if err := st.AgentDisconnected(ctx, west.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -498,6 +499,10 @@ func TestConsole(t *testing.T) {
 	b.check("snapshot age", strings.Contains(chart.Snapshot, "10 days"), "snapshot age %q, want 10 days", chart.Snapshot)
 	vmRecords(b, axe)
 	edited := vmEditors(b, srv.URL, axe, f)
+	edited = append(edited, vmListAndCharts(b, srv.URL, axe, f)...)
+	batchForget(b, srv.URL, axe)
+	usersAndRoles(b, srv.URL, axe)
+	agentsAndCollection(b, srv.URL, axe)
 
 	// Users and the operation log.
 	b.do("users", 20*time.Second,

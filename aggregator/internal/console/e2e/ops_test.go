@@ -166,7 +166,7 @@ func keepAlive(t *testing.T, ctx context.Context, st *store.Store, agentID strin
 				return
 			case <-tick.C:
 				hb := &protocol.Heartbeat{SpoolDepth: 240, SpoolBytes: 48 << 20, OldestUnsentAge: (25 * time.Minute).Milliseconds(),
-					CollectionLag: 20_000, SentAt: time.Now().UnixMilli(), Plugins: eastPlugins()}
+					CollectionLag: 20_000, SentAt: time.Now().UnixMilli(), Plugins: eastPlugins(), SpoolMaxBytes: eastSpoolMax, VCenters: eastVCenters()}
 				if _, err := st.AgentHeartbeat(hctx, agentID, hb); err != nil && hctx.Err() == nil {
 					t.Logf("heartbeat: %v", err)
 				}

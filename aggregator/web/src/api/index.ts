@@ -16,6 +16,7 @@ import type {
   Backup,
   BackupSchedule,
   ChannelTestResult,
+  CollectionInput,
   Cluster,
   Datastore,
   EnrollmentToken,
@@ -45,6 +46,7 @@ import type {
   Role,
   Site,
   User,
+  UserCreateBody,
   VerifyResult,
   VM,
   VMDetail,
@@ -82,6 +84,8 @@ export const api = {
   vmGroupMembers: (group: string, vms: string[], add: boolean) =>
     request<VMBatchResult>(add ? 'POST' : 'DELETE', '/vm-groups/' + pathID(group) + '/members', { body: { vms } }),
   users: (q: Query, signal?: AbortSignal) => request<Page<User>>('GET', '/users', { query: q, signal }),
+  userCreate: (body: UserCreateBody) => request<User>('POST', '/users', { body }),
+  userLock: (id: string, lock: boolean) => request<User>('POST', '/users/' + pathID(id) + (lock ? '/lock' : '/unlock')),
   userScope: (id: string, scope: { sites: string[]; vm_groups: string[] }) => request<User>('PUT', '/users/' + pathID(id) + '/scope', { body: scope }),
   roles: (signal?: AbortSignal) => request<{ items: Role[] }>('GET', '/roles', { signal }),
   permissions: (signal?: AbortSignal) =>
@@ -128,7 +132,7 @@ export const api = {
     request<HistoryAnswer>('GET', '/' + kind + 's/' + pathID(id) + '/metrics', { query: q, signal }),
   metricCatalog: (signal?: AbortSignal) => request<{ items: MetricInfo[] }>('GET', '/metrics', { signal }),
   metricsQuery: (
-    body: { entities: EntityRef[]; metrics: string[]; from?: string; to?: string; step?: string; agg?: string },
+    body: { entities: EntityRef[]; metrics: string[]; instances?: string[]; from?: string; to?: string; step?: string; agg?: string },
     signal?: AbortSignal,
   ) => request<MetricsQueryResult>('POST', '/metrics/query', { body, signal }),
   metricsTop: (q: Query, signal?: AbortSignal) => request<MetricsTop>('GET', '/metrics/top', { query: q, signal }),
@@ -154,6 +158,7 @@ export const api = {
   plugins: (signal?: AbortSignal) => request<{ configured: boolean; items: PluginInfo[] | null }>('GET', '/system/plugins', { signal }),
   settings: (signal?: AbortSignal) => request<Settings>('GET', '/system/settings', { signal }),
   settingsPut: (retention: Record<string, string>) => request<Settings>('PUT', '/system/settings', { body: { retention } }),
+  settingsCollection: (collection: CollectionInput) => request<Settings>('PUT', '/system/settings', { body: { collection } }),
   enrollmentToken: (site: string, ttl: string) => request<EnrollmentToken>('POST', '/agents/enrollment-tokens', { body: { site, ttl } }),
   agentRevoke: (id: string) => request<unknown>('DELETE', '/agents/' + pathID(id)),
 };

@@ -54,6 +54,19 @@ export interface Agent {
   revoked_at: string | null;
   /** The agent's collector plugins at its last heartbeat. */
   plugins?: AgentPlugin[] | null;
+  /** The spool's quota (spool.max_bytes); null when the agent does not report it. */
+  spool_max_bytes?: number | null;
+  /** The reachability of each vCenter/ESXi endpoint the agent polls, at its last heartbeat. */
+  vcenters?: AgentVCenter[] | null;
+}
+
+/** One vCenter/ESXi endpoint an agent polls (GET /agents). */
+export interface AgentVCenter {
+  source: string;
+  reachable: boolean;
+  since: string | null;
+  last_ok: string | null;
+  last_error: string;
 }
 
 /** One collector plugin of an agent (GET /agents). */
@@ -180,7 +193,7 @@ export interface VMGroupInput {
 }
 
 /** The batch actions of POST /vms/batch the console offers (forget is not offered). */
-export type BatchAction = 'add_to_group' | 'remove_from_group' | 'set_labels';
+export type BatchAction = 'add_to_group' | 'remove_from_group' | 'set_labels' | 'forget';
 
 /** The body of POST /vms/batch. */
 export interface VMBatchBody {
@@ -250,6 +263,18 @@ export interface User {
   last_login_at?: string;
   created_at: string;
   updated_at: string;
+}
+
+export type { CollectionInput, CollectionSettings } from '../lib/collection';
+import type { CollectionInput, CollectionSettings } from '../lib/collection';
+
+/** The body of POST /users. */
+export interface UserCreateBody {
+  username: string;
+  email: string;
+  display_name: string;
+  password: string;
+  roles: string[];
 }
 
 export interface Role {
@@ -745,6 +770,8 @@ export interface PluginInfo {
 
 export interface Settings {
   retention: Record<string, string>;
+  /** The collection settings pushed to agents (absent from an API that predates them). */
+  collection?: CollectionSettings;
   sources: Record<string, string>;
   version: number;
   updated_at: string | null;

@@ -26,6 +26,11 @@ export interface ChartProps {
   height?: number;
   /** Further series on the same axes (compare), each in its own colour. */
   more?: { label: string; ys: (number | null)[] }[];
+  /**
+   * The min–max band around the line (rollups keep each step's min and
+   * max): aligned with xs, null where a step has no data (no band there).
+   */
+  band?: { lo: (number | null)[]; hi: (number | null)[] };
 }
 
 /** Colours of the further series, after the chart's own line colour. */
@@ -98,7 +103,7 @@ export function Chart(p: ChartProps) {
         {
           label: p.title,
           stroke: cssVar('--chart-line'),
-          fill: cssVar('--chart-fill'),
+          fill: p.band ? undefined : cssVar('--chart-fill'),
           width: 1.5,
           spanGaps: false,
           value: (_u, v) => formatMetric(v, p.unit, l),
@@ -110,7 +115,15 @@ export function Chart(p: ChartProps) {
           spanGaps: false,
           value: (_u: uPlot, v: number | null) => formatMetric(v, p.unit, l),
         })),
+        ...(p.band
+          ? [
+              { label: t('chart.max'), stroke: cssVar('--chart-band-edge'), width: 0.75, spanGaps: false, points: { show: false }, value: (_u: uPlot, v: number | null) => formatMetric(v, p.unit, l) },
+              { label: t('chart.min'), stroke: cssVar('--chart-band-edge'), width: 0.75, spanGaps: false, points: { show: false }, value: (_u: uPlot, v: number | null) => formatMetric(v, p.unit, l) },
+            ]
+          : []),
       ],
+      // The band fills between max (above) and min (below).
+      bands: p.band ? [{ series: [2 + (p.more?.length ?? 0), 3 + (p.more?.length ?? 0)], fill: cssVar('--chart-band') }] : undefined,
       axes: [
         {
           stroke: cssVar('--muted'),
@@ -136,7 +149,8 @@ export function Chart(p: ChartProps) {
     opts.hooks!.draw!.push(() => {
       if (el.dataset.drawMs === undefined) el.dataset.drawMs = (performance.now() - t0).toFixed(1);
     });
-    const u = new uPlot(opts, [p.xs, p.ys, ...(p.more ?? []).map((m) => m.ys)] as uPlot.AlignedData, el);
+    const band = p.band ? [p.band.hi, p.band.lo] : [];
+    const u = new uPlot(opts, [p.xs, p.ys, ...(p.more ?? []).map((m) => m.ys), ...band] as uPlot.AlignedData, el);
     plot.current = u;
     const ro = new ResizeObserver(() => {
       const w = el.clientWidth;
@@ -148,13 +162,13 @@ export function Chart(p: ChartProps) {
       u.destroy();
       plot.current = null;
     };
-  }, [p.xs, p.ys, p.more, p.bands, p.from, p.to, p.unit, l, th]);
+  }, [p.xs, p.ys, p.more, p.band, p.bands, p.from, p.to, p.unit, l, th]);
 
   const causes = [...new Set(p.bands.map((b) => b.cause))];
   const listed = [...markers].sort((a, b) => b.band.to - b.band.from - (a.band.to - a.band.from)).slice(0, MAX_LISTED).sort((a, b) => a.band.from - b.band.from);
   const seconds = p.to - p.from <= 3600;
   return (
-    <figure class="chart" data-metric={p.metric} data-points={[p.ys, ...(p.more ?? []).map((m) => m.ys)].reduce((n, ys) => n + ys.filter((v) => v !== null).length, 0)} aria-labelledby={p.id + '-title'}>
+    <figure class="chart" data-metric={p.metric} data-band={p.band ? p.band.hi.filter((v) => v !== null).length : undefined} data-points={[p.ys, ...(p.more ?? []).map((m) => m.ys)].reduce((n, ys) => n + ys.filter((v) => v !== null).length, 0)} aria-labelledby={p.id + '-title'}>
       <figcaption id={p.id + '-title'} class="chart-title">
         {p.title}
       </figcaption>

@@ -1,11 +1,13 @@
-// The role editor: a role's name and description and its permissions,
-// chosen on the tree of GET /permissions grouped by prefix.
+// The role editor: a role's name and description, the roles it inherits
+// from (parents), and its own permissions, chosen on the tree of
+// GET /permissions grouped by prefix; what the parents already give is
+// marked as inherited.
 import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, type Role } from '../api';
 import { t } from '../i18n';
 import { useAction } from '../lib/action';
 import { useAsync } from '../lib/hooks';
-import { branchState, permissionTree, toggleBranch, type PermissionBranch } from '../lib/roles';
+import { branchState, inheritedPermissions, parentChoices, permissionTree, toggleBranch, type PermissionBranch } from '../lib/roles';
 import { Loading, ErrorBox } from './common';
 import { EditError } from './Escalation';
 
@@ -27,12 +29,15 @@ function BranchBox({ b, chosen, onChange }: { b: PermissionBranch; chosen: Set<s
   );
 }
 
-/** RoleEditor creates a role (role null) or replaces one's fields and permissions. */
-export function RoleEditor({ role, onDone }: { role: Role | null; onDone: (saved: boolean) => void }) {
+/** RoleEditor creates a role (role null) or replaces one's fields, parents and permissions; roles are every role, for the parents. */
+export function RoleEditor({ role, roles, onDone }: { role: Role | null; roles: Role[]; onDone: (saved: boolean) => void }) {
   const catalog = useAsync((s) => api.permissions(s), []);
   const [name, setName] = useState(role?.name ?? '');
   const [description, setDescription] = useState(role?.description ?? '');
   const [chosen, setChosen] = useState(() => new Set(role?.permissions ?? []));
+  const [parents, setParents] = useState(() => new Set(role?.parents ?? []));
+  const choices = parentChoices(roles, role);
+  const inherited = inheritedPermissions(roles, parents);
   const act = useAction();
   const fieldErr = (f: string) => {
     const e = act.error instanceof ApiError ? act.error.fields.find((x) => x.field === f || x.field.startsWith(f + '[')) : undefined;
@@ -50,10 +55,10 @@ export function RoleEditor({ role, onDone }: { role: Role | null; onDone: (saved
     const permissions = [...chosen].sort();
     const ok = await act.run('role', async () => {
       if (!role) {
-        await api.roleCreate({ name: name.trim(), description: description.trim(), parents: [], permissions });
+        await api.roleCreate({ name: name.trim(), description: description.trim(), parents: [...parents].sort(), permissions });
         return;
       }
-      await api.roleUpdate(role.id, { name: name.trim(), description: description.trim(), parents: role.parents });
+      await api.roleUpdate(role.id, { name: name.trim(), description: description.trim(), parents: [...parents].sort() });
       await api.rolePermissions(role.id, permissions);
     });
     if (ok) onDone(true);
@@ -75,6 +80,28 @@ export function RoleEditor({ role, onDone }: { role: Role | null; onDone: (saved
           {fieldErr('description')}
         </div>
       </div>
+      <fieldset data-testid="role-parents">
+        <legend>{t('roles.parents')}</legend>
+        <p class="muted">{t('roles.parentsHint')}</p>
+        {choices.map((r) => (
+          <label key={r.id} class="filter-check" for={'re-parent-' + r.name}>
+            <input
+              id={'re-parent-' + r.name}
+              type="checkbox"
+              data-parent={r.name}
+              checked={parents.has(r.name)}
+              onChange={(e) => {
+                const s = new Set(parents);
+                if (e.currentTarget.checked) s.add(r.name);
+                else s.delete(r.name);
+                setParents(s);
+              }}
+            />
+            {r.name}
+          </label>
+        ))}
+        {fieldErr('parents')}
+      </fieldset>
       {catalog.error !== undefined && <ErrorBox error={catalog.error} onRetry={catalog.reload} />}
       {!catalog.data && catalog.error === undefined && <Loading />}
       <ul class="perm-tree" aria-label={t('users.role.permissions')}>
@@ -103,6 +130,11 @@ export function RoleEditor({ role, onDone }: { role: Role | null; onDone: (saved
                       }}
                     />
                     <code>{p}</code>
+                    {inherited.has(p) && !chosen.has(p) && (
+                      <span class="muted" data-inherited={p}>
+                        {t('roles.inherited')}
+                      </span>
+                    )}
                   </label>
                 </li>
               ))}

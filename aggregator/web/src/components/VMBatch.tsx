@@ -19,6 +19,7 @@ export function VMBatch({ selected, groups, onDone }: { selected: Map<string, st
   const [action, setAction] = useState<BatchAction>('add_to_group');
   const [group, setGroup] = useState('');
   const [labels, setLabels] = useState('');
+  const [confirmed, setConfirmed] = useState(false);
   const [msgs, setMsgs] = useState<Msg[]>([]);
   const [failed, setFailed] = useState<{ id: string; code: string }[]>([]);
   const act = useAction();
@@ -35,7 +36,7 @@ export function VMBatch({ selected, groups, onDone }: { selected: Map<string, st
 
   const apply = async (e: Event) => {
     e.preventDefault();
-    const { body, problems } = batchBodyOf([...selected.keys()], action, group, labels);
+    const { body, problems } = batchBodyOf([...selected.keys()], action, group, labels, confirmed);
     setMsgs(problems.map((p) => ({ field: p.field, text: t(p.key) })));
     setFailed([]);
     if (problems.length > 0) return;
@@ -43,6 +44,7 @@ export function VMBatch({ selected, groups, onDone }: { selected: Map<string, st
       try {
         const res = await api.vmBatch(body);
         setFailed(batchFailures(res.items));
+        setConfirmed(false);
         onDone();
         return t('batch.result', { done: res.done, failed: res.failed });
       } catch (err) {
@@ -68,7 +70,25 @@ export function VMBatch({ selected, groups, onDone }: { selected: Map<string, st
             ))}
           </select>
         </div>
-        {action === 'set_labels' ? (
+        {action === 'forget' ? (
+          <div class="filter">
+            <p class="muted" id="vb-forget-note">
+              {t('batch.forgetNote')}
+            </p>
+            <label class="filter-check" for="vb-confirm">
+              <input
+                id="vb-confirm"
+                type="checkbox"
+                checked={confirmed}
+                aria-describedby="vb-forget-note"
+                {...inv('confirm')}
+                onChange={(e) => setConfirmed(e.currentTarget.checked)}
+              />
+              {t('batch.forgetConfirm', { n: selected.size })}
+            </label>
+            {err('confirm')}
+          </div>
+        ) : action === 'set_labels' ? (
           <div class="filter">
             <label for="vb-labels">{t('batch.labels')}</label>
             <textarea id="vb-labels" rows={2} value={labels} {...inv('labels')} onInput={(e) => setLabels(e.currentTarget.value)} />

@@ -11,12 +11,15 @@ export function VirtualRows<T>({
   height,
   render,
   label,
+  onRange,
 }: {
   items: readonly T[];
   rowHeight: number;
   height: number;
   render: (item: T, index: number) => ComponentChildren;
   label: string;
+  /** Called with the indexes of the rows drawn, [first, last), whenever they change. */
+  onRange?: (first: number, last: number) => void;
 }) {
   const ref = useRef<HTMLDivElement>(null);
   const [top, setTop] = useState(0);
@@ -29,6 +32,7 @@ export function VirtualRows<T>({
   const overscan = 8;
   const first = Math.max(0, Math.floor(top / rowHeight) - overscan);
   const last = Math.min(items.length, Math.ceil((top + height) / rowHeight) + overscan);
+  useEffect(() => onRange?.(first, last), [first, last, items]);
   const rows: ComponentChildren[] = [];
   for (let i = first; i < last; i++) rows.push(render(items[i]!, i));
   return (

@@ -93,3 +93,53 @@ export function parseRange(search: string): RangeKey {
   const r = new URLSearchParams(search).get('range') ?? '';
   return r in RANGES ? (r as RangeKey) : '1h';
 }
+
+/** The longest range the history API answers (httpapi MaxHistoryRange). */
+export const MAX_CHART_RANGE_MS = 400 * 86_400_000;
+
+/** A chart's range: one of RANGES ending now, or a custom from/to (ms) from the URL. */
+export type ChartRange = { kind: 'preset'; key: RangeKey } | { kind: 'custom'; from: number; to: number };
+
+/**
+ * parseChartRange reads ?from=&to= (RFC 3339, a non-empty range of at most
+ * MAX_CHART_RANGE_MS) as a custom range, else ?range= as parseRange does;
+ * a custom range that is not valid falls back to the preset.
+ */
+export function parseChartRange(search: string): ChartRange {
+  const p = new URLSearchParams(search);
+  const f = p.get('from');
+  const t = p.get('to');
+  if (f && t) {
+    const from = Date.parse(f);
+    const to = Date.parse(t);
+    if (Number.isFinite(from) && Number.isFinite(to) && to > from && to - from <= MAX_CHART_RANGE_MS) return { kind: 'custom', from, to };
+  }
+  return { kind: 'preset', key: parseRange(search) };
+}
+
+/** chartRangeSearch writes a range as the query string parseChartRange reads ("" for the default, 1 h). */
+export function chartRangeSearch(r: ChartRange): string {
+  if (r.kind === 'custom') return '?' + new URLSearchParams({ from: new Date(r.from).toISOString(), to: new Date(r.to).toISOString() }).toString();
+  return r.key === '1h' ? '' : '?range=' + r.key;
+}
+
+/**
+ * customRangeOf reads the custom-range form (datetime-local values, in the
+ * browser's zone): the range, or the message key of what is wrong.
+ */
+export function customRangeOf(fromText: string, toText: string): { range: ChartRange } | { field: 'from' | 'to'; key: string } {
+  const from = fromText ? new Date(fromText).getTime() : NaN;
+  const to = toText ? new Date(toText).getTime() : NaN;
+  if (!Number.isFinite(from)) return { field: 'from', key: 'range.custom.fromRequired' };
+  if (!Number.isFinite(to)) return { field: 'to', key: 'range.custom.toRequired' };
+  if (to <= from) return { field: 'to', key: 'range.custom.toBeforeFrom' };
+  if (to - from > MAX_CHART_RANGE_MS) return { field: 'from', key: 'range.custom.tooLong' };
+  return { range: { kind: 'custom', from, to } };
+}
+
+/** localInputValue is a time as a datetime-local input shows it (the browser's zone, to the minute). */
+export function localInputValue(ms: number): string {
+  const d = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}

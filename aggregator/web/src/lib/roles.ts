@@ -56,3 +56,23 @@ export function toggleBranch(b: PermissionBranch, chosen: Set<string>): Set<stri
 export function scopeBody(sites: Set<string>, groups: Set<string>): { sites: string[]; vm_groups: string[] } {
   return { sites: [...sites].sort(), vm_groups: [...groups].sort() };
 }
+
+/** A role as the parent helpers need it. */
+interface RoleLike {
+  id: string;
+  name: string;
+  permissions: string[];
+  effective_permissions?: string[];
+}
+
+/** parentChoices are the roles a role may inherit from: every other role, by name. */
+export function parentChoices<R extends RoleLike>(roles: readonly R[], self: { id: string } | null): R[] {
+  return roles.filter((r) => r.id !== self?.id).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** inheritedPermissions are what the chosen parents give (their effective permissions). */
+export function inheritedPermissions(roles: readonly RoleLike[], parents: ReadonlySet<string>): Set<string> {
+  const out = new Set<string>();
+  for (const r of roles) if (parents.has(r.name)) for (const p of r.effective_permissions ?? r.permissions) out.add(p);
+  return out;
+}

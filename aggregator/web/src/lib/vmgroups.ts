@@ -70,17 +70,29 @@ export function labelLines(text: string): { labels: Record<string, string>; ok: 
   return { labels, ok };
 }
 
-/** The actions of POST /vms/batch this console offers. */
-export const BATCH_ACTIONS: readonly BatchAction[] = ['add_to_group', 'remove_from_group', 'set_labels'];
+/** The actions of POST /vms/batch this console offers (all of them). */
+export const BATCH_ACTIONS: readonly BatchAction[] = ['add_to_group', 'remove_from_group', 'set_labels', 'forget'];
 
-
-/** batchBodyOf is the batch request for the selected VMs, or the problems (API field names) that keep it from being sent. */
-export function batchBodyOf(vms: string[], action: BatchAction, group: string, labelsText: string): { body: VMBatchBody; problems: FieldProblem[] } {
+/**
+ * batchBodyOf is the batch request for the selected VMs, or the problems
+ * (API field names; "confirm" is the form's own) that keep it from being
+ * sent. Forgetting drops the VMs' user fields and group memberships, so it
+ * is sent only once confirmed.
+ */
+export function batchBodyOf(
+  vms: string[],
+  action: BatchAction,
+  group: string,
+  labelsText: string,
+  confirmed = false,
+): { body: VMBatchBody; problems: FieldProblem[] } {
   const problems: FieldProblem[] = [];
   const body: VMBatchBody = { vms, action };
   if (vms.length === 0) problems.push({ field: 'vms', key: 'batch.noneSelected' });
   else if (vms.length > MAX_BATCH) problems.push({ field: 'vms', key: 'batch.tooMany' });
-  if (action === 'set_labels') {
+  if (action === 'forget') {
+    if (!confirmed) problems.push({ field: 'confirm', key: 'batch.forgetConfirmRequired' });
+  } else if (action === 'set_labels') {
     const { labels, ok } = labelLines(labelsText);
     if (!ok) problems.push({ field: 'labels', key: 'groups.labelsBad' });
     body.labels = labels;

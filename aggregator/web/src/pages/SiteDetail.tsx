@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { api, ApiError, type Agent, type SiteTimeline } from '../api';
+import { api, ApiError, type Agent, type AgentVCenter, type SiteTimeline } from '../api';
 import { PluginTable } from '../components/AgentPlugins';
 import { ActionNotice, Badge, Card, ErrorBox, Fields, Loading } from '../components/common';
 import { locale, t } from '../i18n';
@@ -86,6 +86,44 @@ function Timeline({ tl, now }: { tl: SiteTimeline; now: Date }) {
   );
 }
 
+/** VCenterTable is the reachability of each endpoint an agent polls, as its last heartbeat said. */
+function VCenterTable({ items, now }: { items: AgentVCenter[]; now: Date }) {
+  const l = locale.value;
+  return (
+    <table class="mini" data-testid="agent-vcenters">
+      <caption>{t('siteDetail.vcenters')}</caption>
+      <thead>
+        <tr>
+          <th scope="col">{t('siteDetail.vcenter.source')}</th>
+          <th scope="col">{t('siteDetail.vcenter.state')}</th>
+          <th scope="col">{t('siteDetail.vcenter.lastOK')}</th>
+          <th scope="col">{t('siteDetail.vcenter.lastError')}</th>
+        </tr>
+      </thead>
+      <tbody>
+        {items.map((v) => (
+          <tr key={v.source} data-vcenter={v.source} data-reachable={String(v.reachable)}>
+            <td>
+              <code>{v.source}</code>
+            </td>
+            <td>
+              <Badge tone={v.reachable ? 'ok' : 'bad'}>{t(v.reachable ? 'siteDetail.vcenter.reachable' : 'siteDetail.vcenter.unreachable')}</Badge>
+              {v.since && (
+                <span class="muted">
+                  {' '}
+                  {t('siteDetail.vcenter.since', { when: formatRelative(v.since, now, l) })}
+                </span>
+              )}
+            </td>
+            <td>{v.last_ok ? <time dateTime={v.last_ok}>{formatRelative(v.last_ok, now, l)}</time> : '–'}</td>
+            <td class="ua">{v.last_error || '–'}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 function AgentCard({ a, now }: { a: Agent; now: Date }) {
   const l = locale.value;
   const certLeft = Date.parse(a.cert_not_after) - now.getTime();
@@ -100,13 +138,24 @@ function AgentCard({ a, now }: { a: Agent; now: Date }) {
             [t('siteDetail.version'), a.version],
             [t('siteDetail.cert'), t('siteDetail.certLeft', { when: formatDateTime(a.cert_not_after, l), left: formatDuration(Math.max(0, certLeft), l) })],
             [t('site.lastSeen'), a.last_seen ? formatRelative(a.last_seen, now, l) : t('site.never')],
-            [t('siteDetail.spool'), t('siteDetail.spoolValue', { n: formatNumber(a.spool_depth, l), size: formatBytes(a.spool_bytes, l) })],
+            [
+              t('siteDetail.spool'),
+              a.spool_max_bytes
+                ? t('siteDetail.spoolQuota', {
+                    n: formatNumber(a.spool_depth, l),
+                    size: formatBytes(a.spool_bytes, l),
+                    max: formatBytes(a.spool_max_bytes, l),
+                    pct: formatPercent((100 * a.spool_bytes) / a.spool_max_bytes, l),
+                  })
+                : t('siteDetail.spoolValue', { n: formatNumber(a.spool_depth, l), size: formatBytes(a.spool_bytes, l) }),
+            ],
             [t('siteDetail.oldest'), a.spool_depth > 0 ? formatDuration(a.oldest_unsent_ms, l) : ''],
             [t('siteDetail.lag'), formatDuration(a.collection_lag_ms, l)],
             [t('siteDetail.dropped'), formatNumber(a.dropped_batches, l)],
             [t('siteDetail.address'), a.remote_addr],
           ]}
         />
+        {a.vcenters && a.vcenters.length > 0 && <VCenterTable items={a.vcenters} now={now} />}
         <PluginTable plugins={a.plugins} now={now} caption={t('plugins.collectors')} />
       </div>
     </Card>

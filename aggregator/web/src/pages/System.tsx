@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type EnrollmentToken, type HealthStatus } from '../api';
 import { PluginBadges } from '../components/AgentPlugins';
+import { CollectionForm } from '../components/CollectionSettings';
 import { ActionNotice, Badge, Card, ErrorBox, Loading } from '../components/common';
 import { locale, t, tv } from '../i18n';
 import { useAction } from '../lib/action';
@@ -220,6 +221,14 @@ function SettingsForm() {
   );
 }
 
+/** CollectionSettingsCard loads the settings for the collection form (an API without the group shows none). */
+function CollectionSettingsCard() {
+  const s = useAsync((sig) => api.settings(sig), []);
+  if (s.error !== undefined) return <ErrorBox error={s.error} onRetry={s.reload} />;
+  if (!s.data) return <Loading />;
+  return s.data.collection ? <CollectionForm s={s.data} onSaved={s.reload} /> : null;
+}
+
 function Agents() {
   const list = useAsync((s) => api.agents(s), [], 15_000);
   const act = useAction();
@@ -338,6 +347,7 @@ export default function System() {
       <Jobs />
       <Plugins />
       {can('system:write') && <SettingsForm />}
+      {can('system:write') && <CollectionSettingsCard />}
       <Agents />
     </div>
   );

@@ -3,12 +3,14 @@ import { api, ApiError, type Role, type User } from '../api';
 import { ActionNotice, Badge, ErrorBox, Loading } from '../components/common';
 import { EditError } from '../components/Escalation';
 import { RoleEditor } from '../components/RoleEditor';
+import { UserCreate } from '../components/UserCreate';
 import { UserScope } from '../components/UserScope';
 import { locale, t } from '../i18n';
 import { useAction } from '../lib/action';
 import { formatNumber, formatRelative } from '../lib/format';
 import { useAsync, useNow } from '../lib/hooks';
-import { can } from '../lib/me';
+import { can, me } from '../lib/me';
+import { lockState } from '../lib/users';
 
 const PAGE = 100;
 
@@ -53,6 +55,7 @@ function Roles({ roles, reload }: { roles: Role[]; reload: () => void }) {
         <RoleEditor
           key={editing === 'new' ? 'new' : editing.id}
           role={editing === 'new' ? null : editing}
+          roles={roles}
           onDone={(saved) => {
             setEditing(null);
             if (saved) reload();
@@ -65,6 +68,7 @@ function Roles({ roles, reload }: { roles: Role[]; reload: () => void }) {
           <tr>
             <th scope="col">{t('users.role.name')}</th>
             <th scope="col">{t('users.role.description')}</th>
+            <th scope="col">{t('roles.parents')}</th>
             <th scope="col" class="num">
               {t('users.role.permissions')}
             </th>
@@ -81,6 +85,7 @@ function Roles({ roles, reload }: { roles: Role[]; reload: () => void }) {
                 {r.name} {r.builtin && <Badge tone="muted">{t('users.role.builtin')}</Badge>}
               </th>
               <td>{r.description}</td>
+              <td data-parents={r.parents.join(' ')}>{r.parents.length ? r.parents.join(', ') : '–'}</td>
               <td class="num" title={(r.effective_permissions ?? r.permissions).join(', ')}>
                 {formatNumber((r.effective_permissions ?? r.permissions).length, l)}
               </td>
@@ -137,7 +142,17 @@ export default function Users() {
   const scopeWritable = can('user:write');
   const sites = useAsync((s) => (scopeWritable ? api.sites(s).then((p) => p.items.map((x) => x.name)) : Promise.resolve([])), []);
   const [scoping, setScoping] = useState<User | null>(null);
+  const [creating, setCreating] = useState(false);
+  const act = useAction();
   const now = useNow();
+  const lock = (u: User, on: boolean) => {
+    if (on && !confirm(t('users.lockConfirm', { name: u.username }))) return;
+    void act.run('lock', async () => {
+      await api.userLock(u.id, on);
+      users.reload();
+      return t(on ? 'users.lockedDone' : 'users.unlockedDone', { name: u.username });
+    });
+  };
   const l = locale.value;
   const d = users.data;
   const pages = d ? Math.max(1, Math.ceil(d.total / PAGE)) : 1;
@@ -147,6 +162,23 @@ export default function Users() {
         <h1>{t('users.title')}</h1>
         {d && <p class="muted">{t('users.total', { n: formatNumber(d.total, l) })}</p>}
       </div>
+      {scopeWritable && !creating && (
+        <p>
+          <button type="button" class="btn btn-primary" data-testid="user-new" onClick={() => setCreating(true)}>
+            {t('users.new')}
+          </button>
+        </p>
+      )}
+      {creating && (
+        <UserCreate
+          roles={roles.data ?? []}
+          onDone={(saved) => {
+            setCreating(false);
+            if (saved) users.reload();
+          }}
+        />
+      )}
+      {act.error !== undefined ? <EditError error={act.error} /> : <ActionNotice error={undefined} done={act.done} />}
       {scoping && (
         <UserScope
           key={scoping.id}
@@ -197,13 +229,25 @@ export default function Users() {
                     </button>
                   )}
                 </td>
-                <td>
-                  {u.locked ? (
+                <td data-lock-state={lockState(u, now)}>
+                  {lockState(u, now) === 'locked' ? (
                     <Badge tone="bad">{t('users.locked')}</Badge>
-                  ) : u.locked_until && Date.parse(u.locked_until) > now.getTime() ? (
-                    <Badge tone="warn">{t('users.lockedUntil', { when: formatRelative(u.locked_until, now, l) })}</Badge>
+                  ) : lockState(u, now) === 'lockout' ? (
+                    <Badge tone="warn">{t('users.lockedUntil', { when: formatRelative(u.locked_until!, now, l) })}</Badge>
                   ) : (
                     <Badge tone="ok">{t('users.active')}</Badge>
+                  )}{' '}
+                  {scopeWritable && u.id !== me.value?.id && (
+                    <button
+                      type="button"
+                      class="btn btn-small"
+                      data-lock={u.username}
+                      disabled={act.busy !== null}
+                      aria-label={t(lockState(u, now) === 'active' ? 'users.lock' : 'users.unlock', { name: u.username })}
+                      onClick={() => lock(u, lockState(u, now) === 'active')}
+                    >
+                      {t(lockState(u, now) === 'active' ? 'users.lockShort' : 'users.unlockShort')}
+                    </button>
                   )}
                 </td>
                 <td>{u.last_login_at ? <time dateTime={u.last_login_at}>{formatRelative(u.last_login_at, now, l)}</time> : t('users.never')}</td>

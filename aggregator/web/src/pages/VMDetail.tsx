@@ -1,4 +1,4 @@
-import { useMemo } from 'preact/hooks';
+import { useMemo, useState } from 'preact/hooks';
 import { api, type Alert, type AuditRecord, type HistoryAnswer, type VMDetail as Detail } from '../api';
 import { Chart } from '../components/Chart';
 import { VMFieldsEditor, VMGroupsEditor } from '../components/VMEditor';
@@ -6,10 +6,11 @@ import { Badge, Card, ErrorBox, Fields, Loading } from '../components/common';
 import { locale, t, tv } from '../i18n';
 import { chartBands } from '../lib/coverage';
 import { formatBytes, formatDateTime, formatDuration, formatMemoryMB, formatNumber, formatRelative } from '../lib/format';
-import { parseRange, RANGES, type RangeKey } from '../lib/filters';
+import { chartRangeSearch, customRangeOf, localInputValue, parseChartRange, RANGES, type ChartRange, type RangeKey } from '../lib/filters';
+import { bandOf } from '../lib/band';
 import { useAsync, useNow } from '../lib/hooks';
 import { can } from '../lib/me';
-import { search } from '../lib/router';
+import { navigate, search } from '../lib/router';
 import { powerTone } from './VMList';
 
 /** The charts of this slice: one metric each, the VM as a whole (instance ""). */
@@ -20,30 +21,78 @@ export const CHARTS = [
   { metric: 'net.usage.average', key: 'chart.network' },
 ] as const;
 
-function rangeHref(id: string, r: RangeKey): string {
-  return '/vms/' + encodeURIComponent(id) + (r === '1h' ? '' : '?range=' + r);
+function rangeHref(id: string, r: ChartRange): string {
+  return '/vms/' + encodeURIComponent(id) + chartRangeSearch(r);
 }
 
-function Charts({ id, range }: { id: string; range: RangeKey }) {
-  // The range ends now when the page (or the range) is opened; "now" is
-  // rounded to the minute so a reload within it asks the same question.
-  const to = useMemo(() => Math.floor(Date.now() / 60_000) * 60_000 + 60_000, [id, range]);
-  const from = to - RANGES[range];
-  const hist = useAsync(
-    (s) =>
-      api.vmMetrics(
-        id,
-        { metric: CHARTS.map((c) => c.metric).join(','), instance: [''], from: new Date(from).toISOString(), to: new Date(to).toISOString() },
-        s,
-      ),
-    [id, from, to],
+/** CustomRange is the from/to form of the VM's charts; applying it puts the range in the URL. */
+function CustomRange({ id, from, to }: { id: string; from: number; to: number }) {
+  const [f, setF] = useState(() => localInputValue(from));
+  const [tt, setT] = useState(() => localInputValue(to));
+  const [problem, setProblem] = useState<{ field: 'from' | 'to'; key: string } | null>(null);
+  const inv = (field: 'from' | 'to') => (problem?.field === field ? { 'aria-invalid': true as const, 'aria-describedby': 'cr-err' } : {});
+  return (
+    <form
+      class="custom-range"
+      aria-label={t('range.custom.title')}
+      data-testid="custom-range"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const r = customRangeOf(f, tt);
+        if ('field' in r) {
+          setProblem(r);
+          return;
+        }
+        setProblem(null);
+        navigate(rangeHref(id, r.range));
+      }}
+    >
+      <label for="cr-from">{t('range.custom.from')}</label>
+      <input id="cr-from" type="datetime-local" value={f} {...inv('from')} onInput={(e) => setF(e.currentTarget.value)} />
+      <label for="cr-to">{t('range.custom.to')}</label>
+      <input id="cr-to" type="datetime-local" value={tt} {...inv('to')} onInput={(e) => setT(e.currentTarget.value)} />
+      <button type="submit" class="btn btn-small">
+        {t('action.apply')}
+      </button>
+      {problem && (
+        <span class="field-error" id="cr-err" data-field={problem.field}>
+          {t(problem.key)}
+        </span>
+      )}
+    </form>
   );
+}
+
+function Charts({ id, range }: { id: string; range: ChartRange }) {
+  // A preset range ends now when the page (or the range) is opened; "now"
+  // is rounded to the minute so a reload within it asks the same question.
+  const rangeKey = range.kind === 'custom' ? range.from + '-' + range.to : range.key;
+  const to = useMemo(() => (range.kind === 'custom' ? range.to : Math.floor(Date.now() / 60_000) * 60_000 + 60_000), [id, rangeKey]);
+  const from = range.kind === 'custom' ? range.from : to - RANGES[range.key];
+  const q = (agg: string, step?: string) => ({
+    metric: CHARTS.map((c) => c.metric).join(','),
+    instance: [''],
+    from: new Date(from).toISOString(),
+    to: new Date(to).toISOString(),
+    agg,
+    step,
+  });
+  const hist = useAsync((s) => api.vmMetrics(id, q('avg'), s), [id, from, to]);
   const l = locale.value;
   const h: HistoryAnswer | undefined = hist.data;
+  // On a rollup each step also has a min and a max: asked for with the
+  // same step once the average is drawn, and drawn as a band around it.
+  const rollup = h !== undefined && h.resolution !== 'raw';
+  const extremes = useAsync(
+    (s) => (rollup && h ? Promise.all([api.vmMetrics(id, q('min', h.step), s), api.vmMetrics(id, q('max', h.step), s)]) : Promise.resolve(null)),
+    [id, from, to, rollup, h?.step],
+  );
+  const [showCustom, setShowCustom] = useState(range.kind === 'custom');
   // Built once per answer: a new array would redraw the charts.
   const charts = useMemo(() => {
     if (!h) return [];
     const xs = h.timestamps.map((ts) => Date.parse(ts) / 1000);
+    const [lo, hi] = extremes.data ?? [null, null];
     return CHARTS.map((c) => {
       const s = h.series.find((x) => x.metric === c.metric && x.instance === '') ?? h.series.find((x) => x.metric === c.metric);
       return {
@@ -52,9 +101,10 @@ function Charts({ id, range }: { id: string; range: RangeKey }) {
         ys: s?.values ?? xs.map(() => null),
         unit: s?.unit || (c.metric.startsWith('cpu') || c.metric.startsWith('mem') ? '%' : 'KBps'),
         bands: chartBands([s?.coverage ?? h.coverage], from, to),
+        band: lo && hi ? bandOf(h, lo, hi, c.metric, s?.instance ?? '') : undefined,
       };
     });
-  }, [h, from, to]);
+  }, [h, extremes.data, from, to]);
   return (
     <section class="charts-section" aria-labelledby="charts-title">
       <div class="charts-head">
@@ -63,10 +113,20 @@ function Charts({ id, range }: { id: string; range: RangeKey }) {
         </h2>
         <nav class="ranges" aria-label={t('chart.range')}>
           {(Object.keys(RANGES) as RangeKey[]).map((r) => (
-            <a key={r} href={rangeHref(id, r)} class="btn btn-small" aria-current={r === range ? 'true' : undefined}>
+            <a key={r} href={rangeHref(id, { kind: 'preset', key: r })} class="btn btn-small" aria-current={range.kind === 'preset' && r === range.key ? 'true' : undefined}>
               {t('range.' + r)}
             </a>
           ))}
+          <button
+            type="button"
+            class="btn btn-small"
+            aria-expanded={showCustom}
+            aria-current={range.kind === 'custom' ? 'true' : undefined}
+            data-testid="custom-range-toggle"
+            onClick={() => setShowCustom(!showCustom)}
+          >
+            {t('range.custom')}
+          </button>
         </nav>
         <a class="btn btn-small" href={'/history?e=vm:' + encodeURIComponent(id) + '&m=cpu.usage.average&m=mem.usage.average'}>
           {t('realtime.toHistory')}
@@ -80,13 +140,15 @@ function Charts({ id, range }: { id: string; range: RangeKey }) {
           </p>
         )}
       </div>
+      {showCustom && <CustomRange key={rangeKey} id={id} from={from} to={to} />}
       {hist.error !== undefined && <ErrorBox error={hist.error} onRetry={hist.reload} />}
+      {extremes.error !== undefined && <ErrorBox error={extremes.error} onRetry={extremes.reload} />}
       {!h && !hist.error && <Loading />}
       {h && (
-        <div class="charts">
+        <div class="charts" data-resolution={h.resolution} data-from={h.from} aria-busy={hist.loading}>
           {charts.map((c) => (
             <Chart
-              key={c.metric + range + l}
+              key={c.metric + rangeKey + l}
               id={'chart-' + c.metric.replace(/\./g, '-')}
               title={t(c.key)}
               metric={c.metric}
@@ -94,6 +156,7 @@ function Charts({ id, range }: { id: string; range: RangeKey }) {
               xs={c.xs}
               ys={c.ys}
               bands={c.bands}
+              band={c.band}
               from={from / 1000}
               to={to / 1000}
               syncKey={'vm:' + id}
@@ -360,7 +423,7 @@ export default function VMDetail({ params }: { params: Record<string, string> })
   const id = params.id ?? '';
   const vm = useAsync((s) => api.vm(id, s), [id]);
   const now = useNow(60_000);
-  const range = parseRange(search.value);
+  const range = parseChartRange(search.value);
   const l = locale.value;
   const d = vm.data;
   return (

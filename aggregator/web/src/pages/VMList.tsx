@@ -4,7 +4,9 @@ import { Badge, ErrorBox, Loading } from '../components/common';
 import { VMBatch } from '../components/VMBatch';
 import { VirtualRows } from '../components/VirtualRows';
 import { locale, t, tv } from '../i18n';
-import { formatMemoryMB, formatNumber } from '../lib/format';
+import { formatDateTime, formatMemoryMB, formatMetric, formatNumber } from '../lib/format';
+import { LATEST_METRICS, type LatestMetric, type LatestRow } from '../lib/latest';
+import { useLatestValues } from '../lib/useLatest';
 import { useAsync } from '../lib/hooks';
 import { can } from '../lib/me';
 import {
@@ -128,7 +130,21 @@ const COLUMNS: { key: string; sort?: string; cls?: string }[] = [
   { key: 'cpu', sort: 'num_cpu', cls: 'num' },
   { key: 'memory', sort: 'memory_mb', cls: 'num' },
   { key: 'snapshots', cls: 'num' },
+  { key: 'cpuNow', cls: 'num' },
+  { key: 'readyNow', cls: 'num' },
+  { key: 'memNow', cls: 'num' },
 ];
+
+/** LatestCell is one metric's newest value in the last 15 minutes: "…" while asked, "–" when there is none. */
+function LatestCell({ row, metric }: { row: (LatestRow & { failed?: boolean }) | undefined; metric: LatestMetric }) {
+  const l = locale.value;
+  const v = row?.values[metric];
+  return (
+    <span role="cell" class="num" data-latest={metric} title={v ? formatDateTime(new Date(v.ts), l) : row?.failed ? t('vms.latestFailed') : undefined}>
+      {v ? formatMetric(v.value, v.unit, l) : row ? '–' : '…'}
+    </span>
+  );
+}
 
 /** sortDir is how the list is sorted by a column, for its header's aria-sort. */
 function sortDir(col: (typeof COLUMNS)[number], state: VMListState): 'ascending' | 'descending' | undefined {
@@ -154,7 +170,7 @@ interface Selection {
   toggle: (vm: VM, on: boolean) => void;
 }
 
-function Row({ vm, sel }: { vm: VM; sel: Selection | null }) {
+function Row({ vm, sel, latest }: { vm: VM; sel: Selection | null; latest: (LatestRow & { failed?: boolean }) | undefined }) {
   const l = locale.value;
   return (
     <div class="vrow" role="row" data-vm={vm.id}>
@@ -191,6 +207,9 @@ function Row({ vm, sel }: { vm: VM; sel: Selection | null }) {
       <span role="cell" class="num">
         {formatNumber(vm.snapshot_count, l)}
       </span>
+      {LATEST_METRICS.map((m) => (
+        <LatestCell key={m} row={latest} metric={m} />
+      ))}
     </div>
   );
 }
@@ -210,6 +229,7 @@ export default function VMList() {
   );
   const l = locale.value;
   const data = list.data;
+  const latest = useLatestValues();
   const [selected, setSelected] = useState<Map<string, string>>(new Map());
   const sel: Selection | null = can('vm:write')
     ? {
@@ -230,6 +250,7 @@ export default function VMList() {
         <h1>{t('vms.title')}</h1>
         {data && <p class="muted" data-testid="vm-total">{t('vms.total', { n: formatNumber(data.total, l) })}</p>}
       </div>
+      <p class="muted">{t('vms.latestHint')}</p>
       <Filters state={state} sites={sites.data ?? []} groups={groups.data ?? null} />
       {list.error !== undefined && <ErrorBox error={list.error} onRetry={list.reload} />}
       {!data && !list.error && <Loading />}
@@ -264,7 +285,9 @@ export default function VMList() {
           {data.items.length === 0 ? (
             <p class="empty">{t('vms.empty')}</p>
           ) : (
-            <VirtualRows items={data.items} rowHeight={ROW_HEIGHT} height={Math.min(data.items.length * ROW_HEIGHT, 640)} label={t('vms.rows')} render={(vm) => <Row key={vm.id} vm={vm} sel={sel} />} />
+            <VirtualRows items={data.items} rowHeight={ROW_HEIGHT} height={Math.min(data.items.length * ROW_HEIGHT, 640)} label={t('vms.rows')} render={(vm) => <Row key={vm.id} vm={vm} sel={sel} latest={latest.rows.get(vm.id)} />}
+              onRange={(first, last) => latest.show(data.items.slice(first, last).map((v) => v.id))}
+            />
           )}
         </div>
       )}
