@@ -21,8 +21,10 @@ func TestHostileBytesEveryRoute(t *testing.T) {
 		}
 		path := "/api/v1" + strings.ReplaceAll(rt.Pattern, "{id}", "%00%ff%fe") + "?q=%00&from=%ff&site=%00&metric=%ff"
 		body := ""
-		if rt.mutating() {
+		if rt.mutating() || rt.Query {
 			body = "{\"name\":\"a\u0000b\",\"id\":\"\xff\xfe\",\"username\":\"\u0000\"}"
+		}
+		if rt.mutating() {
 			mutating++
 		}
 		res := e.do(rt.Method, path, admin, body, "User-Agent", "ua\xff\x00")

@@ -41,8 +41,15 @@ type Route struct {
 	// It is required: the API refuses to start with a route lacking it.
 	Access string
 	// Action names the audit record a mutating route writes
-	// ("user.create"); required for every method but GET.
+	// ("user.create"); required for every method but GET, and for no
+	// Query route.
 	Action string
+	// Query marks a POST that only reads: its question is too large for a
+	// URL (many entities × metrics, a draft rule to preview). It changes
+	// nothing, so like a GET it writes no audit record (a chart or a
+	// scrolling list would otherwise fill the operation log); it is still
+	// authenticated, authorized and scoped like any route.
+	Query bool
 	// Resource is the audit record's resource type ("user").
 	Resource string
 	// Export marks a streaming route that gets the export timeout.
@@ -63,7 +70,9 @@ type Route struct {
 	Doc               Doc
 }
 
-func (rt Route) mutating() bool { return rt.Method != http.MethodGet && rt.Method != http.MethodHead }
+func (rt Route) mutating() bool {
+	return rt.Method != http.MethodGet && rt.Method != http.MethodHead && !rt.Query
+}
 
 // checkRoutes enforces the route table's rules.
 func checkRoutes(routes []Route) error {
@@ -79,6 +88,9 @@ func checkRoutes(routes []Route) error {
 		}
 		if rt.mutating() && rt.Action == "" {
 			errs = append(errs, fmt.Errorf("route %s mutates but declares no audit action", id))
+		}
+		if rt.Query && (rt.Method != http.MethodPost || rt.Action != "") {
+			errs = append(errs, fmt.Errorf("route %s: a query route is a POST without an audit action", id))
 		}
 		if rt.Handle == nil {
 			errs = append(errs, fmt.Errorf("route %s has no handler", id))

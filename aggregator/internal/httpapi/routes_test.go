@@ -28,7 +28,7 @@ func TestRoutePermissionMatrix(t *testing.T) {
 			path = "/api/v1/audit-logs/1"
 		}
 		body := ""
-		if rt.mutating() {
+		if rt.mutating() || rt.Query {
 			body = "{}"
 		}
 		for _, role := range roles {
