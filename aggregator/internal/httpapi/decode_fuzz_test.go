@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
 // requestBodies are the JSON bodies the API decodes, one fresh value each.
@@ -45,6 +47,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add(uint8(11), []byte(`{"labels":{"tier":"web","bad key":"x"},"owner":"a"}`), "group=not-a-uuid&metric=cpu;x&step=0s")
 	f.Add(uint8(12), []byte(`{"vms":["vc:vm-1"],"action":"add_to_group","group":"nope"}`), "step=1000000h&agg=median")
 	f.Add(uint8(13), []byte(`{"name":"web","rule":{"site":"dc1","name_glob":"web-*","tags":[""],"labels":{"k":"v"}}}`), "instance=%ff")
+	f.Add(uint8(10), []byte(`{}`), "of=vms&metric=cpu.ready.percent&step=1h&agg=max")
 	f.Fuzz(func(t *testing.T, which uint8, body []byte, rawQuery string) {
 		dst := requestBodies[int(which)%len(requestBodies)]()
 		r := httptest.NewRequest(http.MethodPost, "/api/v1/x", bytes.NewReader(body))
@@ -65,7 +68,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		q.sort(agentSortFields)
 		q.page()
 		q.groupID("group")
-		q.historyParams(time.Unix(1700000000, 0))
+		q.historyOf(store.KindCluster, q.historyParams(time.Unix(1700000000, 0)))
 		checkClientError(t, "query", q.err())
 	})
 }

@@ -24,6 +24,8 @@ type History interface {
 	QueryRange(ctx context.Context, q store.RangeQuery) (store.RangeResult, error)
 	Outages(ctx context.Context, site, source, kind, entity string, from, to time.Time) ([]store.Outage, error)
 	Top(ctx context.Context, q store.TopQuery) ([]store.TopEntry, store.Resolution, error)
+	// QueryClusterVMs answers a cluster's history with of=vms.
+	QueryClusterVMs(ctx context.Context, q store.ClusterVMQuery) (store.ClusterVMResult, error)
 	SiteTimeline(ctx context.Context, site string, from, to time.Time) (store.Timeline, error)
 	// AlertCounts counts the open alerts in the caller's scope (the
 	// realtime overview).
@@ -58,6 +60,10 @@ func (h *historyResource) Routes() []Route {
 		{Name: "agg", Description: "avg (default), min, max, sum or count of the values in a step; p95 where raw samples answer (ranges up to 6h, steps under 5m: the rollups keep no distributions)"},
 		{Name: "instance", Description: `only this instance ("" for the entity as a whole); repeat for several; default all`},
 	}
+	clusterParams := append(slices.Clone(params), Param{Name: "of", Description: "vms: the counters of the cluster's VMs (each VM as a whole), " +
+		"all their values in a step combined by agg (avg: the mean of every VM's values, min/max the extremes, sum and count over all of them), " +
+		"answered from the cluster's hourly aggregates when they are exact for the request (path cluster_1h: steps of whole hours, the cluster's " +
+		"current VMs, within 92 days) and otherwise from the VMs' series (path vms, with path_reason); default: the cluster's own counters"})
 	var out []Route
 	for _, k := range []struct{ path, kind, code, what string }{
 		{"/vms", store.KindVM, CodeVMNotFound, "a VM"},
@@ -65,11 +71,15 @@ func (h *historyResource) Routes() []Route {
 		{"/clusters", store.KindCluster, CodeClusterNotFound, "a cluster"},
 		{"/datastores", store.KindDatastore, CodeDatastoreNotFound, "a datastore"},
 	} {
+		ps := params
+		if k.kind == store.KindCluster {
+			ps = clusterParams
+		}
 		out = append(out, Route{Method: "GET", Pattern: k.path + "/{id}/metrics", Access: auth.PermMetricRead, Handle: h.entityMetrics(k.kind, k.code),
 			Doc: Doc{Tag: tag, Summary: "Metric history of " + k.what + ": one value or null per step (never interpolated) and, per series, " +
 				"the coverage: stretches with data and stretches without it with their cause. The resolution (raw, 5m, 1h, 1d) follows the range " +
 				"unless step is given; percent counters are in percent. {id} is source:moref.",
-				Params: params, Response: ref("History"), Errors: []int{401, 403, 404, 422}}})
+				Params: ps, Response: ref("History"), Errors: []int{401, 403, 404, 422}}})
 	}
 	entityParams := append([]Param{
 		{Name: "kind", Description: "vm, host, cluster or datastore", Required: true},
@@ -79,14 +89,15 @@ func (h *historyResource) Routes() []Route {
 		Route{Method: "GET", Pattern: "/metrics", Access: auth.PermMetricRead, Handle: h.catalog,
 			Doc: Doc{Tag: tag, Summary: "The catalog of every metric stored for the entities in the caller's data scope",
 				Response: listSchema(ref("MetricInfo")), Errors: []int{401, 403}}},
-		Route{Method: "POST", Pattern: "/metrics/query", Access: auth.PermMetricRead, Action: "metrics.query", Resource: "metrics", Handle: h.multiQuery,
+		Route{Method: "POST", Pattern: "/metrics/query", Access: auth.PermMetricRead, Query: true, Handle: h.multiQuery,
 			Doc: Doc{Tag: tag, Summary: "History of many entities × metrics in one call (at most 100 entities); each entity answers like " +
 				"GET /{kind}/{id}/metrics, or not_found (also outside the caller's data scope)",
 				Body: ref("MetricsQuery"), Response: ref("MetricsQueryResult"), Errors: []int{401, 403, 422}}},
 		Route{Method: "GET", Pattern: "/metrics/top", Access: auth.PermMetricRead, Handle: h.top,
 			Doc: Doc{Tag: tag, Summary: "The entities with the highest (or lowest) value of a metric over a range, in the caller's data scope",
 				Params: []Param{
-					{Name: "metric", Description: "metric name", Required: true},
+					{Name: "metric", Description: "metric name; the derived cpu.ready.percent ranks VMs and hosts by CPU ready in percent of the " +
+						"sampling time, per vCPU for a VM (see GET /metrics)", Required: true},
 					{Name: "kind", Description: "vm, host, cluster or datastore; default all"},
 					{Name: "site", Description: "only this site"},
 					{Name: "from", Description: "RFC 3339; default to - 1h"}, {Name: "to", Description: "RFC 3339; default now"},
@@ -529,15 +540,22 @@ type HistorySeries struct {
 
 // HistoryAnswer is GET /{kind}/{id}/metrics.
 type HistoryAnswer struct {
-	Entity     Ref             `json:"entity"`
-	Kind       string          `json:"kind"`
-	Site       string          `json:"site"`
-	From       time.Time       `json:"from"`
-	To         time.Time       `json:"to"`
-	Step       string          `json:"step"`
-	Resolution string          `json:"resolution"`
-	Agg        string          `json:"agg"`
-	Coarsened  bool            `json:"coarsened"`
+	Entity     Ref       `json:"entity"`
+	Kind       string    `json:"kind"`
+	Site       string    `json:"site"`
+	From       time.Time `json:"from"`
+	To         time.Time `json:"to"`
+	Step       string    `json:"step"`
+	Resolution string    `json:"resolution"`
+	Agg        string    `json:"agg"`
+	Coarsened  bool      `json:"coarsened"`
+	// Of, Path, PathReason and VMs are set for a cluster's VMs (of=vms):
+	// which path answered (cluster_1h or vms), why the VMs' series did,
+	// and how many VMs the cluster has.
+	Of         string          `json:"of,omitempty"`
+	Path       string          `json:"path,omitempty"`
+	PathReason string          `json:"path_reason,omitempty"`
+	VMs        *int            `json:"vms,omitempty"`
 	Timestamps []time.Time     `json:"timestamps"`
 	Series     []HistorySeries `json:"series"`
 	// Coverage is the entity's: a step has data when any series has.
@@ -603,6 +621,24 @@ func (q *query) historyParams(now time.Time) historyParams {
 	return p
 }
 
+// historyOf reads the of parameter of a history request for an entity of
+// kind: true for of=vms, only on a cluster, and then not with the derived
+// cpu.ready.percent (it is per VM).
+func (q *query) historyOf(kind string, p historyParams) bool {
+	if !q.r.URL.Query().Has("of") {
+		return false
+	}
+	if kind != store.KindCluster {
+		q.fe.add("of", FieldInvalidValue, map[string]any{"allowed": "only on /clusters/{id}/metrics"})
+		return false
+	}
+	ofVMs := q.oneOf("of", "vms") == "vms"
+	if ofVMs && slices.Contains(p.metrics, store.MetricCPUReadyPercent) {
+		q.fe.add("metric", FieldInvalidValue, map[string]any{"allowed": "stored counters (cpu.ready.percent is per VM; ask for cpu.ready.summation)"})
+	}
+	return ofVMs
+}
+
 // timeRange reads from and to: to defaults to now, from to def before to;
 // the range must be non-empty and at most MaxHistoryRange.
 func (q *query) timeRange(now time.Time, def time.Duration) (from, to time.Time) {
@@ -631,6 +667,7 @@ func (h *historyResource) entityMetrics(kind, notFoundCode string) handlerFunc {
 		}
 		q := newQuery(r)
 		p := q.historyParams(h.a.now().UTC())
+		ofVMs := q.historyOf(kind, p)
 		if err := q.err(); err != nil {
 			return err
 		}
@@ -639,6 +676,14 @@ func (h *historyResource) entityMetrics(kind, notFoundCode string) handlerFunc {
 		o, err := h.a.inventory.Object(r.Context(), kind, source, moref)
 		if err != nil {
 			return notFound(err, notFoundCode)
+		}
+		if ofVMs {
+			ans, err := h.clusterVMs(r.Context(), &o, p)
+			if err != nil {
+				return err
+			}
+			writeData(w, r, http.StatusOK, ans)
+			return nil
 		}
 		ans, err := h.query(r.Context(), &o, p)
 		if err != nil {
@@ -649,23 +694,54 @@ func (h *historyResource) entityMetrics(kind, notFoundCode string) handlerFunc {
 	}
 }
 
+// clusterVMs answers GET /clusters/{id}/metrics?of=vms.
+func (h *historyResource) clusterVMs(ctx context.Context, o *store.Object, p historyParams) (*HistoryAnswer, error) {
+	if p.instances != nil && !slices.Equal(p.instances, []string{""}) {
+		return nil, validationError(FieldError{Field: "instance", Code: FieldInvalidValue, Params: map[string]any{"allowed": `"" (each VM as a whole) with of=vms`}})
+	}
+	res, err := h.a.history.QueryClusterVMs(ctx, store.ClusterVMQuery{Site: o.Site, Source: o.Source, Cluster: o.Moref,
+		Counters: p.metrics, From: p.from, To: p.to, Step: p.step, Agg: p.agg})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound(err, CodeClusterNotFound)
+	}
+	if err != nil {
+		return nil, historyError(err, p)
+	}
+	ans, err := h.answer(ctx, o, p, store.RangeResult{Resolution: res.Resolution, Step: res.Step, Series: res.Series})
+	if err != nil {
+		return nil, err
+	}
+	ans.Of, ans.Path, ans.PathReason, ans.VMs = "vms", res.Path, res.Reason, &res.VMs
+	return ans, nil
+}
+
+// historyError maps a store error of a history query to the API's.
+func historyError(err error, p historyParams) error {
+	if errors.Is(err, store.ErrInvalidQuery) && p.agg == store.AggP95 {
+		return validationError(FieldError{Field: "agg", Code: FieldInvalidValue,
+			Params: map[string]any{"allowed": "avg, min, max, sum, count; p95 only where raw samples answer (ranges up to 6h, steps under 5m)"}})
+	}
+	if errors.Is(err, store.ErrInvalidQuery) {
+		// Too many points for the range: the step is what to change.
+		return validationError(FieldError{Field: "step", Code: FieldOutOfRange, Params: map[string]any{"min": "(to - from) / " + strconv.Itoa(store.MaxPoints), "max": "720h"}})
+	}
+	return err
+}
+
 // query answers a history request for one entity.
 func (h *historyResource) query(ctx context.Context, o *store.Object, p historyParams) (*HistoryAnswer, error) {
 	res, err := h.a.history.QueryRange(ctx, store.RangeQuery{
 		Site: o.Site, Source: o.Source, EntityKind: o.Kind, EntityID: o.Moref,
 		Instances: p.instances, Counters: p.metrics, From: p.from, To: p.to, Step: p.step, Agg: p.agg,
 	})
-	if errors.Is(err, store.ErrInvalidQuery) && p.agg == store.AggP95 {
-		return nil, validationError(FieldError{Field: "agg", Code: FieldInvalidValue,
-			Params: map[string]any{"allowed": "avg, min, max, sum, count; p95 only where raw samples answer (ranges up to 6h, steps under 5m)"}})
-	}
-	if errors.Is(err, store.ErrInvalidQuery) {
-		// Too many points for the range: the step is what to change.
-		return nil, validationError(FieldError{Field: "step", Code: FieldOutOfRange, Params: map[string]any{"min": "(to - from) / " + strconv.Itoa(store.MaxPoints), "max": "720h"}})
-	}
 	if err != nil {
-		return nil, err
+		return nil, historyError(err, p)
 	}
+	return h.answer(ctx, o, p, res)
+}
+
+// answer turns a store answer into the API's, with the coverage.
+func (h *historyResource) answer(ctx context.Context, o *store.Object, p historyParams, res store.RangeResult) (*HistoryAnswer, error) {
 	outages, err := h.a.history.Outages(ctx, o.Site, o.Source, o.Kind, o.Moref, p.from, p.to)
 	if err != nil {
 		return nil, err
@@ -844,8 +920,13 @@ func historySchemas() map[string]any {
 		"History": objectSchema(map[string]any{
 			"entity": ref("ObjectRef"), "kind": str, "site": str, "from": dateTime, "to": dateTime,
 			"step": desc(str, "width of a point"), "resolution": desc(str, "raw, 5m, 1h or 1d: the tier that answered"),
-			"agg":        str,
-			"coarsened":  desc(boolean, "the step asked for is finer than what is still retained; step says what was used"),
+			"agg":       str,
+			"coarsened": desc(boolean, "the step asked for is finer than what is still retained; step says what was used"),
+			"of":        desc(str, "vms when a cluster's VMs were asked for (of=vms); absent otherwise"),
+			"path":      desc(str, "with of=vms: cluster_1h (the cluster's hourly aggregates answered) or vms (the VMs' own series, combined at query time)"),
+			"path_reason": desc(str, "with path vms: why the aggregates did not answer (a step under an hour, the cluster's VMs changed since they were built, "+
+				"a range before them, not built yet, TimescaleDB)"),
+			"vms":        desc(integer, "with of=vms: how many VMs (series) the cluster has now"),
 			"timestamps": desc(arrayOf(dateTime), "the start of every step"),
 			"series": arrayOf(objectSchema(map[string]any{"metric": str, "instance": desc(str, "empty for the entity as a whole"), "unit": str,
 				"values":   desc(arrayOf(nullable(map[string]any{"type": "number"}, "")), "one per timestamp; null where the step has no data"),

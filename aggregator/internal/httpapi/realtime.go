@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -162,7 +163,7 @@ func validateEntities(v *fieldErrors, entities []entityRef, metrics []string, fi
 // refused with its kind's 404, exactly as a missing one; nothing tells the
 // two apart. where(i) says which of the request's entities it was (the
 // answer's data), without repeating its id.
-func (h *realtimeResource) resolve(ctx context.Context, refs []entityRef, where func(i int) map[string]any) ([]realtime.Entity, error) {
+func (h *realtimeResource) resolve(ctx context.Context, refs []entityRef, vcpus *vcpuTable, where func(i int) map[string]any) ([]realtime.Entity, error) {
 	out := make([]realtime.Entity, 0, len(refs))
 	for i, ref := range refs {
 		source, moref, _ := parseObjectID(ref.ID) // validated
@@ -175,9 +176,63 @@ func (h *realtimeResource) resolve(ctx context.Context, refs []entityRef, where 
 			}
 			return nil, err
 		}
-		out = append(out, realtime.Entity{Site: o.Site, Source: o.Source, Kind: o.Kind, ID: o.Moref})
+		e := realtime.Entity{Site: o.Site, Source: o.Source, Kind: o.Kind, ID: o.Moref}
+		if n := propInt(o.Props, "num_cpu"); n != nil && o.Kind == store.KindVM {
+			vcpus.set(e, int(*n))
+		}
+		out = append(out, e)
 	}
 	return out, nil
+}
+
+// vcpuTable is the vCPU count of the VMs a feed connection subscribed to,
+// as their inventory said when they were subscribed: the divisor of the
+// feed's ready_percent. Safe for concurrent use (the reader adds, the
+// writer reads).
+type vcpuTable struct {
+	mu sync.RWMutex
+	m  map[realtime.Entity]int
+}
+
+func (t *vcpuTable) set(e realtime.Entity, n int) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = map[realtime.Entity]int{}
+	}
+	t.m[e] = n
+	t.mu.Unlock()
+}
+
+func (t *vcpuTable) get(e realtime.Entity) int {
+	if t == nil {
+		return 0
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.m[e]
+}
+
+// feedReadyPercent is the ready_percent of a cpu.ready.summation sample of
+// the feed (see store.ReadyPercentRule): ready ms ÷ the sampling interval,
+// in percent, per vCPU for a VM as a whole. The interval is the distance
+// to the previous sample of the same series in the delivery (prevMS, 0 if
+// none) when that is one of vCenter's intervals, else the realtime 20 s.
+func feedReadyPercent(s *realtime.Sample, prevMS int64, vcpus int) float64 {
+	iv := realtimeReadyInterval.Milliseconds()
+	if prevMS > 0 {
+		switch d := s.Time - prevMS; d {
+		case 20_000, 300_000, 1_800_000, 7_200_000, 86_400_000:
+			iv = d
+		}
+	}
+	pct := s.Value / float64(iv) * 100
+	if s.Kind == store.KindVM && s.Instance == "" && vcpus > 0 {
+		pct /= float64(vcpus)
+	}
+	return pct
 }
 
 // outOfScope returns the subscribed entities the principal's data scope
@@ -227,6 +282,9 @@ type RealtimeSample struct {
 	Unit     string    `json:"unit"`
 	TS       time.Time `json:"ts"`
 	Value    float64   `json:"value"`
+	// ReadyPercent, on cpu.ready.summation samples of VMs and hosts only,
+	// is the derived cpu.ready.percent (feedReadyPercent).
+	ReadyPercent *float64 `json:"ready_percent,omitempty"`
 }
 
 // appendDelivery writes one delivery as a JSON object:
@@ -234,7 +292,7 @@ type RealtimeSample struct {
 // (type only when given). It is the feed's hot path — one object per
 // client per batch — so it writes the JSON itself rather than through
 // reflection; encoding/json decodes it to the same values.
-func appendDelivery(b []byte, typ string, d *realtime.Delivery) []byte {
+func appendDelivery(b []byte, typ string, d *realtime.Delivery, vcpus *vcpuTable) []byte {
 	b = append(b, '{')
 	if typ != "" {
 		b = append(b, `"type":`...)
@@ -283,6 +341,14 @@ func appendDelivery(b []byte, typ string, d *realtime.Delivery) []byte {
 		// Values are float32 as stored: print the shortest form that is
 		// that float32, not its float64 expansion.
 		b = strconv.AppendFloat(b, displayValue(s.Unit, s.Value), 'g', -1, 32)
+		if s.Metric == store.CounterCPUReady && (s.Kind == store.KindVM || s.Kind == store.KindHost) {
+			var prev int64
+			if p := i - 1; p >= 0 && d.Samples[p].Entity == s.Entity && d.Samples[p].Instance == s.Instance && d.Samples[p].Metric == s.Metric {
+				prev = d.Samples[p].Time
+			}
+			b = append(b, `,"ready_percent":`...)
+			b = strconv.AppendFloat(b, float64(float32(feedReadyPercent(s, prev, vcpus.get(s.Entity)))), 'g', -1, 32)
+		}
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
@@ -358,7 +424,8 @@ type OverviewTopItem struct {
 	Unit  string  `json:"unit"`
 	Value float64 `json:"value"`
 	// ReadyPercent is, for CPU ready, the share of the sampling interval
-	// the VM was ready to run but not scheduled.
+	// the VM was ready to run but not scheduled, per vCPU
+	// (store.MetricCPUReadyPercent over the window).
 	ReadyPercent *float64 `json:"ready_percent,omitempty"`
 }
 
@@ -439,7 +506,6 @@ type Overview struct {
 // The counters of the overview's top lists.
 const (
 	counterCPUUsage      = "cpu.usage.average"
-	counterCPUReady      = "cpu.ready.summation"
 	counterMemoryBalloon = "mem.vmmemctl.average"
 	counterDiskLatency   = "disk.maxTotalLatency.latest"
 )
@@ -493,7 +559,7 @@ func (h *realtimeResource) overview(w http.ResponseWriter, r *http.Request) erro
 		counter string
 		dst     *[]OverviewTopItem
 	}{
-		{counterCPUUsage, &out.Top.CPUUsage}, {counterCPUReady, &out.Top.CPUReady},
+		{counterCPUUsage, &out.Top.CPUUsage}, {store.MetricCPUReadyPercent, &out.Top.CPUReady},
 		{counterMemoryBalloon, &out.Top.MemoryBalloon}, {counterDiskLatency, &out.Top.DiskLatency},
 	} {
 		list, _, err := h.a.history.Top(ctx, store.TopQuery{Counter: t.counter, EntityKind: store.KindVM, From: now.Add(-OverviewWindow), To: now,
@@ -504,9 +570,11 @@ func (h *realtimeResource) overview(w http.ResponseWriter, r *http.Request) erro
 		items := make([]OverviewTopItem, 0, len(list))
 		for _, e := range list {
 			it := OverviewTopItem{ID: objectID(e.Source, e.EntityID), Name: e.Name, Site: e.Site, Unit: e.Unit, Value: displayValue(e.Unit, e.Value)}
-			if t.counter == counterCPUReady {
-				pct := e.Value / float64(realtimeReadyInterval.Milliseconds()) * 100
-				it.ReadyPercent = &pct
+			if t.counter == store.MetricCPUReadyPercent && e.SourceValue != nil {
+				// Ranked by the ready share per vCPU; the value stays
+				// the ready time (ms per 20 s sample) it comes from.
+				pct := displayValue("%", e.Value)
+				it.Unit, it.Value, it.ReadyPercent = "ms", *e.SourceValue, &pct
 			}
 			items = append(items, it)
 		}
@@ -642,7 +710,8 @@ func (h *realtimeResource) stream(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	ctx := r.Context()
-	entities, err := h.resolve(ctx, refs, func(i int) map[string]any {
+	vcpus := &vcpuTable{}
+	entities, err := h.resolve(ctx, refs, vcpus, func(i int) map[string]any {
 		n := 0
 		for _, r := range refs[:i] {
 			if r.Kind == refs[i].Kind {
@@ -712,7 +781,7 @@ func (h *realtimeResource) stream(w http.ResponseWriter, r *http.Request) error 
 			ds, complete = feed.Since(seq, sub)
 			last = seq
 			for i := range ds {
-				if err := send("samples", streamEventID(feed.ID(), ds[i].Seq), appendDelivery(nil, "", &ds[i])); err != nil {
+				if err := send("samples", streamEventID(feed.ID(), ds[i].Seq), appendDelivery(nil, "", &ds[i], vcpus)); err != nil {
 					return nil
 				}
 				last = ds[i].Seq
@@ -749,7 +818,7 @@ func (h *realtimeResource) stream(w http.ResponseWriter, r *http.Request) error 
 				continue // replayed already
 			}
 			last = d.Seq
-			buf2 := appendDelivery(nil, "", &d)
+			buf2 := appendDelivery(nil, "", &d, vcpus)
 			if err := send("samples", streamEventID(feed.ID(), d.Seq), buf2); err != nil {
 				return nil
 			}
@@ -805,11 +874,15 @@ func tooManySubscriptions(err error) error {
 func realtimeSchemas() map[string]any {
 	number := map[string]any{"type": "number"}
 	top := arrayOf(objectSchema(map[string]any{"id": str, "name": str, "site": str, "unit": str, "value": number,
-		"ready_percent": desc(number, "CPU ready only: ready ms ÷ the 20 s sampling interval, in percent")}))
+		"ready_percent": desc(number, "CPU ready only (the list is ranked by it): cpu.ready.percent, ready ms ÷ the sampling interval, "+
+			"per vCPU, in percent, over the window; value is then the average ready ms per sample")}))
 	return map[string]any{
 		"RealtimeSample": objectSchema(map[string]any{"kind": str, "id": desc(str, "source:moref"), "site": str,
 			"instance": desc(str, "empty for the entity as a whole"), "metric": str, "unit": str, "ts": dateTime,
-			"value": desc(number, "percent counters in percent")}),
+			"value": desc(number, "percent counters in percent"),
+			"ready_percent": desc(number, "on cpu.ready.summation samples of VMs and hosts only: the derived cpu.ready.percent, ready ms ÷ the "+
+				"sampling interval (20 s, or the distance to the previous sample of the series in the same message when that is one of "+
+				"vCenter's intervals), in percent, per vCPU for a VM as a whole (its vCPU count when it was subscribed)")}),
 		"RealtimeSamples": objectSchema(map[string]any{"type": desc(str, "samples (WebSocket only)"),
 			"seq":          desc(integer, "the replica's sequence number of the batch"),
 			"committed_at": desc(dateTime, "when the batch was committed (by the replica that ingested it)"),

@@ -979,7 +979,10 @@ func TestRealtimeVMAndOverview(t *testing.T) {
 		o.Top.CPUUsage[1].Name != "db-01" || o.Top.CPUUsage[1].Value != 30 {
 		t.Fatalf("top cpu: %+v", o.Top.CPUUsage)
 	}
-	if r := o.Top.CPUReady; len(r) != 2 || r[0].Name != "db-01" || r[0].Value != 600 || r[0].ReadyPercent == nil || *r[0].ReadyPercent != 3 {
+	// Ranked by ready % per vCPU: web-02 (2 vCPUs) 400 ms of 20 s is
+	// 1 %, db-01 (8 vCPUs) 600 ms 0.375 %, web-01 (4 vCPUs) 200 ms 0.25 %.
+	if r := o.Top.CPUReady; len(r) != 2 || r[0].Name != "web-02" || r[0].Value != 400 || r[0].Unit != "ms" || r[0].ReadyPercent == nil ||
+		*r[0].ReadyPercent != 1 || r[1].Name != "db-01" || r[1].Value != 600 || r[1].ReadyPercent == nil || *r[1].ReadyPercent != 0.375 {
 		t.Fatalf("top ready: %+v", r)
 	}
 	if len(o.Top.DiskLatency) != 2 || len(o.Top.MemoryBalloon) != 0 || o.Top.WindowSeconds != 300 {

@@ -147,6 +147,8 @@ type wsConn struct {
 	base context.Context // request values, no cancellation
 	lim  realtimeLimits
 	sub  *realtime.Subscription
+	// vcpus are the subscribed VMs' vCPU counts (the feed's ready_percent).
+	vcpus vcpuTable
 
 	mu     sync.Mutex // guards p and bearer
 	p      *auth.Principal
@@ -261,7 +263,7 @@ func (c *wsConn) serve() {
 			c.closeFor(c.sub.Err())
 			return
 		case d := <-c.sub.C():
-			buf = appendDelivery(buf[:0], "samples", &d)
+			buf = appendDelivery(buf[:0], "samples", &d, &c.vcpus)
 			if err := c.write(buf); err != nil {
 				return
 			}
@@ -414,7 +416,7 @@ func (c *wsConn) handle(m *wsClientMessage) error {
 		}
 		ctx, cancel := c.scoped(30 * time.Second)
 		defer cancel()
-		entities, err := c.h.resolve(ctx, m.Entities, func(i int) map[string]any { return map[string]any{"entity": m.Entities[i]} })
+		entities, err := c.h.resolve(ctx, m.Entities, &c.vcpus, func(i int) map[string]any { return map[string]any{"entity": m.Entities[i]} })
 		if err != nil {
 			return err
 		}

@@ -61,25 +61,7 @@ func splitDerived(counters []string) (stored []string, ready bool) {
 func (s *Store) queryReadyPercent(ctx context.Context, t tier, agg Agg, step time.Duration, q *RangeQuery) ([]SeriesPoints, error) {
 	a := args{step.Microseconds(), q.From, q.To, CounterCPUReady}
 	where := q.seriesWhere(&a)
-	var x string
-	if t.width == 0 {
-		// Raw samples, each with its interval: the distance to the previous
-		// sample of the series (looked for up to 2 h before the range).
-		gap := `extract(epoch FROM s.ts - lag(s.ts) OVER (PARTITION BY s.series_id ORDER BY s.ts))`
-		x = `SELECT r.id, r.ts, 1 AS n, r.iv, r.v AS vsum, r.v AS vmin, r.v AS vmax, r.ncpu FROM (
-				SELECT sel.id, s.ts, s.v[sel.i]::float8 AS v, sel.ncpu,
-				       CASE WHEN ` + gap + ` IN (20, 300, 1800, 7200, 86400) THEN ` + gap + ` ELSE sel.ival END::float8 AS iv
-				FROM sel JOIN samples s ON s.series_id = sel.id AND s.ts >= $2::timestamptz - interval '2 hours' AND s.ts < $3
-			) r WHERE r.ts >= $2 AND r.v IS NOT NULL`
-	} else {
-		width := strconv.FormatInt(int64(t.width/time.Second), 10)
-		x = `SELECT sel.id, s.ts, s.vcnt[sel.i] AS n,
-			       ` + stdIntervalSQL(`greatest(sel.ival, `+width+` / s.vcnt[sel.i])`) + `::float8 AS iv,
-			       s.vsum[sel.i] AS vsum, s.vmin[sel.i]::float8 AS vmin, s.vmax[sel.i]::float8 AS vmax, sel.ncpu
-			FROM sel JOIN ` + t.table + ` s ON s.series_id = sel.id
-			 AND s.ts > $2::timestamptz - ` + a.add(t.width.Microseconds()) + `::bigint * interval '1 microsecond' AND s.ts < $3
-			WHERE s.vcnt[sel.i] > 0`
-	}
+	x := readyRowsSQL(t, &a)
 	// Hundredths of a percent: ms ÷ (iv s × 1000) × 100 × 100 = ms × 10 ÷ iv.
 	val := map[Agg]string{
 		AggAvg:   "sum(x.vsum) * 10 / sum(x.n * x.iv) / min(x.ncpu)",
@@ -91,11 +73,7 @@ func (s *Store) queryReadyPercent(ctx context.Context, t tier, agg Agg, step tim
 	}[agg]
 	sql := `
 		WITH sel AS (
-			SELECT se.id, array_position(se.counters, $4::text) AS i, ` + collectionIntervalSQL + ` AS ival,
-			       CASE WHEN se.entity_kind = 'vm' AND se.instance = '' THEN coalesce((
-			           SELECT greatest(` + numProp("o", "num_cpu") + `, 1)::float8 FROM inventory_objects o
-			           WHERE o.site = se.site AND o.source = se.source AND o.kind = 'vm' AND o.moref = se.entity_id
-			           ORDER BY o.deleted_at IS NULL DESC LIMIT 1), 1) ELSE 1 END AS ncpu
+			SELECT se.id, array_position(se.counters, $4::text) AS i, ` + collectionIntervalSQL + ` AS ival, ` + vcpusSQL + ` AS ncpu
 			FROM series se
 			WHERE ` + where + ` AND $4::text = ANY(se.counters)
 		), x AS (
@@ -109,6 +87,43 @@ func (s *Store) queryReadyPercent(ctx context.Context, t tier, agg Agg, step tim
 		FROM pts p JOIN series se ON se.id = p.id
 		GROUP BY se.id
 		ORDER BY se.entity_kind, se.entity_id, se.instance, se.id`
+	return s.readySeries(ctx, sql, a)
+}
+
+// vcpusSQL is what the ready time of the series on alias se is divided by:
+// the VM's vCPU count (at least 1) for a VM as a whole, else 1.
+var vcpusSQL = `CASE WHEN se.entity_kind = 'vm' AND se.instance = '' THEN coalesce((
+	           SELECT greatest(` + numProp("o", "num_cpu") + `, 1)::float8 FROM inventory_objects o
+	           WHERE o.site = se.site AND o.source = se.source AND o.kind = 'vm' AND o.moref = se.entity_id
+	           ORDER BY o.deleted_at IS NULL DESC LIMIT 1), 1) ELSE 1 END`
+
+// readyRowsSQL selects the cpu.ready.summation values of tier t in the
+// range ($2, $3) of the series of a CTE sel (id, i: the counter's position,
+// ival: the collection interval, ncpu), each with its sampling interval iv
+// in seconds and its sample count n: (id, ts, n, iv, vsum, vmin, vmax,
+// ncpu). Rollup buckets overlapping the range count whole.
+func readyRowsSQL(t tier, a *args) string {
+	if t.width == 0 {
+		// Raw samples, each with its interval: the distance to the previous
+		// sample of the series (looked for up to 2 h before the range).
+		gap := `extract(epoch FROM s.ts - lag(s.ts) OVER (PARTITION BY s.series_id ORDER BY s.ts))`
+		return `SELECT r.id, r.ts, 1 AS n, r.iv, r.v AS vsum, r.v AS vmin, r.v AS vmax, r.ncpu FROM (
+				SELECT sel.id, s.ts, s.v[sel.i]::float8 AS v, sel.ncpu,
+				       CASE WHEN ` + gap + ` IN (20, 300, 1800, 7200, 86400) THEN ` + gap + ` ELSE sel.ival END::float8 AS iv
+				FROM sel JOIN samples s ON s.series_id = sel.id AND s.ts >= $2::timestamptz - interval '2 hours' AND s.ts < $3
+			) r WHERE r.ts >= $2 AND r.v IS NOT NULL`
+	}
+	width := strconv.FormatInt(int64(t.width/time.Second), 10)
+	return `SELECT sel.id, s.ts, s.vcnt[sel.i] AS n,
+		       ` + stdIntervalSQL(`greatest(sel.ival, `+width+` / s.vcnt[sel.i])`) + `::float8 AS iv,
+		       s.vsum[sel.i] AS vsum, s.vmin[sel.i]::float8 AS vmin, s.vmax[sel.i]::float8 AS vmax, sel.ncpu
+		FROM sel JOIN ` + t.table + ` s ON s.series_id = sel.id
+		 AND s.ts > $2::timestamptz - ` + a.add(t.width.Microseconds()) + `::bigint * interval '1 microsecond' AND s.ts < $3
+		WHERE s.vcnt[sel.i] > 0`
+}
+
+// readySeries runs queryReadyPercent's statement.
+func (s *Store) readySeries(ctx context.Context, sql string, a args) ([]SeriesPoints, error) {
 	rows, err := s.pool.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, fmt.Errorf("store: query %s: %w", MetricCPUReadyPercent, err)

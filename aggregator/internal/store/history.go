@@ -221,11 +221,15 @@ type TopQuery struct {
 type TopEntry struct {
 	Site, Source, EntityKind, EntityID, Name, Unit string
 	Value                                          float64
+	// SourceValue is, for MetricCPUReadyPercent, the average of the counter it
+	// is derived from (cpu.ready.summation, ms per sample) over the range.
+	SourceValue *float64
 }
 
 // Top returns the entities of the caller's data scope ranked by q.Agg of
 // q.Counter (their values as a whole, not per instance) over [From, To), from
-// the tier QueryRange would pick for the range, and that tier.
+// the tier QueryRange would pick for the range, and that tier. The derived
+// MetricCPUReadyPercent ranks by CPU ready per vCPU (topReady).
 func (s *Store) Top(ctx context.Context, q TopQuery) ([]TopEntry, Resolution, error) {
 	sc, err := scopeOf(ctx)
 	if err != nil {
@@ -251,6 +255,10 @@ func (s *Store) Top(ctx context.Context, q TopQuery) ([]TopEntry, Resolution, er
 		ti++
 	}
 	t := tiers[ti]
+	if q.Counter == MetricCPUReadyPercent {
+		out, err := s.topReady(ctx, sc, t, q)
+		return out, t.res, err
+	}
 	var val string
 	if t.width == 0 {
 		val = map[Agg]string{AggAvg: "avg(s.v[sel.i])", AggMin: "min(s.v[sel.i])", AggMax: "max(s.v[sel.i])"}[q.Agg]
@@ -304,6 +312,69 @@ func (s *Store) Top(ctx context.Context, q TopQuery) ([]TopEntry, Resolution, er
 	return out, t.res, nil
 }
 
+// topReady answers Top for MetricCPUReadyPercent from tier t: per entity,
+// the ready time of the range ÷ the sampling time it covers (avg), or the
+// least or greatest bucket's share (min, max), per vCPU for a VM as a
+// whole (see ReadyPercentRule); in hundredths of a percent.
+func (s *Store) topReady(ctx context.Context, sc dataScope, t tier, q TopQuery) ([]TopEntry, error) {
+	val := map[Agg]string{
+		AggAvg: "sum(x.vsum) * 10 / sum(x.n * x.iv) / min(x.ncpu)",
+		AggMin: "min(x.vmin / x.iv) * 10 / min(x.ncpu)",
+		AggMax: "max(x.vmax / x.iv) * 10 / min(x.ncpu)",
+	}[q.Agg]
+	if val == "" {
+		return nil, fmt.Errorf("%w: aggregation %q not supported by top (avg, min, max)", ErrInvalidQuery, q.Agg)
+	}
+	a := args{CounterCPUReady, q.From, q.To}
+	where := []string{"se.instance = ''", "$1::text = ANY(se.counters)", sc.seriesSQL("se", &a)}
+	if q.EntityKind != "" {
+		where = append(where, "se.entity_kind = "+a.add(q.EntityKind))
+	}
+	if q.Site != "" {
+		where = append(where, "se.site = "+a.add(q.Site))
+	}
+	x := readyRowsSQL(t, &a)
+	dir := "DESC"
+	if q.Ascending {
+		dir = "ASC"
+	}
+	lim := a.add(q.Limit)
+	rows, err := s.pool.Query(ctx, `WITH sel AS (
+		    SELECT se.id, se.site, se.source, se.entity_kind, se.entity_id, array_position(se.counters, $1::text) AS i,
+		           `+collectionIntervalSQL+` AS ival, `+vcpusSQL+` AS ncpu
+		    FROM series se
+		    WHERE `+strings.Join(where, " AND ")+`
+		), x AS (
+		    `+x+`
+		), v AS (
+		    SELECT sel.site, sel.source, sel.entity_kind, sel.entity_id, `+val+` AS value, sum(x.vsum) / sum(x.n) AS raw
+		    FROM x JOIN sel ON sel.id = x.id
+		    GROUP BY 1, 2, 3, 4
+		)
+		SELECT v.site, v.source, v.entity_kind, v.entity_id, coalesce(o.name, ''), v.value::float8, v.raw::float8
+		FROM v LEFT JOIN inventory_objects o ON o.site = v.site AND o.source = v.source AND o.kind = v.entity_kind AND o.moref = v.entity_id
+		WHERE v.value IS NOT NULL
+		ORDER BY v.value `+dir+`, v.site, v.source, v.entity_id LIMIT `+lim, a...)
+	if err != nil {
+		return nil, fmt.Errorf("store: top %s: %w", q.Counter, err)
+	}
+	defer rows.Close()
+	out := []TopEntry{}
+	for rows.Next() {
+		e := TopEntry{Unit: "%"}
+		var raw float64
+		if err := rows.Scan(&e.Site, &e.Source, &e.EntityKind, &e.EntityID, &e.Name, &e.Value, &raw); err != nil {
+			return nil, fmt.Errorf("store: top %s: %w", q.Counter, err)
+		}
+		e.SourceValue = &raw
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: top %s: %w", q.Counter, err)
+	}
+	return out, nil
+}
+
 // AlertCounts is how many alerts are open in the caller's data scope, as
 // the realtime overview shows them.
 type AlertCounts struct {
@@ -317,6 +388,24 @@ type AlertCounts struct {
 	// Suppressed counts the open alerts held back by a maintenance window
 	// or a parent alert (not active).
 	Suppressed int64
+}
+
+// alertSQL is the condition that the alert on alias al is in the scope:
+// of one of its sites, or of a live VM in one of its groups. It is the
+// alert package's own condition (alert/scope.go): unlike a series, the
+// alert of a VM forgotten from the inventory (deleted_at set) has left its
+// groups, so it is counted exactly when GET /alerts lists it.
+func (d dataScope) alertSQL(al string, a *args) string {
+	if d.all || len(d.groups) == 0 {
+		return d.siteSQL(al+".site", a)
+	}
+	vm := `(` + al + `.entity_kind = 'vm' AND EXISTS (SELECT 1 FROM inventory_objects so WHERE so.site = ` + al + `.site
+		AND so.source = ` + al + `.source AND so.kind = 'vm' AND so.moref = ` + al + `.entity_id AND so.deleted_at IS NULL
+		AND ` + groupMemberSQL("so", a.add(d.groups)) + `))`
+	if len(d.sites) == 0 {
+		return vm
+	}
+	return "(" + d.siteSQL(al+".site", a) + " OR " + vm + ")"
 }
 
 // AlertCounts counts the open alerts (table alerts, migration 012) in the
@@ -336,7 +425,7 @@ func (s *Store) AlertCounts(ctx context.Context) (AlertCounts, error) {
 		       count(*) FILTER (WHERE a.state IN ('firing', 'unknown') AND a.silenced),
 		       count(*) FILTER (WHERE a.state = 'suppressed')
 		FROM alerts a
-		WHERE a.state <> 'resolved' AND `+sc.seriesSQL("a", &a)+`
+		WHERE a.state <> 'resolved' AND `+sc.alertSQL("a", &a)+`
 		GROUP BY a.severity`, a...)
 	if err != nil {
 		return out, fmt.Errorf("store: alert counts: %w", err)

@@ -13,8 +13,11 @@ import (
 )
 
 // BenchmarkHistory measures history queries over 30 days, which the hourly
-// rollup tier answers: one counter of one VM, all 15 counters of one VM, and
-// one counter of 1,000 VMs (a cluster, every VM's own line). The fleet is
+// rollup tier answers: one counter of one VM, all 15 counters of one VM,
+// one counter of 1,000 VMs (every VM's own line: the *_lines figures), and
+// one counter of a 1,000-VM cluster, all its VMs combined per hour (the
+// cluster route with of=vms), from the cluster aggregates of migration 018
+// and, in the same run, from the VMs' hourly rows. The fleet is
 // BENCH_HISTORY_VMS VMs (default 10,000) × 15 counters with 30 days of
 // hourly buckets, written with SQL in the rollup job's own output format
 // (the figures are about reading), then packed by the store's own job
@@ -22,7 +25,10 @@ import (
 // figure is the p99 of 200 queries (50 for the cluster), on random VMs.
 //
 // The same run first measures the hourly rows alone (the layout before
-// migration 016, through the previous SQL path): the *_hourly_rows figures.
+// migration 016, through the previous SQL path): the *_hourly_rows figures;
+// then, twice in turn, one entity's reads through a transaction with five
+// round trips (the read before this session: *_tx) and in one round trip;
+// the last figures printed are the ones of record.
 func BenchmarkHistory(b *testing.B) {
 	nVMs := 10000
 	if s := os.Getenv("BENCH_HISTORY_VMS"); s != "" {
@@ -90,6 +96,12 @@ func BenchmarkHistory(b *testing.B) {
 		vm, vmP50 := p99(200, func() store.RangeQuery {
 			return store.RangeQuery{Site: "dc1", Source: "vc1", EntityKind: "vm", EntityID: "vm-" + strconv.Itoa(1+rng.IntN(nVMs)), From: from, To: to}
 		}, 15, 720)
+		if nCluster == 0 {
+			fmt.Printf("figure: history_1counter_30d%s_p99_ms %.2f ms\n", suffix, one)
+			fmt.Printf("figure: history_1vm_30d%s_p99_ms %.2f ms\n", suffix, vm)
+			fmt.Printf("# p50: 1 counter %.2f ms, 1 VM %.2f ms; load average %s", oneP50, vmP50, loadavg())
+			return
+		}
 		cluster, clusterP50 := p99(nCluster, func() store.RangeQuery {
 			n := min(1000, len(ids))
 			i := rng.IntN(len(ids) - n + 1)
@@ -97,8 +109,8 @@ func BenchmarkHistory(b *testing.B) {
 		}, min(1000, len(ids)), 720)
 		fmt.Printf("figure: history_1counter_30d%s_p99_ms %.2f ms\n", suffix, one)
 		fmt.Printf("figure: history_1vm_30d%s_p99_ms %.2f ms\n", suffix, vm)
-		fmt.Printf("figure: history_cluster_1000vm_30d%s_p99_ms %.1f ms\n", suffix, cluster)
-		fmt.Printf("figure: history_cluster_1000vm_30d%s_p50_ms %.1f ms\n", suffix, clusterP50)
+		fmt.Printf("figure: history_cluster_1000vm_30d_lines%s_p99_ms %.1f ms\n", suffix, cluster)
+		fmt.Printf("figure: history_cluster_1000vm_30d_lines%s_p50_ms %.1f ms\n", suffix, clusterP50)
 		fmt.Printf("# p50: 1 counter %.2f ms, 1 VM %.2f ms; load average %s", oneP50, vmP50, loadavg())
 	}
 	for b.Loop() {
@@ -126,7 +138,60 @@ func BenchmarkHistory(b *testing.B) {
 		b.Logf("packed %d days (%d rows) in %s; hourly tier %d MB, packed copy %d MB", days, rep.Rows, time.Since(t0).Round(time.Millisecond), hourly>>20, packed>>20)
 		fmt.Printf("figure: history_pack_day_%dvm_s %.1f s\n", nVMs, time.Since(t0).Seconds()/float64(days))
 		fmt.Printf("figure: history_packed_copy_size_ratio %.2f x\n", float64(packed)/float64(hourly))
+		// One entity's series as read before (a transaction, five round
+		// trips) and now (one round trip), alternating in the same run.
+		for range 2 {
+			store.SetEntityViaTx(true)
+			figures("_tx", 0)
+			store.SetEntityViaTx(false)
+			figures("", 0)
+		}
 		figures("", 50)
+
+		// The cluster's answer (GET /clusters/{id}/metrics?of=vms): every
+		// cluster of 1,000 VMs (vm-1..vm-1000 in domain-c1, ...), one
+		// counter over 30 days, all VMs' values combined per hour; from
+		// the cluster aggregates, and from the VMs' hourly rows (the path
+		// without them) in the same run.
+		if _, err := pool.Exec(ctx, `INSERT INTO inventory_objects (site, source, kind, moref, name, props, first_seen, observed_at)
+			SELECT 'dc1', 'vc1', 'vm', 'vm-' || i, 'vm-' || i,
+			       jsonb_build_object('cluster_id', 'domain-c' || ((i - 1) / 1000 + 1), 'num_cpu', 2, 'power_state', 'poweredOn'), now(), now()
+			FROM generate_series(1, $1) i`, nVMs); err != nil {
+			b.Fatal(err)
+		}
+		nClusters := (nVMs + 999) / 1000
+		t0 = time.Now()
+		crep, err := f.st.SyncClusters(ctx, time.Now(), nClusters)
+		if err != nil || crep.Rebuilt != nClusters {
+			b.Fatalf("cluster aggregates: %+v, %v", crep, err)
+		}
+		b.Logf("built the aggregates of %d clusters (%d rows) in %s", crep.Rebuilt, crep.Rows, time.Since(t0).Round(time.Millisecond))
+		fmt.Printf("figure: history_cluster_build_1000vm_30d_s %.1f s\n", time.Since(t0).Seconds()/float64(nClusters))
+		clusterP99 := func(n int, vmsOnly bool) (float64, float64) {
+			var d []time.Duration
+			for range n {
+				q := store.ClusterVMQuery{Site: "dc1", Source: "vc1", Cluster: "domain-c" + strconv.Itoa(1+rng.IntN(nClusters)),
+					Counters: []string{"cpu.usage.average"}, From: from, To: to, VMsOnly: vmsOnly}
+				t0 := time.Now()
+				res, err := f.st.QueryClusterVMs(ctx, q)
+				d = append(d, time.Since(t0))
+				want := store.ClusterPathRollup
+				if vmsOnly {
+					want = store.ClusterPathVMs
+				}
+				if err != nil || res.Path != want || len(res.Series) != 1 || len(res.Series[0].Points) != 720 || res.VMs != min(1000, nVMs) {
+					b.Fatalf("cluster query: %s (%s), %d VMs, %d series, %v", res.Path, res.Reason, res.VMs, len(res.Series), err)
+				}
+			}
+			slices.Sort(d)
+			return float64(d[len(d)*99/100].Microseconds()) / 1000, float64(d[len(d)/2].Microseconds()) / 1000
+		}
+		vmsP99, vmsP50 := clusterP99(20, true)
+		aggP99, aggP50 := clusterP99(200, false)
+		fmt.Printf("figure: history_cluster_1000vm_30d_p99_ms %.1f ms\n", aggP99)
+		fmt.Printf("figure: history_cluster_1000vm_30d_vms_p99_ms %.1f ms\n", vmsP99)
+		fmt.Printf("figure: history_cluster_1000vm_30d_speedup %.0f x\n", vmsP99/aggP99)
+		fmt.Printf("# cluster p50: aggregates %.2f ms, from the VMs %.1f ms; load average %s", aggP50, vmsP50, loadavg())
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -349,17 +351,11 @@ type hourlyCounter struct {
 // for the hourly tier: every bucket overlapping [From, To) counts whole;
 // steps without a value are absent, and so are counters without any point.
 func (s *Store) queryHourly(ctx context.Context, q *RangeQuery, agg Agg, step time.Duration) ([]SeriesPoints, error) {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, fmt.Errorf("store: query range: begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
-
 	// The selection: series in the result's order, with the positions,
 	// names and units of the wanted counters.
 	a := args{q.Counters}
 	where := q.seriesWhere(&a)
-	rows, err := tx.Query(ctx, `
+	selSQL := `
 		SELECT se.id, se.site, se.source, se.entity_kind, se.entity_id, se.instance, x.idx, x.names, x.units
 		FROM series se CROSS JOIN LATERAL (
 			SELECT array_agg(c.i::int ORDER BY c.i) AS idx, array_agg(c.name ORDER BY c.i) AS names,
@@ -367,8 +363,37 @@ func (s *Store) queryHourly(ctx context.Context, q *RangeQuery, agg Agg, step ti
 			FROM unnest(se.counters) WITH ORDINALITY AS c(name, i)
 			WHERE coalesce(cardinality($1::text[]), 0) = 0 OR c.name = ANY($1::text[])
 		) x
-		WHERE `+where+` AND x.idx IS NOT NULL
-		ORDER BY se.entity_kind, se.entity_id, se.instance, se.id`, a...)
+		WHERE ` + where + ` AND x.idx IS NOT NULL
+		ORDER BY se.entity_kind, se.entity_id, se.instance, se.id`
+	// Buckets overlapping [From, To) start in [lo, To).
+	lo, hi := q.From.UTC().Truncate(time.Hour), q.To.UTC()
+
+	// One entity's series (a few at most) are read in one round trip: the
+	// selection, then one statement reading the packed rows and the
+	// hourly rows of the hours not packed, the latter encoded as packed
+	// hours, in one snapshot (queryEntityHourlySQL). Many series (a
+	// SeriesIDs list) are read as below, one index scan per counter.
+	var rows pgx.Rows
+	var br pgx.BatchResults
+	var tx pgx.Tx
+	var err error
+	if len(q.SeriesIDs) == 0 && !entityViaTx.Load() {
+		dataArgs := append(slices.Clone(a), lo.Truncate(day), lo, hi)
+		n := len(a)
+		batch := &pgx.Batch{}
+		batch.Queue(selSQL, a...)
+		batch.Queue(queryEntityHourlySQL(where, "$"+strconv.Itoa(n+1), "$"+strconv.Itoa(n+2), "$"+strconv.Itoa(n+3)), dataArgs...)
+		br = s.pool.SendBatch(ctx, batch)
+		defer br.Close()
+		rows, err = br.Query()
+	} else {
+		tx, err = s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return nil, fmt.Errorf("store: query range: begin: %w", err)
+		}
+		defer tx.Rollback(ctx)
+		rows, err = tx.Query(ctx, selSQL, a...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: query range: series: %w", err)
 	}
@@ -377,6 +402,7 @@ func (s *Store) queryHourly(ctx context.Context, q *RangeQuery, agg Agg, step ti
 	var counters []hourlyCounter
 	byKey := make(map[[2]int64]int) // (series id, position) → index into counters
 	kset := make(map[int32]bool)
+	pooled := map[string]int{} // with q.pool: counter name → index into counters
 	for rows.Next() {
 		var sp SeriesPoints
 		var idx []int32
@@ -386,6 +412,18 @@ func (s *Store) queryHourly(ctx context.Context, q *RangeQuery, agg Agg, step ti
 			return nil, fmt.Errorf("store: query range: series: %w", err)
 		}
 		for j, k := range idx {
+			if q.pool {
+				// One accumulator per counter name, for every series.
+				ci, ok := pooled[names[j]]
+				if !ok {
+					ci = len(counters)
+					pooled[names[j]] = ci
+					counters = append(counters, hourlyCounter{series: len(sel), name: names[j], unit: units[j]})
+				}
+				byKey[[2]int64{sp.SeriesID, int64(k)}] = ci
+				kset[k] = true
+				continue
+			}
 			byKey[[2]int64{sp.SeriesID, int64(k)}] = len(counters)
 			counters = append(counters, hourlyCounter{series: len(sel), name: names[j], unit: units[j]})
 			kset[k] = true
@@ -405,8 +443,6 @@ func (s *Store) queryHourly(ctx context.Context, q *RangeQuery, agg Agg, step ti
 		ks = append(ks, k)
 	}
 
-	// Buckets overlapping [From, To) start in [lo, To).
-	lo, hi := q.From.UTC().Truncate(time.Hour), q.To.UTC()
 	stepSec := int64(step / time.Second)
 	loSec, hiSec := lo.Unix(), hi.Unix() // a bucket at t overlaps when loSec <= t < hiSec
 	if hi.Nanosecond() > 0 {
@@ -416,7 +452,7 @@ func (s *Store) queryHourly(ctx context.Context, q *RangeQuery, agg Agg, step ti
 	nSteps := int(floorDiv(hiSec-1, stepSec)-first) + 1
 	// Each hour is stored once (copied hours and hourly rows are disjoint),
 	// so with hourly steps every bucket is a point as it is.
-	hourly := stepSec == 3600
+	hourly := stepSec == 3600 && !q.pool
 	addHour := func(c *hourlyCounter, t int64, vmin, vmax float32, vsum float64, vcnt int32) {
 		if t < loSec || t >= hiSec {
 			return
@@ -435,6 +471,12 @@ func (s *Store) queryHourly(ctx context.Context, q *RangeQuery, agg Agg, step ti
 		c.steps[floorDiv(t, stepSec)-first].add(vmin, vmax, vsum, vcnt)
 	}
 
+	if br != nil {
+		if err := readPacked(br, byKey, counters, addHour); err != nil {
+			return nil, err
+		}
+		return hourlyResult(sel, counters, hourly, first, stepSec, agg), nil
+	}
 	packed, err := packedDays(ctx, tx, lo, hi, false)
 	if err != nil {
 		return nil, fmt.Errorf("store: query range: %w", err)
@@ -508,6 +550,50 @@ func (s *Store) queryHourly(ctx context.Context, q *RangeQuery, agg Agg, step ti
 		}
 	}
 
+	return hourlyResult(sel, counters, hourly, first, stepSec, agg), nil
+}
+
+// entityViaTx makes queryHourly read one entity's series as it reads many
+// (a transaction and four more round trips), as before the one-round-trip
+// read: benchmarks set it to measure both in one run.
+var entityViaTx atomic.Bool
+
+// queryEntityHourlySQL reads, for the series selected by where (with the
+// wanted counters in $1), the packed hours of the days from dayLo and the
+// hourly rows in [lo, hi) that no packed part covers, the latter encoded
+// as packed hours (packSQL's format): (series_id, k, day number, hours).
+// Packed rows exist only for the hours samples_1h_packed records, so the
+// two never overlap.
+func queryEntityHourlySQL(where, dayLo, lo, hi string) string {
+	return `
+		WITH sel AS (
+			SELECT se.id, x.ks
+			FROM series se CROSS JOIN LATERAL (
+				SELECT array_agg(c.i::smallint) AS ks FROM unnest(se.counters) WITH ORDINALITY AS c(name, i)
+				WHERE coalesce(cardinality($1::text[]), 0) = 0 OR c.name = ANY($1::text[])
+			) x
+			WHERE ` + where + ` AND x.ks IS NOT NULL
+		), open AS (
+			-- The hours of each day of the range that no packed part covers.
+			SELECT greatest(coalesce(p.packed_until, g.d), ` + lo + `::timestamptz) AS lo, least(g.d + interval '24 hours', ` + hi + `::timestamptz) AS hi
+			FROM generate_series(` + dayLo + `::timestamptz, ` + hi + `::timestamptz - interval '1 microsecond', interval '24 hours') AS g(d)
+			LEFT JOIN samples_1h_packed p ON p.day = (g.d AT TIME ZONE 'UTC')::date
+		)
+		SELECT d.series_id, d.k, (d.day - DATE '1970-01-01')::int, d.b
+		FROM sel JOIN samples_1h_days d ON d.series_id = sel.id AND d.k = ANY(sel.ks)
+		 AND d.day >= (` + dayLo + `::timestamptz AT TIME ZONE 'UTC')::date AND d.day < ` + hi + `::timestamptz AT TIME ZONE 'UTC'
+		UNION ALL
+		SELECT s.series_id, k.i, ((s.ts AT TIME ZONE 'UTC')::date - DATE '1970-01-01')::int,
+		       set_byte('\x00'::bytea, 0, extract(hour FROM s.ts AT TIME ZONE 'UTC')::int)
+		       || float4send(s.vmin[k.i]) || float4send(s.vmax[k.i]) || float8send(s.vsum[k.i]) || int4send(s.vcnt[k.i])
+		FROM open JOIN sel ON true
+		JOIN samples_1h s ON s.series_id = sel.id AND s.ts >= open.lo AND s.ts < open.hi
+		CROSS JOIN LATERAL unnest(sel.ks) AS k(i)
+		WHERE open.lo < open.hi AND s.vcnt[k.i] > 0`
+}
+
+// hourlyResult turns queryHourly's accumulated counters into its answer.
+func hourlyResult(sel []SeriesPoints, counters []hourlyCounter, hourly bool, first, stepSec int64, agg Agg) []SeriesPoints {
 	var out []SeriesPoints
 	for i := range counters {
 		c := &counters[i]
@@ -537,7 +623,7 @@ func (s *Store) queryHourly(ctx context.Context, q *RangeQuery, agg Agg, step ti
 		}
 		out = append(out, sp)
 	}
-	return out, nil
+	return out
 }
 
 // readPacked reads the next result of br, samples_1h_days rows, into the
@@ -606,15 +692,21 @@ func maxTime(a, b time.Time) time.Time {
 // day overlapping [from, to), in tx: a restore that replaces samples_1h
 // over a range calls it in the same transaction, so a query never reads a
 // copy of hours the restore replaced; the rollup job packs those days
-// again from samples_1h.
+// again from samples_1h. It also forgets the cluster aggregates' members
+// (and their rows in the range), so that every cluster is answered from
+// its VMs until the rollup job has rebuilt it.
 func ForgetPackedRange(ctx context.Context, tx pgx.Tx, from, to time.Time) error {
 	for _, sql := range []string{
 		`DELETE FROM samples_1h_days WHERE day >= ($1::timestamptz AT TIME ZONE 'UTC')::date AND day < $2::timestamptz AT TIME ZONE 'UTC'`,
 		`DELETE FROM samples_1h_packed WHERE day >= ($1::timestamptz AT TIME ZONE 'UTC')::date AND day < $2::timestamptz AT TIME ZONE 'UTC'`,
+		`DELETE FROM cluster_vm_1h WHERE ts >= $1 AND ts < $2`,
 	} {
 		if _, err := tx.Exec(ctx, sql, from, to); err != nil {
 			return fmt.Errorf("store: forget packed %s..%s: %w", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), err)
 		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM cluster_vm_members`); err != nil {
+		return fmt.Errorf("store: forget cluster aggregates: %w", err)
 	}
 	return nil
 }

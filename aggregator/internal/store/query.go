@@ -87,6 +87,10 @@ type RangeQuery struct {
 	Agg Agg
 
 	scope dataScope // the caller's, set by QueryRange
+	// pool makes the hourly read (queryHourly) combine every series'
+	// values of a counter into one accumulator per step: the cluster
+	// history's answer from its VMs (QueryClusterVMs).
+	pool bool
 }
 
 // Point is one value at the start of its step.
@@ -142,23 +146,9 @@ func (s *Store) QueryRange(ctx context.Context, q RangeQuery) (RangeResult, erro
 	if agg == "" {
 		agg = AggAvg
 	}
-	before, err := s.rollups.cutoffs(ctx, s)
+	ti, step, err := s.chooseTier(ctx, q.From, q.To, q.Step, agg)
 	if err != nil {
 		return res, err
-	}
-	ti, step := pickTier(q.To.Sub(q.From), q.Step)
-	for ti < len(tiers)-1 && q.From.Before(before[ti]) {
-		ti++
-	}
-	if w := tiers[ti].width; w > 0 && step%w != 0 {
-		step = (step/w + 1) * w
-	}
-	if q.To.Sub(q.From)/step > MaxPoints {
-		return res, fmt.Errorf("%w: %s / step %s exceeds %d points per series", ErrInvalidQuery, q.To.Sub(q.From), step, MaxPoints)
-	}
-	if agg == AggP95 && tiers[ti].width > 0 {
-		return res, fmt.Errorf("%w: p95 needs raw samples, which answer ranges up to %s with a step under 5m (and within raw retention); this query is answered by %s buckets",
-			ErrInvalidQuery, RawMaxRange, tiers[ti].res)
 	}
 	res.Resolution, res.Step = tiers[ti].res, step
 
@@ -204,6 +194,33 @@ func (s *Store) QueryRange(ctx context.Context, q RangeQuery) (RangeResult, erro
 	}
 	res.Series = mergeDerived(res.Series, derived)
 	return res, nil
+}
+
+// chooseTier picks the tier and step that answer [from, to) with the
+// requested step (0: automatic) and aggregation: the tier pickTier gives,
+// or a coarser one when its retention no longer reaches back to from, the
+// step rounded up to the tier's width. It refuses (ErrInvalidQuery) more
+// than MaxPoints steps and a p95 a rollup tier would answer.
+func (s *Store) chooseTier(ctx context.Context, from, to time.Time, reqStep time.Duration, agg Agg) (int, time.Duration, error) {
+	before, err := s.rollups.cutoffs(ctx, s)
+	if err != nil {
+		return 0, 0, err
+	}
+	ti, step := pickTier(to.Sub(from), reqStep)
+	for ti < len(tiers)-1 && from.Before(before[ti]) {
+		ti++
+	}
+	if w := tiers[ti].width; w > 0 && step%w != 0 {
+		step = (step/w + 1) * w
+	}
+	if to.Sub(from)/step > MaxPoints {
+		return 0, 0, fmt.Errorf("%w: %s / step %s exceeds %d points per series", ErrInvalidQuery, to.Sub(from), step, MaxPoints)
+	}
+	if agg == AggP95 && tiers[ti].width > 0 {
+		return 0, 0, fmt.Errorf("%w: p95 needs raw samples, which answer ranges up to %s with a step under 5m (and within raw retention); this query is answered by %s buckets",
+			ErrInvalidQuery, RawMaxRange, tiers[ti].res)
+	}
+	return ti, step, nil
 }
 
 func (q *RangeQuery) validate() error {

@@ -90,6 +90,11 @@ type RollupReport struct {
 	// because the run changed their copied hourly buckets, and the hours
 	// and days copied after the run (see PackHours).
 	Pack PackReport
+	// ClusterRows is how many cluster aggregate rows (migration 018) the
+	// run's hours recomputed in the same transaction; Clusters what the
+	// rebuilds after it did (see SyncClusters).
+	ClusterRows int64
+	Clusters    ClusterReport
 	// Duration is the wall time of the run.
 	Duration time.Duration
 }
@@ -188,6 +193,9 @@ func (s *Store) RunRollups(ctx context.Context, now time.Time) (RollupReport, er
 	if rep.Pack, err = repackTouched(ctx, tx, s1h); err != nil {
 		return rep, err
 	}
+	if rep.ClusterRows, err = clusterAggregate(ctx, tx, s1h, "", ""); err != nil {
+		return rep, err
+	}
 	if _, err := tx.Exec(ctx, `UPDATE rollup_state SET received_until = $1, last_run_at = now()`, rep.To); err != nil {
 		return rep, fmt.Errorf("store: rollups: advance watermark: %w", err)
 	}
@@ -200,6 +208,9 @@ func (s *Store) RunRollups(ctx context.Context, now time.Time) (RollupReport, er
 		err = s.vacuumPacked(ctx)
 	}
 	if err != nil {
+		return rep, err
+	}
+	if rep.Clusters, err = s.SyncClusters(ctx, now, clusterRebuildsPerRun); err != nil {
 		return rep, err
 	}
 	rep.Duration = time.Since(start)
@@ -533,6 +544,14 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time, r Retention) 
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM samples_1h_packed WHERE day < $1::date`, packCut); err != nil {
 			return rep, fmt.Errorf("store: retention: delete packed days: %w", err)
+		}
+		// The cluster aggregates keep the same horizon; the hours they
+		// hold start no earlier than what is left.
+		if _, err := tx.Exec(ctx, `DELETE FROM cluster_vm_1h WHERE ts < $1`, packCut); err != nil {
+			return rep, fmt.Errorf("store: retention: delete cluster aggregates: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE cluster_vm_members SET built_from = $1 WHERE built_from < $1`, packCut); err != nil {
+			return rep, fmt.Errorf("store: retention: cluster aggregates horizon: %w", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
