@@ -83,6 +83,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Aggregator, error)
 		MaxInFlight:       cfg.Ingest.MaxInFlight,
 		AgentCertLifetime: time.Duration(cfg.Ingest.AgentCertLifetime),
 		Publisher:         a.Realtime,
+		// vCenter's alarm events go to the alert engine after COMMIT.
+		Events: alarmFeed{a},
 		// One replica of several: commands and revocations reach the
 		// agents of every replica; the replica registers itself.
 		Cluster: &ingest.Cluster{Pool: st.Pool(), Registry: st, Version: httpapi.ReadBuild().Version,
@@ -193,6 +195,16 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 	a.log.Info("aggregator running", "ingest", a.IngestAddr().String(), "http", a.HTTPAddr().String(), "timescaledb", a.Store.Timescale())
 	return g.Wait()
+}
+
+// alarmFeed hands each committed events batch to the alert engine (made
+// after the ingest server, before it serves).
+type alarmFeed struct{ a *Aggregator }
+
+func (f alarmFeed) PublishEvents(site, agentID string, ev *protocol.Events) {
+	if f.a.Alerts != nil {
+		f.a.Alerts.PublishEvents(site, agentID, ev)
+	}
 }
 
 // newAlerts makes the alert engine and, when notifier plugins are

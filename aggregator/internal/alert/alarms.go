@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,14 +22,18 @@ import (
 // alarms on the entities of its kind and scope: one alert per (alarm,
 // entity), red critical, yellow a warning, green or gray resolving it.
 //
-// The engine reads the events as the ingest path committed them (by their
-// received_at, on every tick, with a lookback that covers transactions
-// that committed out of order) and applies each status once: the alert
-// keeps the event time of the last status applied (mirror_at), and a
-// unique index keeps one open alert per (rule, entity, alarm) however many
-// replicas apply the same event. Statuses older than Lateness go to the
-// site's digest instead of paging; topology suppression and maintenance
-// windows apply as to any alert.
+// The engine receives the alarm events of every events batch this replica
+// commits, from ingest's fan-out after COMMIT (Engine.PublishEvents), and
+// applies them at once, by their event time. The committed events in
+// vcenter_events are read only to catch up (alarmfeed.go): when the engine
+// starts, after it dropped or failed to apply some, and at a slow safety
+// interval for those a replica committed and never applied (it died in
+// between). Each status is applied once: the alert keeps the event time
+// of the last status applied (mirror_at), and a unique index keeps one
+// open alert per (rule, entity, alarm) however many replicas or readers
+// apply the same event. Statuses older than Lateness go to the site's
+// digest instead of paging; topology suppression and maintenance windows
+// apply as to any alert.
 
 // MetricVCenterAlarm is the status of a vCenter alarm on an entity:
 // 0 gray, 1 green, 2 yellow, 3 red. A rule on it (op >=, threshold
@@ -81,11 +86,11 @@ type alarmEvent struct {
 	at         int64 // ms, event time
 	entityName string
 	message    string
+	eventKey   int64 // the event's key in vcenter_events (per site and source)
 }
 
-// mirrorAlarms applies the alarm events received since the cursor. It is
-// called by Tick, under the engine's lock.
-func (e *Engine) mirrorAlarms(ctx context.Context, now time.Time) error {
+// mirrorRules returns the enabled rules that mirror vCenter alarms.
+func (e *Engine) mirrorRules() []*compiled {
 	var mirrors []*compiled
 	for _, kr := range e.kinds {
 		for _, c := range kr.rules {
@@ -94,52 +99,35 @@ func (e *Engine) mirrorAlarms(ctx context.Context, now time.Time) error {
 			}
 		}
 	}
-	if len(mirrors) == 0 {
-		return nil
+	return mirrors
+}
+
+// alarmTypes are the event types that carry an alarm status.
+var alarmTypes = []string{"AlarmStatusChangedEvent", "AlarmClearedEvent", "TriggeredAlarmState"}
+
+// alarmOf reads an alarm status from an event's fields; ok is false for
+// an event that is not one this mirror understands.
+func alarmOf(site, source, kind, id, name, typ, message string, key int64, at time.Time, extra map[string]any) (ev alarmEvent, ok bool) {
+	if !slices.Contains(alarmTypes, typ) {
+		return ev, false
 	}
-	var cursor time.Time
-	err := e.pool.QueryRow(ctx, `INSERT INTO alert_cursors (name, at) VALUES ($1, now() - interval '1 hour')
-		ON CONFLICT (name) DO UPDATE SET at = alert_cursors.at RETURNING at`, alarmCursor).Scan(&cursor)
-	if err != nil {
-		return fmt.Errorf("alert: alarm cursor: %w", err)
+	str := func(k string) string { s, _ := extra[k].(string); return s }
+	ev = alarmEvent{key: entityKey{site: site, source: source, kind: kind, id: id}, entityName: name, message: message,
+		alarm: str("alarm"), alarmName: str("alarm_name"), from: str("from"), to: str("to"), at: at.UnixMilli(), eventKey: key}
+	if ev.to == "" {
+		ev.to = str("status")
 	}
-	rows, err := e.pool.Query(ctx, `
-		SELECT site, source, entity_kind, entity_id, entity_name, time, extra, message, received_at
-		FROM vcenter_events
-		WHERE type IN ('AlarmStatusChangedEvent', 'AlarmClearedEvent', 'TriggeredAlarmState') AND received_at > $1
-		ORDER BY time, source, key`, cursor.Add(-alarmLookback))
-	if err != nil {
-		return fmt.Errorf("alert: alarm events: %w", err)
+	ev.status = alarmStatus(ev.to)
+	if ev.alarm == "" || ev.key.id == "" || ev.status < 0 {
+		return ev, false
 	}
-	var evs []alarmEvent
-	newest := cursor
-	for rows.Next() {
-		var ev alarmEvent
-		var at, recv time.Time
-		var extra map[string]any
-		if err := rows.Scan(&ev.key.site, &ev.key.source, &ev.key.kind, &ev.key.id, &ev.entityName, &at, &extra, &ev.message, &recv); err != nil {
-			rows.Close()
-			return fmt.Errorf("alert: alarm events: %w", err)
-		}
-		if recv.After(newest) {
-			newest = recv
-		}
-		str := func(k string) string { s, _ := extra[k].(string); return s }
-		ev.alarm, ev.alarmName, ev.from, ev.to = str("alarm"), str("alarm_name"), str("from"), str("to")
-		if ev.to == "" {
-			ev.to = str("status")
-		}
-		ev.status = alarmStatus(ev.to)
-		ev.at = at.UnixMilli()
-		if ev.alarm == "" || ev.key.id == "" || ev.status < 0 {
-			continue // not an alarm status this mirror understands
-		}
-		evs = append(evs, ev)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("alert: alarm events: %w", err)
-	}
+	return ev, true
+}
+
+// applyAlarms applies alarm events, in the order given, to every mirror
+// rule whose kind and scope they match, and wakes the dispatcher when a
+// notification was queued. It is called under the engine's lock.
+func (e *Engine) applyAlarms(ctx context.Context, mirrors []*compiled, evs []alarmEvent, now time.Time) error {
 	notify := false
 	for i := range evs {
 		ev := &evs[i]
@@ -153,15 +141,11 @@ func (e *Engine) mirrorAlarms(ctx context.Context, now time.Time) error {
 			}
 			notify = notify || n
 		}
+		e.Stats.AlarmsApplied.Add(1)
 	}
 	if notify {
 		if _, err := e.pool.Exec(ctx, `SELECT pg_notify($1, '')`, outboxChannel); err != nil {
 			return fmt.Errorf("alert: alarm mirror: notify: %w", err)
-		}
-	}
-	if newest.After(cursor) {
-		if _, err := e.pool.Exec(ctx, `UPDATE alert_cursors SET at = greatest(at, $2) WHERE name = $1`, alarmCursor, newest); err != nil {
-			return fmt.Errorf("alert: alarm cursor: %w", err)
 		}
 	}
 	return nil

@@ -15,8 +15,10 @@ import (
 var eventKey int64
 
 // alarmEvent writes one alarm status change of vc1 through the store's
-// ingest path for events batches (WriteEvents, into vcenter_events).
-func (f *fixture) alarmEvent(at time.Time, kind, entity, alarm, from, to string, typ ...string) {
+// ingest path for events batches (WriteEvents, into vcenter_events) and
+// hands it to the fixture's engine as ingest does after COMMIT
+// (PublishEvents); the next tick applies it.
+func (f *fixture) alarmEvent(at time.Time, kind, entity, alarm, from, to string, typ ...string) *protocol.Events {
 	f.t.Helper()
 	eventKey++
 	evType := "AlarmStatusChangedEvent"
@@ -29,6 +31,8 @@ func (f *fixture) alarmEvent(at time.Time, kind, entity, alarm, from, to string,
 	if _, err := f.st.WriteEvents(f.ctx, store.BatchMeta{AgentID: f.agent, Site: "site-a", Epoch: 1, Seq: f.seq.Add(1), Kind: protocol.KindEvents}, ev); err != nil {
 		f.t.Fatalf("write events: %v", err)
 	}
+	f.eng.PublishEvents("site-a", f.agent, ev)
+	return ev
 }
 
 func (f *fixture) mirrored(entity, alarm string) []Alert {
@@ -111,8 +115,9 @@ func TestVCenterAlarmMirror(t *testing.T) {
 		t.Fatalf("notifications after a re-read: %d firing, %d resolved", pages("firing"), pages("resolved"))
 	}
 
-	// Two replicas ticking at once on a new status: one alert, one page.
-	f.alarmEvent(now.Add(-10*time.Second), "vm", "vm-3", "alarm-7", "", "red", "TriggeredAlarmState")
+	// Two replicas applying a new status at once: one alert, one page.
+	ev := f.alarmEvent(now.Add(-10*time.Second), "vm", "vm-3", "alarm-7", "", "red", "TriggeredAlarmState")
+	e2.PublishEvents("site-a", f.agent, ev)
 	var wg sync.WaitGroup
 	for _, e := range []*Engine{f.eng, e2} {
 		wg.Add(1)

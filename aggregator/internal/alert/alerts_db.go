@@ -139,7 +139,7 @@ func scanAlert(row pgx.Row) (Alert, error) {
 	if err != nil {
 		return a, err
 	}
-	if a.EntityKind != KindSite {
+	if a.EntityKind != KindSite && a.EntityKind != KindVCenter {
 		a.EntityID = source + ":" + a.EntityID
 	}
 	a.Acked = a.AckedAt != nil
@@ -184,11 +184,15 @@ func (d *DB) ListAlerts(ctx context.Context, f AlertFilter) ([]Alert, int, error
 		w = append(w, "a.entity_kind = "+a.add(f.Kind))
 	}
 	if f.Entity != "" {
+		// A site's or a vCenter's id is its name or source as a whole, and
+		// a source may hold ':' (vc.example.com:443); any other entity is
+		// source:moref, split at the last ':' (a moref has none).
+		byName := "(a.entity_kind IN ('site', 'vcenter') AND a.entity_id = " + a.add(f.Entity) + ")"
 		if i := strings.LastIndexByte(f.Entity, ':'); i > 0 {
-			w = append(w, "a.source = "+a.add(f.Entity[:i])+" AND a.entity_id = "+a.add(f.Entity[i+1:]))
-		} else {
-			w = append(w, "a.entity_kind = 'site' AND a.entity_id = "+a.add(f.Entity))
+			byName = "(" + byName + " OR (a.entity_kind NOT IN ('site', 'vcenter') AND a.source = " + a.add(f.Entity[:i]) +
+				" AND a.entity_id = " + a.add(f.Entity[i+1:]) + "))"
 		}
+		w = append(w, byName)
 	}
 	if f.RuleID != nil {
 		w = append(w, "a.rule_id = "+a.add(*f.RuleID))
@@ -242,6 +246,7 @@ func (d *DB) ListAlerts(ctx context.Context, f AlertFilter) ([]Alert, int, error
 		if err != nil {
 			return nil, 0, fmt.Errorf("alert: list alerts: %w", err)
 		}
+		redactSuppression(ctx, &al)
 		out = append(out, al)
 	}
 	return out, total, rows.Err()
@@ -261,6 +266,7 @@ func (d *DB) GetAlert(ctx context.Context, id int64) (Alert, error) {
 	if err != nil {
 		return al, fmt.Errorf("alert: alert %d: %w", id, err)
 	}
+	redactSuppression(ctx, &al)
 	return al, nil
 }
 
@@ -282,6 +288,7 @@ func (d *DB) AlertDetail(ctx context.Context, id int64) (AlertDetail, error) {
 			return out, fmt.Errorf("alert: timeline: %w", err)
 		}
 		e.At, e.RecordedAt = e.At.UTC(), e.RecordedAt.UTC()
+		redactEvent(ctx, al.Site, &e)
 		out.Timeline = append(out.Timeline, e)
 	}
 	rows.Close()

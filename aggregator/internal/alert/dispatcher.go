@@ -548,7 +548,7 @@ func scanAlertPayload(row pgx.Row, a *sdk.Alert, extra ...any) error {
 	}
 	a.ID = strconv.FormatInt(id, 10)
 	a.Entity.Kind, a.Entity.ID = kind, source+":"+eid
-	if kind == KindSite {
+	if kind == KindSite || kind == KindVCenter {
 		a.Entity.ID = eid
 	}
 	if desc != nil {

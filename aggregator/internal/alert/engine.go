@@ -28,6 +28,13 @@ type SiteStatus struct {
 	// in total; OldestUnsentMS the age of the oldest batch they hold
 	// unsent.
 	Dropped, OldestUnsentMS int64
+	// SpoolUsedPct is the fullest spool of the site's agents in percent of
+	// its quota; SpoolQuota whether any agent reports a quota.
+	SpoolUsedPct float64
+	SpoolQuota   bool
+	// VCenters is each endpoint's reachability as the site's agents
+	// report it (see vcenterStatuses).
+	VCenters map[string]protocol.VCenterStatus
 }
 
 // Sites reports the liveness of every site that has agents. It is the
@@ -53,15 +60,26 @@ func (a agentSites) SiteStatuses(ctx context.Context) (map[string]SiteStatus, er
 		return nil, err
 	}
 	out := map[string]SiteStatus{}
+	reports := map[string][][]protocol.VCenterStatus{}
 	for _, ag := range agents {
 		if ag.RevokedAt != nil {
 			continue
 		}
+		if ag.Connected {
+			reports[ag.Site] = append(reports[ag.Site], ag.VCenters)
+		}
 		st := out[ag.Site]
+		if pct, ok := spoolUsedPct([]int64{ag.SpoolBytes}, []int64{ag.SpoolMaxBytes}); ok {
+			st.SpoolUsedPct, st.SpoolQuota = max(st.SpoolUsedPct, pct), true
+		}
 		st.Connected = st.Connected || ag.Connected
 		st.Dropped += ag.Dropped
 		st.OldestUnsentMS = max(st.OldestUnsentMS, ag.OldestUnsentMS)
 		out[ag.Site] = st
+	}
+	for site, st := range out {
+		st.VCenters = vcenterStatuses(reports[site])
+		out[site] = st
 	}
 	return out, nil
 }
@@ -84,6 +102,12 @@ type Config struct {
 	// QueueSize bounds the batches Offer queues; beyond it batches are
 	// dropped (counted), never slowing ingest. Default 1024.
 	QueueSize int
+	// AlarmCatchUp is how often the vCenter alarm events committed by
+	// any replica are read back from vcenter_events, for those no engine
+	// applied from its feed (a replica that died between COMMIT and
+	// applying); negative: only at start and after a drop or failure.
+	// Default 1m. See alarmfeed.go.
+	AlarmCatchUp time.Duration
 	// Now is the wall clock (lateness, liveness); default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -95,6 +119,7 @@ func (c *Config) setDefaults() {
 	c.TickInterval = cmp.Or(c.TickInterval, 5*time.Second)
 	c.InventoryInterval = cmp.Or(c.InventoryInterval, time.Minute)
 	c.QueueSize = cmp.Or(c.QueueSize, 1024)
+	c.AlarmCatchUp = cmp.Or(c.AlarmCatchUp, time.Minute)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -113,6 +138,11 @@ type Stats struct {
 	// FeedDrops counts the times the realtime hub dropped the engine's
 	// feed for falling behind.
 	FeedDrops atomic.Int64
+	// AlarmsApplied counts the vCenter alarm events applied (from the
+	// feed or a catch-up), AlarmsDropped those the full queue dropped
+	// (read back by a catch-up), AlarmCatchUps the reads of
+	// vcenter_events and AlarmsCaughtUp the events they applied.
+	AlarmsApplied, AlarmsDropped, AlarmCatchUps, AlarmsCaughtUp atomic.Int64
 }
 
 // siteState is the engine's view of one site.
@@ -125,6 +155,9 @@ type siteState struct {
 	dropped     int64
 	droppedAt   time.Time
 	droppedSeen bool
+	// vcenters is the reachability of the site's endpoints at the last
+	// tick (vcenter.go).
+	vcenters map[string]protocol.VCenterStatus
 }
 
 // offered is one batch queued by Offer.
@@ -146,27 +179,46 @@ type Engine struct {
 	Stats Stats
 
 	queue chan offered
+	// The alarm feed (alarmfeed.go): batches of alarm events from ingest,
+	// whether some were missed, when the table was last read, and the
+	// events applied from the feed since (by when).
+	alarmQ       chan alarmBatch
+	alarmMissed  atomic.Bool
+	alarmSweptAt time.Time
+	alarmApplied map[alarmKey]time.Time
 
-	mu        sync.Mutex
-	kinds     map[string]*kindRules
-	byID      map[uuid.UUID]*compiled
-	rulesFP   string
-	gen       uint64
-	entities  map[entityKey]*entity
-	siteInfo  map[string]*siteState
-	meta      map[entityKey]*entityMeta
-	metaAt    time.Time
-	silences  []Silence
-	windows   []MaintenanceWindow
-	topo      topology
-	topoID    int64 // the newest inventory change read into topo
-	syncedAt  time.Time
-	loaded    bool
-	pendingTr []*change
+	mu       sync.Mutex
+	kinds    map[string]*kindRules
+	byID     map[uuid.UUID]*compiled
+	rulesFP  string
+	gen      uint64
+	entities map[entityKey]*entity
+	// index holds the same entities by (site, source, kind), then id;
+	// lastIdx is the one of lastIdxKey (see entityFor).
+	index      map[indexKey]*entityIndex
+	lastIdx    *entityIndex
+	lastIdxKey indexKey
+	siteInfo   map[string]*siteState
+	meta       map[entityKey]*entityMeta
+	metaAt     time.Time
+	silences   []Silence
+	windows    []MaintenanceWindow
+	topo       topology
+	topoID     int64 // the newest inventory change read into topo
+	syncedAt   time.Time
+	loaded     bool
+	pendingTr  []*change
 	// discard drops transitions instead of persisting them: benchmarks of
 	// evaluation alone set it.
 	discard bool
-	evals   int64 // evaluations not yet added to Stats
+	// Counts not yet added to Stats (one atomic add per batch, not per
+	// sample).
+	evals, samples, outOfOrder int64
+	// bindings are the counter layouts of the batch being evaluated;
+	// lastKR the rules of its last series' kind, lastKind.
+	bindings []binding
+	lastKind string
+	lastKR   *kindRules
 	// naive evaluates every rule on every sample (no threshold index):
 	// the reference the index is tested against.
 	naive bool
@@ -179,6 +231,7 @@ func NewEngine(pool *pgxpool.Pool, sites Sites, cfg Config) *Engine {
 	return &Engine{
 		pool: pool, sites: sites, cfg: cfg, log: cfg.Logger, db: NewDB(pool),
 		queue:    make(chan offered, cfg.QueueSize),
+		alarmQ:   make(chan alarmBatch, 256),
 		kinds:    map[string]*kindRules{},
 		byID:     map[uuid.UUID]*compiled{},
 		entities: map[entityKey]*entity{},
@@ -229,6 +282,10 @@ func (e *Engine) Run(ctx context.Context) error {
 			if err := e.Process(ctx, b.site, b.p); err != nil && ctx.Err() == nil {
 				e.log.Error("alert engine: evaluation failed", "site", b.site, "err", err)
 			}
+		case ab := <-e.alarmQ:
+			if err := e.processAlarms(ctx, ab); err != nil && ctx.Err() == nil {
+				e.log.Error("alert engine: vCenter alarms not applied; the next tick reads them back", "err", err)
+			}
 		case <-t.C:
 			if err := e.Tick(ctx); err != nil && ctx.Err() == nil {
 				e.log.Error("alert engine: tick failed", "err", err)
@@ -238,8 +295,9 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 // Load reads the rules, silences, inventory and persisted instance states,
-// and warms the metric windows from the stored samples, so that an engine
-// started on a database resumes where the last one stopped.
+// warms the metric windows from the stored samples, and catches up on the
+// vCenter alarm events committed since the mirror's cursor, so that an
+// engine started on a database resumes where the last one stopped.
 func (e *Engine) Load(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -260,6 +318,10 @@ func (e *Engine) Load(ctx context.Context) error {
 		return err
 	}
 	if err := e.warm(ctx); err != nil {
+		return err
+	}
+	// The vCenter alarms committed while no engine applied them.
+	if err := e.catchUpAlarms(ctx, e.cfg.Now()); err != nil {
 		return err
 	}
 	e.loaded = true
@@ -297,6 +359,10 @@ func (e *Engine) reloadRules(ctx context.Context, force bool) error {
 		kr := e.kinds[k.kind]
 		if kr == nil {
 			delete(e.entities, k)
+			if ix := e.index[indexKey{k.site, k.source, k.kind}]; ix != nil {
+				delete(ix.byID, k.id)
+				ix.order = nil
+			}
 			continue
 		}
 		en.reshape(old[k.kind], kr)
@@ -308,6 +374,7 @@ func (e *Engine) reloadRules(ctx context.Context, force bool) error {
 	}
 	e.rulesFP = fp
 	e.gen++
+	e.lastKR = nil
 	return nil
 }
 
@@ -330,19 +397,72 @@ func (e *Engine) reloadMeta(ctx context.Context) error {
 	return nil
 }
 
+// addCounts adds the counts of the evaluation just done to Stats.
+func (e *Engine) addCounts() {
+	e.Stats.Evaluations.Add(e.evals)
+	e.Stats.Samples.Add(e.samples)
+	e.Stats.OutOfOrder.Add(e.outOfOrder)
+	e.evals, e.samples, e.outOfOrder = 0, 0, 0
+}
+
+// indexKey is the part of an entity's key that the series of one batch
+// usually share.
+type indexKey struct{ site, source, kind string }
+
+// entityIndex is the entities of one indexKey: by id, and by the position
+// of their series in the last batch that had them (an agent sends its
+// entities in the same order poll after poll).
+type entityIndex struct {
+	byID  map[string]*entity
+	order []*entity
+}
+
 // entityFor returns the entity of key, created if new and its kind has
-// rules; nil otherwise.
-func (e *Engine) entityFor(key entityKey) *entity {
-	if en, ok := e.entities[key]; ok {
-		return en
+// rules; nil otherwise. pos is the position of its series in the batch
+// being evaluated (-1: none). It looks entities up in e.index: the
+// batch's series share the outer key (the decoder interns the strings,
+// so comparing it is cheap); the entity at the same position in the
+// previous batch is tried first, which spares the hash lookup, then the
+// id.
+func (e *Engine) entityFor(key entityKey, pos int) *entity {
+	ik := indexKey{key.site, key.source, key.kind}
+	if e.lastIdx == nil || ik != e.lastIdxKey {
+		ix := e.index[ik]
+		if ix == nil {
+			if e.index == nil {
+				e.index = map[indexKey]*entityIndex{}
+			}
+			ix = &entityIndex{byID: map[string]*entity{}}
+			e.index[ik] = ix
+		}
+		e.lastIdx = ix
 	}
-	kr := e.kinds[key.kind]
-	if kr == nil {
-		return nil
+	// Keep this key's strings: the next series of the batch has the same
+	// ones, which compare equal by pointer without reading their bytes.
+	e.lastIdxKey = ik
+	ix := e.lastIdx
+	if pos >= 0 && pos < len(ix.order) {
+		if en := ix.order[pos]; en != nil && en.key.id == key.id {
+			return en
+		}
 	}
-	en := &entity{key: key, inst: map[uuid.UUID]*instance{}}
-	en.reshape(nil, kr)
-	e.entities[key] = en
+	en, ok := ix.byID[key.id]
+	if !ok {
+		kr := e.kinds[key.kind]
+		if kr == nil {
+			return nil
+		}
+		en = &entity{key: key} // inst is made with the first instance
+		en.reshape(nil, kr)
+		e.entities[key] = en
+		ix.byID[key.id] = en
+	}
+	if pos >= 0 && pos < 1<<20 {
+		if pos >= len(ix.order) {
+			ix.order = append(ix.order, make([]*entity, pos+1-len(ix.order))...)
+		}
+		ix.order[pos] = en
+	}
 	return en
 }
 
@@ -366,16 +486,72 @@ func (e *Engine) Process(ctx context.Context, site string, p *protocol.Samples) 
 	now := e.cfg.Now()
 	e.Stats.Batches.Add(1)
 	ss := e.site(site)
+	e.bindings, e.lastKR = e.bindings[:0], nil
 	for i := range p.Series {
-		e.evalSeries(site, ss, &p.Series[i], now)
+		e.evalSeriesAt(site, ss, &p.Series[i], i, now)
 	}
-	e.Stats.Evaluations.Add(e.evals)
-	e.evals = 0
+	e.bindings = e.bindings[:0]
+	e.addCounts()
 	return e.flush(ctx)
 }
 
-// evalSeries evaluates one series of a batch.
+// binding is how the value columns of one counter layout feed the slots
+// of a kind's rules: slots[c] is column c's slot (-1: no rule reads it),
+// scales[c] its scale (percent counters come in hundredths).
+type binding struct {
+	kr       *kindRules
+	counters *protocol.Counter // &Counters[0] of the layout
+	n        int
+	slots    []int
+	scales   []float64
+	used     bool // some column feeds a slot
+}
+
+// bindingFor returns the binding of the series' counter layout. The
+// series a batch decodes share one Counters slice per layout, so within
+// one batch (bindings is reset by Process: a slice's address is only
+// unique while its batch lives) a layout is mapped once, not per series.
+func (e *Engine) bindingFor(kr *kindRules, counters []protocol.Counter) *binding {
+	for i := range e.bindings {
+		b := &e.bindings[i]
+		if b.kr == kr && b.n == len(counters) && (b.n == 0 || b.counters == &counters[0]) {
+			return b
+		}
+	}
+	b := binding{kr: kr, n: len(counters), slots: make([]int, len(counters)), scales: make([]float64, len(counters))}
+	if len(counters) > 0 {
+		b.counters = &counters[0]
+	}
+	for c, ctr := range counters {
+		slot, ok := kr.slots[ctr.Name]
+		if !ok {
+			slot = -1
+		}
+		b.used = b.used || ok
+		if ok && kr.units[slot] == "" {
+			kr.units[slot] = ctr.Unit
+		}
+		b.scales[c] = 1
+		if ctr.Unit == "%" {
+			b.scales[c] = 0.01
+		}
+		b.slots[c] = slot
+	}
+	if len(e.bindings) >= 16 {
+		e.bindings = e.bindings[:0]
+	}
+	e.bindings = append(e.bindings, b)
+	return &e.bindings[len(e.bindings)-1]
+}
+
+// evalSeries evaluates one series that is not part of a batch.
 func (e *Engine) evalSeries(site string, ss *siteState, sd *protocol.SeriesData, now time.Time) {
+	e.evalSeriesAt(site, ss, sd, -1, now)
+}
+
+// evalSeriesAt evaluates one series of a batch; pos is its position in
+// the batch (-1: not from a batch).
+func (e *Engine) evalSeriesAt(site string, ss *siteState, sd *protocol.SeriesData, pos int, now time.Time) {
 	k := &sd.Key
 	if n := len(sd.Timestamps); n > 0 {
 		ss.watermark = max(ss.watermark, sd.Timestamps[n-1])
@@ -383,35 +559,19 @@ func (e *Engine) evalSeries(site string, ss *siteState, sd *protocol.SeriesData,
 	if k.Instance != "" {
 		return
 	}
-	kr := e.kinds[k.EntityKind]
+	kr := e.lastKR
+	if kr == nil || k.EntityKind != e.lastKind {
+		kr = e.kinds[k.EntityKind]
+		e.lastKind, e.lastKR = k.EntityKind, kr
+	}
 	if kr == nil {
 		return
 	}
-	// Which columns feed which slots, and their scale (percent counters
-	// come in hundredths).
-	var cols [16]int
-	var scales [16]float64
-	colSlots, colScale := cols[:0], scales[:0]
-	used := false
-	for _, c := range k.Counters {
-		slot, ok := kr.slots[c.Name]
-		if !ok {
-			slot = -1
-		}
-		used = used || ok
-		if ok && kr.units[slot] == "" {
-			kr.units[slot] = c.Unit
-		}
-		scale := 1.0
-		if c.Unit == "%" {
-			scale = 0.01
-		}
-		colSlots, colScale = append(colSlots, slot), append(colScale, scale)
-	}
-	if !used {
+	bd := e.bindingFor(kr, k.Counters)
+	if !bd.used {
 		return
 	}
-	en := e.entityFor(entityKey{site: site, source: k.Source, kind: k.EntityKind, id: k.EntityID})
+	en := e.entityFor(entityKey{site: site, source: k.Source, kind: k.EntityKind, id: k.EntityID}, pos)
 	if en == nil {
 		return
 	}
@@ -425,7 +585,7 @@ func (e *Engine) evalSeries(site string, ss *siteState, sd *protocol.SeriesData,
 	for i, ts := range sd.Timestamps {
 		fresh := false
 		clear(updated)
-		for c, slot := range colSlots {
+		for c, slot := range bd.slots {
 			if slot < 0 || c >= len(sd.Values) || i >= len(sd.Values[c]) {
 				continue
 			}
@@ -435,19 +595,19 @@ func (e *Engine) evalSeries(site string, ss *siteState, sd *protocol.SeriesData,
 			}
 			w := &en.wins[slot]
 			if ts <= w.last {
-				e.Stats.OutOfOrder.Add(1)
+				e.outOfOrder++
 				continue
 			}
-			w.push(ts, v*colScale[c], kr.keepMS[slot])
+			w.push(ts, v*bd.scales[c], kr.keepMS[slot])
 			updated[slot], fresh = true, true
 		}
 		if !fresh {
 			continue
 		}
-		e.Stats.Samples.Add(1)
+		e.samples++
 		en.lastTS = max(en.lastTS, ts)
 		for _, g := range kr.groups {
-			if !updated[g.slot] {
+			if !updated[g.slot] || g.quiet(&en.wins[g.slot]) {
 				continue
 			}
 			v, ok := en.feature(kr, g.feat, ts)
@@ -516,6 +676,9 @@ func (e *Engine) record(c *compiled, en *entity, in *instance, tr string, at int
 	if in.state == StateOK {
 		delete(en.inst, c.rule.ID)
 	} else {
+		if en.inst == nil {
+			en.inst = map[uuid.UUID]*instance{}
+		}
 		en.inst[c.rule.ID] = in
 	}
 	late := now.Sub(time.UnixMilli(at)) > e.cfg.Lateness
@@ -612,16 +775,20 @@ func (e *Engine) Tick(ctx context.Context) error {
 		if err := e.evalSites(ctx, st, now); err != nil {
 			return err
 		}
+		e.evalHeartbeats(st, now)
 	}
 	e.evalInventory(now)
 	e.markUnknown(now)
 	e.reviewSuppressed(now)
-	e.Stats.Evaluations.Add(e.evals)
-	e.evals = 0
+	e.bindings = e.bindings[:0]
+	e.addCounts()
 	if err := e.flush(ctx); err != nil {
 		return err
 	}
-	return e.mirrorAlarms(ctx, now)
+	if err := e.drainAlarms(ctx); err != nil {
+		return err
+	}
+	return e.catchUpAlarms(ctx, now)
 }
 
 // markUnknown moves to unknown the pending and firing instances of
@@ -715,7 +882,7 @@ func (e *Engine) match(c *compiled, k entityKey) bool {
 		return false
 	}
 	id := k.source + ":" + k.id
-	if k.kind == KindSite {
+	if k.kind == KindSite || k.kind == KindVCenter {
 		id = k.id
 	}
 	if len(s.Entities) > 0 && !slices.Contains(s.Entities, id) {
@@ -783,7 +950,7 @@ func (e *Engine) loadStates(ctx context.Context, since time.Time) error {
 		if c == nil {
 			continue
 		}
-		en := e.entityFor(r.key)
+		en := e.entityFor(r.key, -1)
 		if en == nil {
 			continue
 		}
@@ -796,6 +963,9 @@ func (e *Engine) loadStates(ctx context.Context, since time.Time) error {
 			continue
 		}
 		in := r.in
+		if en.inst == nil {
+			en.inst = map[uuid.UUID]*instance{}
+		}
 		en.inst[r.ruleID] = &in
 		en.lastTS = max(en.lastTS, in.lastAt)
 		ss := e.site(r.key.site)
@@ -820,7 +990,7 @@ func (e *Engine) warm(ctx context.Context) error {
 		}
 		since := e.cfg.Now().Add(-time.Duration(keep)*time.Millisecond - 10*time.Minute)
 		err := e.db.recentSamples(ctx, kind, kr.names, since, func(site, source, id string, counters, units []string, ts time.Time, v []*float32) {
-			en := e.entityFor(entityKey{site: site, source: source, kind: kind, id: id})
+			en := e.entityFor(entityKey{site: site, source: source, kind: kind, id: id}, -1)
 			if en == nil {
 				return
 			}

@@ -63,7 +63,8 @@ func (d *DB) inventoryMeta(ctx context.Context) (map[entityKey]*entityMeta, erro
 		           'capacity', o.props->>'capacity', 'free', o.props->>'free', 'snapshot_count', o.props->>'snapshot_count',
 		           'snapshot_oldest', o.props->>'snapshot_oldest', 'host_id', o.props->>'host_id', 'accessible', o.props->>'accessible',
 		           'datastore_ids', (o.props->'datastore_ids')::text, 'power_state', o.props->>'power_state',
-		           'tools_running_status', o.props->>'tools_running_status', 'tools_version_status', o.props->>'tools_version_status')
+		           'tools_running_status', o.props->>'tools_running_status', 'tools_version_status', o.props->>'tools_version_status',
+		           'consolidation_needed', o.props->>'consolidation_needed')
 		FROM inventory_objects o
 		WHERE o.deleted_at IS NULL AND o.kind IN ('vm', 'host', 'cluster', 'datastore')`)
 	if err != nil {

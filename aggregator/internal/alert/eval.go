@@ -96,6 +96,35 @@ type thrGroup struct {
 	rules []*compiled
 }
 
+// quiet reports whether no rule of g can hold on any aggregation of w:
+// its values' bounds do not reach the lowest threshold (> and >=) or the
+// highest (< and <=). Loose bounds, or bounds that still count points no
+// window needs, are tightened before saying no.
+func (g *thrGroup) quiet(w *window) bool {
+	if w.n == 0 || g.misses(w.lo, w.hi) {
+		return true
+	}
+	if w.tight && w.at(0).ts > w.last-int64(w.keep) {
+		return false // exact bounds of points all still needed
+	}
+	w.tighten()
+	return g.misses(w.lo, w.hi)
+}
+
+func (g *thrGroup) misses(lo, hi float64) bool {
+	switch g.op {
+	case ">":
+		return hi <= g.thr[0]
+	case ">=":
+		return hi < g.thr[0]
+	case "<":
+		return lo >= g.thr[len(g.thr)-1]
+	case "<=":
+		return lo > g.thr[len(g.thr)-1]
+	}
+	return false
+}
+
 // firing returns the rules of g whose condition holds for v.
 func (g *thrGroup) firing(v float64) []*compiled {
 	switch g.op {
@@ -186,61 +215,140 @@ func compileKind(kind string, rules []*Rule, index bool) *kindRules {
 
 func ms(d Duration) int64 { return int64(d) / 1e6 }
 
-// window is the recent history of one metric of one entity, oldest first.
-type window struct {
-	ts   []int64
-	v    []float64
-	head int
-	last int64 // newest timestamp pushed
+// point is one sample of a window.
+type point struct {
+	ts int64
+	v  float64
 }
 
-// push appends a sample and forgets what no window needs any more.
+// window is the recent history of one metric of one entity: a ring
+// buffer, oldest first. Points older than the metric's longest window
+// (keep) are forgotten in bulk when the buffer is full, not one per push,
+// and the capacity (a power of two) doubles only while more than half of
+// it is still needed after that; so in steady state a push neither
+// allocates nor copies, and rarely reads the oldest point.
+//
+// lo and hi bound the values in the buffer (and so every aggregation of
+// any window of it): a push widens them, a point forgotten leaves them as
+// they were (still bounds, no longer tight) until tighten recomputes them.
+// They let a threshold group skip a window its thresholds cannot reach
+// without aggregating it (thrGroup.quiet).
+//
+// It fits one 64-byte cache line (indexes and keep as int32: a window is
+// at most MaxWindow, 24 h).
+type window struct {
+	buf    []point
+	head   int32 // index in buf of the oldest point
+	n      int32
+	keep   int32 // ms of history the metric's windows need
+	tight  bool  // lo and hi are the buffer's minimum and maximum
+	last   int64 // newest timestamp pushed
+	lo, hi float64
+}
+
+// at returns the i-th point, oldest first.
+func (w *window) at(i int) *point { return &w.buf[(int(w.head)+i)&(len(w.buf)-1)] }
+
+// push appends a sample (ts newer than every point); keepMS is how much
+// history the metric's windows need.
 func (w *window) push(ts int64, v float64, keepMS int64) {
-	w.ts = append(w.ts, ts)
-	w.v = append(w.v, v)
+	w.keep = int32(min(keepMS, math.MaxInt32))
+	if int(w.n) == len(w.buf) {
+		w.forget(ts - keepMS)
+		if int(w.n) > len(w.buf)/2 || len(w.buf) == 0 {
+			grown := make([]point, max(2, 2*len(w.buf)))
+			for i := range int(w.n) {
+				grown[i] = *w.at(i)
+			}
+			w.buf, w.head = grown, 0
+		}
+	}
+	switch {
+	case w.n == 0:
+		w.lo, w.hi, w.tight = v, v, true
+	case v < w.lo:
+		w.lo = v
+	case v > w.hi:
+		w.hi = v
+	}
+	w.buf[int(w.head+w.n)&(len(w.buf)-1)] = point{ts, v}
+	w.n++
 	w.last = ts
-	cut := ts - keepMS
-	for w.head < len(w.ts)-1 && w.ts[w.head] <= cut {
-		w.head++
+}
+
+// forget drops the points at or before cut but the newest (a "last"
+// needs it whatever its age).
+func (w *window) forget(cut int64) {
+	mask := int32(len(w.buf) - 1)
+	for w.n > 1 && w.buf[w.head].ts <= cut {
+		w.head = (w.head + 1) & mask
+		w.n--
+		w.tight = false
 	}
-	if w.head > 64 && w.head > len(w.ts)/2 {
-		n := copy(w.ts, w.ts[w.head:])
-		copy(w.v, w.v[w.head:])
-		w.ts, w.v, w.head = w.ts[:n], w.v[:n], 0
+}
+
+// tighten makes lo and hi the buffer's minimum and maximum.
+func (w *window) tighten() {
+	w.forget(w.last - int64(w.keep))
+	if w.n == 0 {
+		return
 	}
+	lo, hi := w.at(0).v, w.at(0).v
+	for i := 1; i < int(w.n); i++ {
+		x := w.at(i).v
+		if x < lo {
+			lo = x
+		}
+		if x > hi {
+			hi = x
+		}
+	}
+	w.lo, w.hi, w.tight = lo, hi, true
 }
 
 // agg aggregates the samples in (t-windowMS, t]; ok is false when there
 // are none.
 func (w *window) agg(agg string, t, windowMS int64) (float64, bool) {
-	end := len(w.ts)
-	for end > w.head && w.ts[end-1] > t {
+	end := int(w.n)
+	for end > 0 && w.at(end-1).ts > t {
 		end--
 	}
-	if end == w.head {
+	if end == 0 {
 		return 0, false
 	}
 	if agg == AggLast || windowMS <= 0 {
-		return w.v[end-1], true
+		return w.at(end - 1).v, true
 	}
 	from := t - windowMS
+	mask := len(w.buf) - 1
+	if agg == AggMin || agg == AggMax {
+		// Values are never NaN (the engine skips them), so comparisons
+		// are the builtins' min and max.
+		best, n := 0.0, 0
+		for i := end - 1; i >= 0; i-- {
+			p := &w.buf[(int(w.head)+i)&mask]
+			if p.ts <= from {
+				break
+			}
+			if n == 0 || (agg == AggMin && p.v < best) || (agg == AggMax && p.v > best) {
+				best = p.v
+			}
+			n++
+		}
+		return best, n > 0
+	}
 	var sum float64
 	n := 0
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for i := end - 1; i >= w.head && w.ts[i] > from; i-- {
-		x := w.v[i]
-		sum += x
-		lo, hi = min(lo, x), max(hi, x)
+	for i := end - 1; i >= 0; i-- {
+		p := &w.buf[(int(w.head)+i)&mask]
+		if p.ts <= from {
+			break
+		}
+		sum += p.v
 		n++
 	}
 	if n == 0 {
 		return 0, false
-	}
-	switch agg {
-	case AggMin:
-		return lo, true
-	case AggMax:
-		return hi, true
 	}
 	return sum / float64(n), true
 }
@@ -255,29 +363,34 @@ type entityKey struct {
 // feature values of the current evaluation, and its instances that are not
 // ok (an ok instance costs nothing).
 type entity struct {
-	key     entityKey
-	wins    []window
-	lastTS  int64
-	featVal []float64
-	featAt  []int64
-	inst    map[uuid.UUID]*instance
+	key    entityKey
+	wins   []window
+	lastTS int64
+	feats  []featCache             // by feature
+	inst   map[uuid.UUID]*instance // nil until the first
 	// applies caches the scoped rules that match this entity, for the
 	// engine generation gen.
 	applies []*compiled
 	gen     uint64
 }
 
+// featCache is a feature's value at one evaluation time (NaN: no data).
+type featCache struct {
+	at int64
+	v  float64
+}
+
 func (en *entity) feature(kr *kindRules, fi int, t int64) (float64, bool) {
-	if en.featAt[fi] == t {
-		v := en.featVal[fi]
-		return v, !math.IsNaN(v)
+	fc := &en.feats[fi]
+	if fc.at == t {
+		return fc.v, !math.IsNaN(fc.v)
 	}
 	f := kr.feats[fi]
 	v, ok := en.wins[f.slot].agg(f.agg, t, f.windowMS)
 	if !ok {
 		v = math.NaN()
 	}
-	en.featVal[fi], en.featAt[fi] = v, t
+	fc.v, fc.at = v, t
 	return v, ok
 }
 
@@ -293,10 +406,9 @@ func (en *entity) reshape(old, kr *kindRules) {
 		}
 	}
 	en.wins = wins
-	en.featVal = make([]float64, kr.features)
-	en.featAt = make([]int64, kr.features)
-	for i := range en.featAt {
-		en.featAt[i] = math.MinInt64
+	en.feats = make([]featCache, kr.features)
+	for i := range en.feats {
+		en.feats[i].at = math.MinInt64
 	}
 }
 

@@ -133,7 +133,7 @@ func (f *fixture) rule(r Rule) uuid.UUID {
 	if r.EntityKind == "" {
 		r.EntityKind = KindVM
 	}
-	id, err := f.db.CreateRule(f.ctx, r, "test")
+	id, err := f.db.CreateRule(store.AllSites(f.ctx), r, "test")
 	if err != nil {
 		f.t.Fatalf("create rule %s: %v", r.Name, err)
 	}

@@ -50,6 +50,11 @@ const (
 	// MetricSpoolBacklogMinutes is the age of the oldest batch the site's
 	// agents still hold unsent, in minutes.
 	MetricSpoolBacklogMinutes = "agent.spool.backlog_minutes"
+	// MetricConsolidationNeeded is 1 while vCenter says a VM's disks need
+	// consolidation (runtime.consolidationNeeded: a snapshot removal left
+	// delta disks behind), else 0; absent while the agent does not report
+	// it.
+	MetricConsolidationNeeded = "vm.consolidation.needed"
 )
 
 // stateMetrics computes an inventory object's state metrics at now.
@@ -93,6 +98,12 @@ func (m *entityMeta) stateMetrics(kind string, now time.Time) map[string]float64
 			case "guestToolsCurrent", "guestToolsSupportedNew", "guestToolsUnmanaged", "guestToolsTooNew":
 				out[MetricToolsOutdated] = 0
 			}
+		}
+		switch m.props["consolidation_needed"] {
+		case "true":
+			out[MetricConsolidationNeeded] = 1
+		case "false":
+			out[MetricConsolidationNeeded] = 0
 		}
 		n, _ := num("snapshot_count")
 		out[MetricSnapshotCount] = n
@@ -147,7 +158,7 @@ func (e *Engine) evalInventory(now time.Time) {
 // DefaultPack is the editable default rule pack: installed once
 // (InstallDefaultPack), then the operators' to change, disable or delete.
 func DefaultPack() []Rule {
-	clear15, clear21 := 15.0, 21.0
+	clear15, clear21, clear70 := 15.0, 21.0, 70.0
 	return []Rule{
 		{Builtin: "site-offline", Name: "Site offline", EntityKind: KindSite, Severity: SeverityCritical,
 			Description: "No agent of the site is connected: its entities' alerts are unknown, not resolved, until it is back.",
@@ -194,6 +205,19 @@ func DefaultPack() []Rule {
 			Description: "The site's agents hold data older than an hour unsent; the spool fills while this lasts.",
 			Conditions:  []Condition{{Metric: MetricSpoolBacklogMinutes, Agg: AggLast, Op: ">", Threshold: 60}}, For: Duration(5 * time.Minute),
 			Annotations: map[string]string{"summary": "Agents of site {{site}} hold {{value}} minutes of unsent data"}},
+		{Builtin: "spool-nearly-full", Name: "Agent spool nearly full", EntityKind: KindSite, Severity: SeverityWarning,
+			Description: "An agent's spool holds 80 % of its quota (spool.max_bytes) or more: once full it drops its oldest batches.",
+			Conditions:  []Condition{{Metric: MetricSpoolUsedPct, Agg: AggLast, Op: ">=", Threshold: 80, ClearThreshold: &clear70}},
+			For:         Duration(5 * time.Minute),
+			Annotations: map[string]string{"summary": "An agent of site {{site}} has filled {{value}}% of its spool quota"}},
+		{Builtin: "vcenter-unreachable", Name: "vCenter unreachable", EntityKind: KindVCenter, Severity: SeverityCritical,
+			Description: "The site's agent cannot reach the vCenter/ESXi endpoint: the alerts of its hosts, VMs, clusters and datastores are suppressed meanwhile.",
+			Conditions:  []Condition{{Metric: MetricVCenterReachable, Agg: AggLast, Op: "<", Threshold: 1}}, For: Duration(2 * time.Minute),
+			Annotations: map[string]string{"summary": "vCenter {{entity}} ({{site}}) is unreachable from its agent"}},
+		{Builtin: "vm-consolidation-needed", Name: "VM disks need consolidation", EntityKind: KindVM, Severity: SeverityWarning,
+			Description: "vCenter reports that the VM's disks need consolidation (delta disks left behind by a snapshot operation).",
+			Conditions:  []Condition{{Metric: MetricConsolidationNeeded, Agg: AggLast, Op: "==", Threshold: 1}},
+			Annotations: map[string]string{"summary": "VM {{entity}} ({{site}}) needs disk consolidation"}},
 		{Builtin: "vcenter-alarm-vm", Name: "vCenter alarm (VM)", EntityKind: KindVM, Severity: SeverityWarning,
 			Description: "Mirrors vCenter's triggered alarms on VMs: red is critical, yellow a warning, green or gray resolves.",
 			Conditions:  []Condition{{Metric: MetricVCenterAlarm, Agg: AggLast, Op: ">=", Threshold: AlarmYellow}}},

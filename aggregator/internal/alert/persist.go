@@ -489,7 +489,7 @@ func (e *Engine) labels(c *compiled, en *entity) map[string]string {
 		l[key] = v
 	}
 	id := k.source + ":" + k.id
-	if k.kind == KindSite {
+	if k.kind == KindSite || k.kind == KindVCenter {
 		id = k.id
 	}
 	name := k.id

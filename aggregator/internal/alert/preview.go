@@ -90,9 +90,9 @@ func (d *DB) Preview(ctx context.Context, r Rule, from, to time.Time) (PreviewRe
 	if err := r.Validate(); err != nil {
 		return res, err
 	}
-	if r.EntityKind == KindSite {
+	if r.EntityKind == KindSite || r.EntityKind == KindVCenter {
 		return res, &ValidationError{Fields: []FieldError{{Field: "rule.entity_kind", Code: FieldInvalidValue,
-			Params: map[string]any{"allowed": "vm, host, cluster, datastore (site rules follow the agents' liveness, which is not stored as samples)"}}}}
+			Params: map[string]any{"allowed": "vm, host, cluster, datastore (site and vcenter rules follow the agents' heartbeats, which are not stored as samples)"}}}}
 	}
 	kr := compileKind(r.EntityKind, []*Rule{&r}, false)
 	c := kr.rules[0]

@@ -21,10 +21,14 @@ const (
 	KindCluster   = "cluster"
 	KindDatastore = "datastore"
 	KindSite      = "site"
+	// KindVCenter is a vCenter/ESXi endpoint an agent polls, by its source
+	// (as in the samples' series keys); its state comes from the agents'
+	// heartbeats.
+	KindVCenter = "vcenter"
 )
 
 // Kinds lists the entity kinds rules apply to.
-var Kinds = []string{KindVM, KindHost, KindCluster, KindDatastore, KindSite}
+var Kinds = []string{KindVM, KindHost, KindCluster, KindDatastore, KindSite, KindVCenter}
 
 // Severities.
 const (
@@ -126,7 +130,7 @@ type Scope struct {
 	// Tags are vSphere tags ("category/name") the entity carries.
 	Tags []string `json:"tags,omitempty"`
 	// Entities are explicit entity ids (source:moref; a site's name for
-	// site rules).
+	// site rules; a vCenter's source for vcenter rules).
 	Entities []string `json:"entities,omitempty"`
 }
 
@@ -383,8 +387,11 @@ func validateScope(v *ValidationError, kind string, s *Scope) {
 		{"scope.hosts", s.Hosts, isObjectID, []string{KindVM, KindHost}},
 		{"scope.tags", s.Tags, func(x string) bool { return x != "" && utf8.RuneCountInString(x) <= 255 }, []string{KindVM, KindHost, KindCluster, KindDatastore}},
 		{"scope.entities", s.Entities, func(x string) bool {
-			if kind == KindSite {
+			switch kind {
+			case KindSite:
 				return siteRE.MatchString(x)
+			case KindVCenter:
+				return x != "" && len(x) <= 255 && utf8.ValidString(x)
 			}
 			return isObjectID(x)
 		}, nil},
@@ -417,6 +424,9 @@ func scopeFormat(field string) string {
 		return "a VM group id (UUID)"
 	case "scope.tags":
 		return "category/name"
+	}
+	if field == "scope.entities" {
+		return "source:moref (a site's name for site rules, a vCenter's source for vcenter rules)"
 	}
 	return "source:moref"
 }

@@ -19,9 +19,11 @@ import (
 //     that very state);
 //   - an inaccessible datastore suppresses the disk alerts (rules on disk.*,
 //     virtualDisk.* or datastore.* metrics) of the VMs on it;
+//   - a vCenter its agent reports unreachable suppresses the alerts of its
+//     hosts, VMs, clusters and datastores (vcenter.go), before any of the
+//     above: site offline > vCenter unreachable > host down > VM;
 //   - a site with no agent connected already turns every instance of its
-//     entities unknown (the agent does not report vCenter reachability
-//     apart from its own connection).
+//     entities unknown.
 //
 // The parent is taken from the inventory as it was at the alert's event
 // time: inventory_changes records every change of a VM's host (a vMotion),
@@ -175,6 +177,13 @@ func (e *Engine) suppression(c *compiled, en *entity, labels map[string]string, 
 			return &cause{reason: fmt.Sprintf("host %s is in maintenance mode", e.nameOf(hk)), parent: hk, metric: MetricHostMaintenance}
 		}
 		return nil
+	}
+	// The vCenter first: while it is unreachable, nothing below it is news.
+	switch k.kind {
+	case KindVM, KindHost, KindCluster, KindDatastore:
+		if cs := e.vcenterDown(k.site, k.source, at); cs != nil && !watches(MetricVCenterReachable) {
+			return cs
+		}
 	}
 	switch k.kind {
 	case KindHost:

@@ -79,6 +79,30 @@ type Agent struct {
 	RevokedAt       *time.Time `json:"revoked_at"`
 	// Plugins are the agent's collector plugins at its last heartbeat.
 	Plugins []AgentPlugin `json:"plugins"`
+	// SpoolMaxBytes is the spool's quota; null when the agent does not
+	// report it (older than the field).
+	SpoolMaxBytes *int64 `json:"spool_max_bytes"`
+	// VCenters is the reachability of each endpoint the agent polls, at
+	// its last heartbeat.
+	VCenters []AgentVCenter `json:"vcenters"`
+}
+
+// AgentVCenter is one vCenter/ESXi endpoint an agent polls, as its last
+// heartbeat reported it. Times are UTC; one not known is null.
+type AgentVCenter struct {
+	Source    string     `json:"source"`
+	Reachable bool       `json:"reachable"`
+	Since     *time.Time `json:"since"`
+	LastOK    *time.Time `json:"last_ok"`
+	LastError string     `json:"last_error"`
+}
+
+func agentVCenters(vs []protocol.VCenterStatus) []AgentVCenter {
+	out := make([]AgentVCenter, len(vs))
+	for i, v := range vs {
+		out[i] = AgentVCenter{Source: v.Source, Reachable: v.Reachable, Since: msTime(v.Since), LastOK: msTime(v.LastOK), LastError: v.LastError}
+	}
+	return out
 }
 
 // AgentPlugin is one collector plugin of an agent, as its last heartbeat
@@ -105,9 +129,15 @@ func agentPlugins(ps []protocol.PluginStatus) []AgentPlugin {
 	return out
 }
 
-// msTime is a Unix-millisecond time, or nil for zero.
+// maxJSONTimeMS is 9999-12-31T23:59:59.999Z, the last instant RFC 3339
+// (and so a JSON time) can write.
+const maxJSONTimeMS = 253402300799999
+
+// msTime is a Unix-millisecond time, or nil for zero and for a time RFC
+// 3339 cannot write (past the year 9999: an agent's clock or a hostile
+// heartbeat), which would otherwise fail the whole response.
 func msTime(ms int64) *time.Time {
-	if ms <= 0 {
+	if ms <= 0 || ms > maxJSONTimeMS {
 		return nil
 	}
 	t := time.UnixMilli(ms).UTC()
@@ -132,7 +162,16 @@ func agentOf(a *store.Agent) Agent {
 		SpoolDepth: a.SpoolDepth, SpoolBytes: a.SpoolBytes, OldestUnsentMS: a.OldestUnsentMS,
 		CollectionLagMS: a.LagMS, DroppedBatches: a.Dropped,
 		CertNotAfter: a.CertNotAfter.UTC(), RevokedAt: utcPtr(a.RevokedAt), Plugins: agentPlugins(a.Plugins),
+		SpoolMaxBytes: positive(a.SpoolMaxBytes), VCenters: agentVCenters(a.VCenters),
 	}
+}
+
+// positive is n, or nil when it is not positive (not reported).
+func positive(n int64) *int64 {
+	if n <= 0 {
+		return nil
+	}
+	return &n
 }
 
 func utcPtr(t *time.Time) *time.Time {

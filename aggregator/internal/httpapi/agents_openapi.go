@@ -16,3 +16,14 @@ func agentPluginSchema() map[string]any {
 		"samples":       desc(integer, "samples spooled since the agent started"),
 	})
 }
+
+// agentVCenterSchema describes AgentVCenter.
+func agentVCenterSchema() map[string]any {
+	return objectSchema(map[string]any{
+		"source":     desc(str, "the endpoint as in the samples' series keys (its instance UUID or configured name)"),
+		"reachable":  desc(boolean, "whether the agent's last call to it succeeded"),
+		"since":      nullable(dateTime, "when reachable last changed; null if not reported"),
+		"last_ok":    nullable(dateTime, "the last successful call; null before the first"),
+		"last_error": desc(str, "the latest error, empty if none"),
+	})
+}

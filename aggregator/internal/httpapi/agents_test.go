@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -84,7 +85,8 @@ func TestAgentsListAndGet(t *testing.T) {
 	}
 	res.data(&raw)
 	wantKeys := []string{"id", "name", "site", "version", "state", "connected", "remote_addr", "enrolled_at", "first_seen", "last_seen",
-		"spool_depth", "spool_bytes", "oldest_unsent_ms", "collection_lag_ms", "dropped_batches", "cert_not_after", "revoked_at", "plugins"}
+		"spool_depth", "spool_bytes", "oldest_unsent_ms", "collection_lag_ms", "dropped_batches", "cert_not_after", "revoked_at", "plugins",
+		"spool_max_bytes", "vcenters"}
 	slices.Sort(wantKeys)
 	for _, item := range raw.Items {
 		var keys []string
@@ -465,5 +467,35 @@ func TestNewRequiresAgents(t *testing.T) {
 	_, err := New(Defaults(), Deps{Pool: e.pool, Ready: e.store.Ready, KeyEncryptionKey: testKEK})
 	if err == nil || !strings.Contains(err.Error(), "Agents") {
 		t.Errorf("New without Deps.Agents = %v; want an error", err)
+	}
+}
+
+// TestAgentsFarFutureTimes: a heartbeat whose times lie past the year 9999
+// (an agent's clock, or hostile bytes) is shown with those times null;
+// GET /agents and /agents/{id} answer 200, not 500.
+func TestAgentsFarFutureTimes(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.enrollAgent("dc-east", "east-1")
+	const past9999 = 253402300800000 // 10000-01-01T00:00:00Z
+	e.connectAgent(a, &protocol.Heartbeat{
+		VCenters: []protocol.VCenterStatus{{Source: "vc1", Reachable: true, Since: past9999, LastOK: math.MaxInt64}},
+		Plugins:  []protocol.PluginStatus{{Name: "p", State: "running", LastErrorAt: past9999, LastCollect: math.MaxInt64}},
+	})
+	for _, path := range []string{"/api/v1/agents", "/api/v1/agents/" + a.ID} {
+		res := e.do("GET", path, e.tokens["admin"], "")
+		raw := string(res.raw)
+		if res.status != 200 {
+			t.Fatalf("GET %s: %d %s", path, res.status, raw)
+		}
+		for _, want := range []string{`"since":null`, `"last_ok":null`, `"last_error_at":null`, `"last_collect":null`} {
+			if !strings.Contains(raw, want) {
+				t.Errorf("GET %s lacks %s: %s", path, want, raw)
+			}
+		}
+	}
+	// The last instant RFC 3339 writes is still shown.
+	e.connectAgent(a, &protocol.Heartbeat{VCenters: []protocol.VCenterStatus{{Source: "vc1", Since: 253402300799999}}})
+	if res := e.do("GET", "/api/v1/agents/"+a.ID, e.tokens["admin"], ""); !strings.Contains(string(res.raw), `"since":"9999-12-31T23:59:59.999Z"`) {
+		t.Errorf("the year 9999: %d %s", res.status, res.raw)
 	}
 }

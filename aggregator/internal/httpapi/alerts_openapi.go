@@ -20,10 +20,10 @@ func alertSchemas() map[string]any {
 		"sites": strList, "vm_groups": desc(strList, "VM group ids (VM rules)"),
 		"clusters": desc(strList, "cluster ids (source:moref): the cluster, its hosts and their VMs"),
 		"hosts":    desc(strList, "host ids (source:moref): the host and its VMs"),
-		"tags":     desc(strList, "vSphere tags (category/name)"), "entities": desc(strList, "explicit entity ids (source:moref; site names for site rules)"),
+		"tags":     desc(strList, "vSphere tags (category/name)"), "entities": desc(strList, "explicit entity ids (source:moref; site names for site rules; vCenter sources for vcenter rules)"),
 	})
 	ruleProps := map[string]any{
-		"name": str, "description": str, "entity_kind": desc(str, "vm, host, cluster, datastore or site"),
+		"name": str, "description": str, "entity_kind": desc(str, "vm, host, cluster, datastore, site or vcenter (a vCenter/ESXi endpoint, by its source, watched through the agents' heartbeats)"),
 		"severity": desc(str, "critical, warning or info"), "enabled": desc(boolean, "default true"),
 		"match": desc(str, "all (AND, the default) or any (OR) of the conditions"), "conditions": arrayOf(ref("AlertCondition")),
 		"for":             desc(duration, "the conditions must hold this long, in sample time, before the alert fires"),
@@ -48,10 +48,10 @@ func alertSchemas() map[string]any {
 		"id": integer, "rule_id": nullable(uuidStr, "null once the rule is deleted"), "rule_name": str, "severity": str,
 		"state": desc(str, "firing, unknown (no data or site offline: never resolved for that), suppressed (its parent was down, or a "+
 			"maintenance window covered it: recorded, not paged) or resolved"),
-		"suppressed_by":     nullable(integer, "the alert of the parent (host, datastore) whose state suppressed this one"),
-		"suppressed_reason": desc(str, "why it is suppressed, in words"),
+		"suppressed_by":     nullable(integer, "the alert of the parent (vCenter, host, datastore) whose state suppressed this one; null when it has none, or when the caller sees the alert only through a VM group"),
+		"suppressed_reason": desc(str, "why it is suppressed, in words; for a caller who sees the alert only through a VM group, without the parent's or the window's name"),
 		"alarm":             nullable(str, "the vCenter alarm a mirrored alert stands for"),
-		"site":              str, "entity_kind": str, "entity_id": desc(str, "source:moref; a site's name"), "entity_name": str,
+		"site":              str, "entity_kind": str, "entity_id": desc(str, "source:moref; a site's name; a vCenter's source"), "entity_name": str,
 		"pending_since": nullable(dateTime, "event time the conditions began to hold (with for)"),
 		"starts_at":     desc(dateTime, "event time it fired"), "ends_at": nullable(dateTime, "event time it resolved"),
 		"value": nullable(number, "the last value evaluated"), "threshold": nullable(number, ""), "unit": str, "summary": str,

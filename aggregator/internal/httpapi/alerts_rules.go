@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -20,27 +21,31 @@ func (h *alertRulesResource) Routes() []Route {
 	codes := []string{CodeRuleNotFound}
 	return []Route{
 		{Method: "GET", Pattern: "/alert-rules", Access: auth.PermAlertRead, Handle: h.list, Doc: Doc{Tag: tag,
-			Summary: "List alert rules by name",
-			Params: append([]Param{{Name: "kind", Description: "vm, host, cluster, datastore or site"}, {Name: "severity", Description: "critical, warning or info"},
+			Summary: "List the alert rules visible in the caller's data scope, by name: a rule naming nothing of any site (every entity, or tags only) is visible to all; " +
+				"one naming sites, VM groups, hosts, clusters or entities only when each lies within the scope",
+			Params: append([]Param{{Name: "kind", Description: "vm, host, cluster, datastore, site or vcenter"}, {Name: "severity", Description: "critical, warning or info"},
 				{Name: "enabled", Description: "true or false"}, {Name: "q", Description: "search name and description"}}, pageParams...),
 			Response: pageSchema(rule), Errors: []int{401, 403, 422}}},
 		{Method: "POST", Pattern: "/alert-rules", Access: auth.PermAlertWrite, Action: "alert_rule.create", Resource: "alert_rule", Handle: h.create, Doc: Doc{Tag: tag,
 			Summary: "Create a rule: threshold conditions (metric, aggregation over a window, operator, threshold, optional clear threshold) " +
 				"combined with all/any, for, keep_firing_for, scope, severity, labels, annotation templates, channels, repeat interval. " +
-				"Percent metrics are compared in percent. A caller whose data scope is limited must scope the rule to its own sites",
+				"Percent metrics are compared in percent. A caller whose data scope is limited must confine the rule by scope.sites to its own sites and be able to read it back " +
+				"(hosts, clusters and entities of its sites); otherwise 403 AUTH_ESCALATION_DENIED names the lists at fault (scope_fields) and nothing is stored. " +
+				"Rule names are unique across every site",
 			Body: ref("AlertRuleInput"), Response: rule, Status: http.StatusCreated, Errors: []int{401, 403, 409, 422},
 			Codes: []string{CodeRuleNameTaken, CodeEscalation}}},
-		{Method: "POST", Pattern: "/alert-rules/preview", Access: auth.PermAlertRead, Action: "alert_rule.preview", Resource: "alert_rule", Handle: h.preview,
+		{Method: "POST", Pattern: "/alert-rules/preview", Access: auth.PermAlertRead, Query: true, Handle: h.preview,
 			Doc: Doc{Tag: tag, Summary: "Evaluate a draft rule against the stored samples of the last hours (entities in the caller's data scope) " +
 				"and list which entities would have fired, and when; nothing is stored or sent",
 				Body: ref("AlertRulePreview"), Response: ref("AlertPreview"), Errors: []int{401, 403, 422}}},
 		{Method: "GET", Pattern: "/alert-rules/{id}", Access: auth.PermAlertRead, Handle: h.get, Doc: Doc{Tag: tag,
-			Summary: "Get a rule", Response: rule, Errors: []int{401, 403, 404}, Codes: codes}},
+			Summary: "Get a rule; one whose scope names what the caller's data scope does not cover answers 404", Response: rule, Errors: []int{401, 403, 404}, Codes: codes}},
 		{Method: "PUT", Pattern: "/alert-rules/{id}", Access: auth.PermAlertWrite, Action: "alert_rule.update", Resource: "alert_rule", Handle: h.update, Doc: Doc{Tag: tag,
-			Summary: "Replace a rule; a rule disabled or given another entity kind closes its active alerts (no notification)",
-			Body:    ref("AlertRuleInput"), Response: rule, Errors: []int{401, 403, 404, 409, 422}, Codes: []string{CodeRuleNotFound, CodeRuleNameTaken, CodeEscalation}}},
+			Summary: "Replace a rule (the stored rule and the new one under the conditions of POST); a rule disabled or given another entity kind closes its active alerts, " +
+				"one whose scope changes those the new scope no longer covers (no notification)",
+			Body: ref("AlertRuleInput"), Response: rule, Errors: []int{401, 403, 404, 409, 422}, Codes: []string{CodeRuleNotFound, CodeRuleNameTaken, CodeEscalation}}},
 		{Method: "DELETE", Pattern: "/alert-rules/{id}", Access: auth.PermAlertWrite, Action: "alert_rule.delete", Resource: "alert_rule", Handle: h.delete, Doc: Doc{Tag: tag,
-			Summary: "Delete a rule; its alerts stay in the history, closed", Response: objectSchema(nil), Errors: []int{401, 403, 404},
+			Summary: "Delete a rule (one confined to the caller's sites, for a limited caller); its alerts stay in the history, closed", Response: objectSchema(nil), Errors: []int{401, 403, 404},
 			Codes: []string{CodeRuleNotFound, CodeEscalation}}},
 		{Method: "POST", Pattern: "/alert-rules/{id}/enable", Access: auth.PermAlertWrite, Action: "alert_rule.enable", Resource: "alert_rule", Handle: h.enable(true),
 			Doc: Doc{Tag: tag, Summary: "Enable a rule", Response: rule, Errors: []int{401, 403, 404}, Codes: []string{CodeRuleNotFound, CodeEscalation}}},
@@ -164,12 +169,9 @@ func (h *alertRulesResource) create(w http.ResponseWriter, r *http.Request) erro
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	if !withinSites(r, body.rule.Scope.Sites) {
-		return scopeDenied("rule_outside_scope")
-	}
 	id, err := h.a.alerts.CreateRule(r.Context(), body.rule, actorLabel(r))
 	if err != nil {
-		return alertError(err, CodeRuleNotFound)
+		return ruleWriteError(err)
 	}
 	setAuditResource(r, id.String())
 	return h.respond(w, r, http.StatusCreated, id)
@@ -183,16 +185,18 @@ func (h *alertRulesResource) get(w http.ResponseWriter, r *http.Request) error {
 	return h.respond(w, r, http.StatusOK, id)
 }
 
-// guard refuses a change to an existing rule the caller may not write.
-func (h *alertRulesResource) guard(r *http.Request, id uuid.UUID) error {
-	old, err := h.a.alerts.Rule(r.Context(), id)
-	if err != nil {
-		return alertError(err, CodeRuleNotFound)
+// ruleWriteError maps the errors of the rule writes: a rule outside the
+// caller's data scope is 403 AUTH_ESCALATION_DENIED naming the scope's
+// lists at fault (data.scope_fields); the checks run in the write's own
+// transaction, on the locked row (alert.DB).
+func ruleWriteError(err error) error {
+	var se *alert.ScopeError
+	if errors.As(err, &se) {
+		e := scopeDenied("rule_outside_scope").(*Error)
+		e.Data["scope_fields"] = se.Fields
+		return e
 	}
-	if !withinSites(r, old.Scope.Sites) {
-		return scopeDenied("rule_outside_scope")
-	}
-	return nil
+	return alertError(err, CodeRuleNotFound)
 }
 
 func (h *alertRulesResource) update(w http.ResponseWriter, r *http.Request) error {
@@ -204,14 +208,8 @@ func (h *alertRulesResource) update(w http.ResponseWriter, r *http.Request) erro
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	if err := h.guard(r, id); err != nil {
-		return err
-	}
-	if !withinSites(r, body.rule.Scope.Sites) {
-		return scopeDenied("rule_outside_scope")
-	}
 	if err := h.a.alerts.UpdateRule(r.Context(), id, body.rule, actorLabel(r)); err != nil {
-		return alertError(err, CodeRuleNotFound)
+		return ruleWriteError(err)
 	}
 	return h.respond(w, r, http.StatusOK, id)
 }
@@ -221,11 +219,8 @@ func (h *alertRulesResource) delete(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	if err := h.guard(r, id); err != nil {
-		return err
-	}
 	if err := h.a.alerts.DeleteRule(r.Context(), id); err != nil {
-		return alertError(err, CodeRuleNotFound)
+		return ruleWriteError(err)
 	}
 	writeData(w, r, http.StatusOK, struct{}{})
 	return nil
@@ -237,11 +232,8 @@ func (h *alertRulesResource) enable(on bool) handlerFunc {
 		if err != nil {
 			return err
 		}
-		if err := h.guard(r, id); err != nil {
-			return err
-		}
 		if err := h.a.alerts.SetRuleEnabled(r.Context(), id, on, actorLabel(r)); err != nil {
-			return alertError(err, CodeRuleNotFound)
+			return ruleWriteError(err)
 		}
 		return h.respond(w, r, http.StatusOK, id)
 	}

@@ -25,7 +25,7 @@ func (e *env) seedAlerts(f invFixture) map[string]int64 {
 	e.t.Helper()
 	ctx := context.Background()
 	db := alert.NewDB(e.pool)
-	if _, err := db.CreateRule(ctx, alert.Rule{Name: "seed-cpu", EntityKind: "vm", Severity: "critical", Enabled: true,
+	if _, err := db.CreateRule(store.AllSites(ctx), alert.Rule{Name: "seed-cpu", EntityKind: "vm", Severity: "critical", Enabled: true,
 		Conditions: []alert.Condition{{Metric: "cpu.usage.average", Op: ">", Threshold: 50}}}, "test"); err != nil {
 		e.t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestAlertRulesAPI(t *testing.T) {
 		t.Errorf("viewer reads: %d %s", res.status, res.raw)
 	}
 	// Field errors name every bad field.
-	bad := `{"name":"","entity_kind":"vcenter","severity":"loud","match":"most",
+	bad := `{"name":"","entity_kind":"hypervisor","severity":"loud","match":"most",
 		"conditions":[{"metric":"cpu","agg":"median","window":"5 minutes","op":"=>"},{"metric":"mem.usage.average","op":">","threshold":1,"clear_threshold":5}],
 		"for":"-1m","scope":{"sites":["Not A Site"]},"labels":{"9bad":"x"},"channels":["nope"],"repeat_interval":"1s"}`
 	res = e.do("POST", "/api/v1/alert-rules", op, bad)
@@ -147,7 +147,7 @@ func TestAlertRulesAPI(t *testing.T) {
 	if res.status != 200 || !strings.Contains(string(res.raw), `"total":1`) {
 		t.Errorf("list: %d %s", res.status, res.raw)
 	}
-	if res := e.do("GET", "/api/v1/alert-rules?kind=vcenter", viewer, ""); res.status != 422 {
+	if res := e.do("GET", "/api/v1/alert-rules?kind=hypervisor", viewer, ""); res.status != 422 {
 		t.Errorf("list by an unknown kind: %d", res.status)
 	}
 	if res := e.do("DELETE", "/api/v1/alert-rules/"+id, op, ""); res.status != 200 {

@@ -29,13 +29,13 @@ const (
 // hygieneRulesDoc states the rules in the OpenAPI document.
 const hygieneRulesDoc = `Findings about the live VMs in the caller's data scope (templates excluded): ` +
 	`old_snapshot (warning): the oldest snapshot is at least snapshot_age old, since = its creation time; ` +
+	`consolidation_needed (warning): vCenter reports that the VM's disks need consolidation (runtime.consolidationNeeded; agents older than the property do not report it); ` +
 	`tools_not_running (warning): powered on and VMware Tools not running (tools_running_status guestToolsNotRunning) or not installed (tools_version_status guestToolsNotInstalled); ` +
 	`tools_outdated (info): tools_version_status guestToolsNeedUpgrade, guestToolsTooOld, guestToolsSupportedOld or guestToolsBlacklisted; ` +
 	`powered_off (info): powered off for at least powered_off_for. ` +
 	`For every kind but old_snapshot, since is when the inventory observed the last change of the property behind the finding ` +
-	`(power_state to poweredOff; tools_running_status or tools_version_status), or the VM's first_seen when it never saw one ` +
-	`(since_first_seen: true, the state lasted at least that long). Ordered by severity (warning first), then oldest since first, then VM name. ` +
-	`Snapshot consolidation is not reported: the inventory does not carry it.`
+	`(power_state to poweredOff; tools_running_status or tools_version_status; consolidation_needed to true), or the VM's first_seen when it never saw one ` +
+	`(since_first_seen: true, the state lasted at least that long). Ordered by severity (warning first), then oldest since first, then VM name.`
 
 // hygieneResource is GET /vms/hygiene.
 type hygieneResource struct{ a *API }
@@ -61,7 +61,7 @@ func (h *hygieneResource) Routes() []Route {
 	}
 	return []Route{
 		{Method: "GET", Pattern: "/vms/hygiene", Access: auth.PermVMRead, Handle: h.list, Doc: Doc{Tag: "inventory",
-			Summary: "VM hygiene findings: old snapshots, VMware Tools not running or outdated, VMs powered off for long. " + hygieneRulesDoc,
+			Summary: "VM hygiene findings: old snapshots, disks needing consolidation, VMware Tools not running or outdated, VMs powered off for long. " + hygieneRulesDoc,
 			Params: append([]Param{
 				{Name: "kind", Description: "only this kind: " + strings.Join(store.HygieneKinds, ", ")},
 				{Name: "site", Description: "site name"},

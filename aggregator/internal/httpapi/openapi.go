@@ -170,8 +170,11 @@ func componentSchemas() map[string]any {
 			"dropped_batches":   desc(integer, "batches the agent dropped for its spool quota since it started"),
 			"cert_not_after":    desc(dateTime, "when the agent's client certificate expires (it renews before)"),
 			"revoked_at":        nullable(dateTime, "null unless revoked"),
-			"plugins":           desc(arrayOf(ref("AgentPlugin")), "the agent's collector plugins at its last heartbeat")}),
-		"AgentPlugin": agentPluginSchema(),
+			"plugins":           desc(arrayOf(ref("AgentPlugin")), "the agent's collector plugins at its last heartbeat"),
+			"spool_max_bytes":   nullable(integer, "the spool's quota (spool.max_bytes) at the last heartbeat; null when the agent does not report it"),
+			"vcenters":          desc(arrayOf(ref("AgentVCenter")), "the reachability of each vCenter/ESXi endpoint the agent polls, at its last heartbeat")}),
+		"AgentPlugin":  agentPluginSchema(),
+		"AgentVCenter": agentVCenterSchema(),
 		"EnrollmentTokenCreate": objectSchema(map[string]any{
 			"site": desc(str, "site of the new agent, created if new: 1-63 lowercase letters, digits, . _ -"),
 			"ttl":  desc(str, "how long the token stays valid, a duration from 1m to 720h; default 24h")}, "site"),

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmpulse/vmpulse/aggregator/internal/alert"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 	"github.com/vmpulse/vmpulse/protocol"
 )
@@ -75,13 +76,11 @@ var siteDataExempt = map[string]string{
 	"GET /backups/{id}/download":   "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
 	"POST /backups/{id}/restore":   "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
 	"DELETE /backups/{id}":         "backups are fleet-wide: refused to a scoped caller (TestBackupsScope)",
-	"GET /system/settings":         "runtime settings (retention tiers), no site's rows",
-	"PUT /system/settings":         "runtime settings (retention tiers), no site's rows",
+	"GET /system/settings":         "runtime settings (retention, lockout, sessions, backup, collection), no site's rows",
+	"PUT /system/settings":         "fleet-wide settings (retention, collection pushed to every agent): refused to a scoped caller (TestSettingsRefusedToScopedCaller)",
 
 	// The alerts module: its configuration (rules, silences, channels).
-	"GET /alert-rules":                      "rule definitions are configuration (their alerts are scoped)",
 	"POST /alert-rules":                     "rule definitions; a scoped caller's rule must name only its sites (TestAlertScope)",
-	"GET /alert-rules/{id}":                 "rule definitions are configuration",
 	"PUT /alert-rules/{id}":                 "rule definitions; a scoped caller may only change rules of its sites (TestAlertScope)",
 	"DELETE /alert-rules/{id}":              "rule definitions; a scoped caller may only delete rules of its sites (TestAlertScope)",
 	"POST /alert-rules/{id}/enable":         "rule definitions; a scoped caller may only enable rules of its sites (TestAlertScope)",
@@ -149,6 +148,16 @@ func TestDataScopeEveryRoute(t *testing.T) {
 
 	// The {id} of each kind of data route, on each side.
 	alertIDs := e.seedAlerts(f)
+	// A rule of each site (rules are read within the scope: TestAlertRuleScope).
+	ruleIDs := map[string]string{}
+	for _, site := range []string{"dc-east", "dc-west"} {
+		id, err := alert.NewDB(e.pool).CreateRule(store.AllSites(t.Context()), alert.Rule{Name: "cpu of " + site, EntityKind: "vm", Severity: "info", Enabled: true,
+			Conditions: []alert.Condition{{Metric: "cpu.usage.average", Op: ">", Threshold: 99}}, Scope: alert.Scope{Sites: []string{site}}}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ruleIDs[site] = id.String()
+	}
 	ids := map[string][2]string{ // prefix → {dc-east, dc-west}
 		"/vms/":        {objectID(vcEast, "vm-1"), objectID(vcWest, "vm-1")},
 		"/hosts/":      {objectID(vcEast, "host-1"), objectID(vcWest, "host-9")},
@@ -158,6 +167,8 @@ func TestDataScopeEveryRoute(t *testing.T) {
 		"/agents/":     {f.east.ID, f.west.ID},
 		// An alert on web-01 (dc-east) and one on edge-01 (dc-west).
 		"/alerts/": {fmt.Sprint(alertIDs["dc-east"]), fmt.Sprint(alertIDs["dc-west"])},
+		// A rule scoped to each site.
+		"/alert-rules/": {ruleIDs["dc-east"], ruleIDs["dc-west"]},
 		// The latest values of a VM.
 		"/realtime/vms/": {objectID(vcEast, "vm-1"), objectID(vcWest, "vm-1")},
 	}

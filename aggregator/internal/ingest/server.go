@@ -78,6 +78,9 @@ type Config struct {
 	// Publisher, if set, receives every samples batch once it is
 	// committed (the realtime hub).
 	Publisher Publisher
+	// Events, if set, receives every events batch once it is committed
+	// (the alert engine's alarm feed; see EventsPublisher).
+	Events EventsPublisher
 	// Cluster, if set, makes this server one replica of several on one
 	// database: commands and revocations reach agents on any replica, and
 	// the replica registers itself (see Cluster).

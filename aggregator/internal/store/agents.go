@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -76,6 +78,12 @@ type Agent struct {
 	RevokedAt              *time.Time
 	// Plugins are the agent's collector plugins at its last heartbeat.
 	Plugins []protocol.PluginStatus
+	// SpoolMaxBytes is the spool's quota at its last heartbeat (0: not
+	// reported, an agent older than the field).
+	SpoolMaxBytes int64
+	// VCenters is the reachability of each endpoint the agent polls, at
+	// its last heartbeat (empty: none reported).
+	VCenters []protocol.VCenterStatus
 }
 
 // Signer issues a client certificate for an agent: at enrollment, or when
@@ -129,15 +137,18 @@ func (s *Store) Enroll(ctx context.Context, secret, name, version string, sign S
 
 const agentCols = `id::text, site, name, version, cert_serial, cert_not_after, coalesce(prev_cert_serial, ''), enrolled_at,
 	first_seen, last_seen, agent_is_live(connected, lease_until), remote_addr, spool_depth, spool_bytes, oldest_unsent_ms, collection_lag_ms, dropped_batches,
-	revoked_at, plugins`
+	revoked_at, plugins, spool_max_bytes, vcenters`
 
 func scanAgent(row pgx.Row) (Agent, error) {
 	var a Agent
 	err := row.Scan(&a.ID, &a.Site, &a.Name, &a.Version, &a.CertSerial, &a.CertNotAfter, &a.PrevCertSerial, &a.EnrolledAt,
 		&a.FirstSeen, &a.LastSeen, &a.Connected, &a.RemoteAddr, &a.SpoolDepth, &a.SpoolBytes, &a.OldestUnsentMS, &a.LagMS, &a.Dropped,
-		&a.RevokedAt, &a.Plugins)
+		&a.RevokedAt, &a.Plugins, &a.SpoolMaxBytes, &a.VCenters)
 	if a.Plugins == nil {
 		a.Plugins = []protocol.PluginStatus{}
+	}
+	if a.VCenters == nil {
+		a.VCenters = []protocol.VCenterStatus{}
 	}
 	return a, err
 }
@@ -332,9 +343,10 @@ func (s *Store) AgentHeartbeatEvery(ctx context.Context, id string, hb *protocol
 		)
 		UPDATE agents SET last_seen = now(), connected = revoked_at IS NULL,
 		lease_until = now() + $7 * interval '1 millisecond', spool_depth = $2, spool_bytes = $3,
-		oldest_unsent_ms = $4, collection_lag_ms = $5, dropped_batches = $6, plugins = $8 WHERE id = $1 RETURNING revoked_at IS NOT NULL`,
+		oldest_unsent_ms = $4, collection_lag_ms = $5, dropped_batches = $6, plugins = $8, spool_max_bytes = $9, vcenters = $10
+		WHERE id = $1 RETURNING revoked_at IS NOT NULL`,
 		id, int64(hb.SpoolDepth), int64(hb.SpoolBytes), hb.OldestUnsentAge, hb.CollectionLag, int64(hb.Dropped), leaseMS(heartbeat),
-		heartbeatPlugins(hb)).Scan(&revoked)
+		heartbeatPlugins(hb), clampInt64(hb.SpoolMaxBytes), heartbeatVCenters(hb)).Scan(&revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return true, nil // deleted from the registry: as good as revoked
 	}
@@ -356,6 +368,36 @@ func heartbeatPlugins(hb *protocol.Heartbeat) []protocol.PluginStatus {
 		out[i] = p
 	}
 	return out
+}
+
+// heartbeatVCenters is the vcenters column's value for hb: its list
+// (cleaned as plugins are: the error texts come from vCenter, the network
+// and the agent's TLS stack), never null, at most protocol.MaxVCenters
+// entries, each error text at most protocol.MaxPluginErrorBytes.
+func heartbeatVCenters(hb *protocol.Heartbeat) []protocol.VCenterStatus {
+	n := min(len(hb.VCenters), protocol.MaxVCenters)
+	out := make([]protocol.VCenterStatus, n)
+	for i, v := range hb.VCenters[:n] {
+		v.Source, v.LastError = cleanText(v.Source), truncateUTF8(cleanText(v.LastError), protocol.MaxPluginErrorBytes)
+		out[i] = v
+	}
+	return out
+}
+
+// truncateUTF8 cuts s to at most n bytes, not inside a rune.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// clampInt64 is u as a bigint (PostgreSQL has no unsigned type).
+func clampInt64(u uint64) int64 {
+	return int64(min(u, math.MaxInt64))
 }
 
 // cleanText replaces NUL and invalid UTF-8 with U+FFFD.

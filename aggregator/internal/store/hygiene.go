@@ -21,16 +21,20 @@ import (
 //     installed (props.tools_version_status guestToolsNotInstalled).
 //   - tools_outdated (info): props.tools_version_status is one of
 //     ToolsOutdatedStatuses (an upgrade is available or needed).
+//   - consolidation_needed (warning): vCenter says the VM's disks need
+//     consolidation (props.consolidation_needed, vSphere's
+//     runtime.consolidationNeeded: delta disks a snapshot operation left
+//     behind). Agents older than the property do not report it: their VMs
+//     are never this finding.
 //   - powered_off (info): the VM is powered off and has been for at least
 //     PoweredOffFor.
 //
 // Since, for every kind but old_snapshot, is the observation time of the
 // newest inventory change of the property that makes the finding
 // (props.power_state to poweredOff; props.tools_running_status or
-// props.tools_version_status), or the VM's first_seen when the inventory
-// never saw it change (SinceFirstSeen: the state lasted at least that
-// long). Consolidation is not a finding: the inventory does not carry
-// vSphere's consolidationNeeded.
+// props.tools_version_status; props.consolidation_needed to true), or the
+// VM's first_seen when the inventory never saw it change (SinceFirstSeen:
+// the state lasted at least that long).
 //
 // Findings are ordered by severity (warning first), then by age (oldest
 // Since first, unknown last), then by VM name, source and moref.
@@ -41,10 +45,11 @@ const (
 	HygieneToolsNotRunning = "tools_not_running"
 	HygieneToolsOutdated   = "tools_outdated"
 	HygienePoweredOff      = "powered_off"
+	HygieneConsolidation   = "consolidation_needed"
 )
 
 // HygieneKinds lists the finding kinds in their display order.
-var HygieneKinds = []string{HygieneOldSnapshot, HygieneToolsNotRunning, HygieneToolsOutdated, HygienePoweredOff}
+var HygieneKinds = []string{HygieneOldSnapshot, HygieneConsolidation, HygieneToolsNotRunning, HygieneToolsOutdated, HygienePoweredOff}
 
 // Hygiene severities.
 const (
@@ -119,6 +124,10 @@ func hygieneBranch(kind string, a *args, q *HygieneQuery) (cond, since, firstSee
 		ch := `coalesce(` + lastChange("props.tools_running_status", "") + `, ` + lastChange("props.tools_version_status", "") + `)`
 		return `o.props->>'power_state' = 'poweredOn' AND (o.props->>'tools_running_status' = 'guestToolsNotRunning'
 		    OR o.props->>'tools_version_status' = 'guestToolsNotInstalled')`, `coalesce(` + ch + `, o.first_seen)`, ch + ` IS NULL`
+	case HygieneConsolidation:
+		// The agent sends a JSON boolean; the JSON text is 'true'.
+		ch := lastChange("props.consolidation_needed", "'true'")
+		return `o.props->>'consolidation_needed' = 'true'`, `coalesce(` + ch + `, o.first_seen)`, ch + ` IS NULL`
 	case HygieneToolsOutdated:
 		ch := lastChange("props.tools_version_status", "")
 		return `o.props->>'tools_version_status' = ANY(` + a.add(ToolsOutdatedStatuses) + `::text[])`,
@@ -133,7 +142,7 @@ func hygieneBranch(kind string, a *args, q *HygieneQuery) (cond, since, firstSee
 
 // hygieneSeverity is each kind's severity.
 var hygieneSeverity = map[string]string{
-	HygieneOldSnapshot: SeverityWarning, HygieneToolsNotRunning: SeverityWarning,
+	HygieneOldSnapshot: SeverityWarning, HygieneToolsNotRunning: SeverityWarning, HygieneConsolidation: SeverityWarning,
 	HygieneToolsOutdated: SeverityInfo, HygienePoweredOff: SeverityInfo,
 }
 
