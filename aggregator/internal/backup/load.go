@@ -32,17 +32,25 @@ import (
 // --data-only` of the file, fed through a hash of its bytes, COPYing each
 // table's data into its staging table, check that the bytes pg_restore
 // read hash to the backup's SHA-256, and build each staged partition's
-// primary key and a CHECK constraint of its bounds. No live table is
-// locked beyond ACCESS SHARE of the tables copied with LIKE (the raw
-// partitions' columns are read from the catalog, so that the samples table
-// is not held at all).
+// primary key and a CHECK constraint of its bounds. Then, still before
+// the pause, replace the rollup rows of the range (samples_5m, _1h, _1d on
+// plain PostgreSQL): only the rollup job, rollup retention and the packer
+// write them, all under the rollups' advisory lock, which the restore
+// takes (store.LockRollups) and keeps to its commit; so ingest goes on,
+// readers keep seeing the old rows (the transaction is not committed),
+// and the rollups of newly ingested data wait for the restore, then
+// catch up (the job recomputes every bucket touched since its watermark).
+// No other live table is locked beyond ACCESS SHARE of the tables copied
+// with LIKE (the raw partitions' columns are read from the catalog, so
+// that the samples table is not held at all).
 //
-// commitRestore, in maintenance mode: lock the target tables (EXCLUSIVE:
-// readers go on, writers wait); swap each staged partition in (detach and
-// drop the day's partition, rename the staged table, attach it: its CHECK
-// constraint spares PostgreSQL the validation scan, and its index becomes
-// the partition's primary key); replace the rollup rows of the range;
-// apply the configuration (sync tables lose the rows the dump does not
+// commitRestore, in maintenance mode: lock the other target tables
+// (EXCLUSIVE: readers go on, writers wait); swap each staged partition in
+// (detach and drop the day's partition, rename the staged table, attach
+// it: its CHECK constraint spares PostgreSQL the validation scan, and its
+// index becomes the partition's primary key); replace the other ranges
+// (TimescaleDB's raw samples, which ingest writes); apply the
+// configuration (sync tables lose the rows the dump does not
 // have, children first, and get the dump's rows inserted or updated,
 // parents first; merge tables get the rows they miss; sequences are moved
 // past the restored ids); commit.
@@ -129,6 +137,9 @@ func (s *Service) stageRestore(ctx context.Context, tool string, b Backup, man M
 	if err := pl.plan.indexStaged(ctx, tx); err != nil {
 		return nil, err
 	}
+	if err := pl.plan.replaceRollups(ctx, tx); err != nil {
+		return nil, err
+	}
 	return pl, nil
 }
 
@@ -137,12 +148,15 @@ func (s *Service) stageRestore(ctx context.Context, tool string, b Backup, man M
 func (s *Service) commitRestore(ctx context.Context, pl *pendingLoad) ([]audit.Record, error) {
 	defer pl.close(ctx)
 	tx, man := pl.tx, pl.man
+	t0 := time.Now()
 	if err := pl.plan.replace(ctx, tx); err != nil {
 		return nil, err
 	}
+	t1 := time.Now()
 	if err := pl.plan.apply(ctx, tx); err != nil {
 		return nil, err
 	}
+	t2 := time.Now()
 	if man.From != nil && man.To != nil {
 		// The hourly tier's packed read copy is not in the dump: forget it
 		// over the restored range so queries read the restored hours.
@@ -150,9 +164,11 @@ func (s *Service) commitRestore(ctx context.Context, pl *pendingLoad) ([]audit.R
 			return nil, fmt.Errorf("restore: %w", err)
 		}
 	}
+	t3 := time.Now()
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("restore: commit: %w", err)
 	}
+	s.log.Info("restore swapped in", "swap", t1.Sub(t0), "configuration", t2.Sub(t1), "packed_copy", t3.Sub(t2), "commit", time.Since(t3))
 	if man.Timescale && man.From != nil {
 		// The continuous aggregates are rebuilt for the restored range.
 		for _, v := range []string{"samples_5m", "samples_1h", "samples_1d"} {
@@ -217,7 +233,9 @@ func (s *Service) prepare(ctx context.Context, tx pgx.Tx, man Manifest, id uuid.
 			if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+pt.copyTo[len("pg_temp."):]+` (LIKE `+t.Target+` INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
 				return nil, fmt.Errorf("restore: stage %s: %w", t.Target, err)
 			}
-			p.lock = append(p.lock, t.Target)
+			if !pt.rollup() {
+				p.lock = append(p.lock, t.Target)
+			}
 		case ModePartition:
 			// The partition's columns from the catalog: no lock on samples.
 			var cols string
@@ -289,7 +307,7 @@ func (p *loadPlan) indexStaged(ctx context.Context, tx pgx.Tx) error {
 }
 
 // replace locks the targets, swaps the staged partitions in and replaces
-// the rollup rows of the range.
+// the ranges that are not rollups.
 func (p *loadPlan) replace(ctx context.Context, tx pgx.Tx) error {
 	if len(p.lock) > 0 {
 		lock := slices.Clone(p.lock)
@@ -325,14 +343,56 @@ func (p *loadPlan) replace(ctx context.Context, tx pgx.Tx) error {
 				}
 			}
 		case ModeRange:
-			if _, err := tx.Exec(ctx, `DELETE FROM `+pt.Target+` WHERE ts >= $1 AND ts < $2`, *pt.From, *pt.To); err != nil {
-				return fmt.Errorf("restore: clear range of %s: %w", pt.Target, err)
+			if pt.rollup() {
+				continue // replaced before the pause (replaceRollups)
 			}
-			cols := strings.Join(pt.cols, ", ")
-			if _, err := tx.Exec(ctx, `INSERT INTO `+pt.Target+` (`+cols+`) SELECT `+cols+` FROM `+pt.copyTo); err != nil {
-				return fmt.Errorf("restore: range of %s: %w", pt.Target, err)
+			if err := pt.replaceRange(ctx, tx); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// rollupTables are the rollup tiers of plain PostgreSQL, which only the
+// jobs holding the rollups' advisory lock write.
+var rollupTables = []string{"public.samples_5m", "public.samples_1h", "public.samples_1d"}
+
+// rollup reports whether pt is the range of a rollup tier.
+func (pt *planTable) rollup() bool {
+	return pt.Mode == ModeRange && slices.Contains(rollupTables, pt.Target)
+}
+
+// replaceRollups replaces the rollup rows of the range under the rollups'
+// advisory lock, before the pause (see pendingLoad).
+func (p *loadPlan) replaceRollups(ctx context.Context, tx pgx.Tx) error {
+	locked := false
+	for _, pt := range p.all {
+		if !pt.rollup() {
+			continue
+		}
+		if !locked {
+			if err := store.LockRollups(ctx, tx); err != nil {
+				return fmt.Errorf("restore: %w", err)
+			}
+			locked = true
+		}
+		if err := pt.replaceRange(ctx, tx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replaceRange replaces the target's rows of [From, To) with the staged
+// ones.
+func (pt *planTable) replaceRange(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM `+pt.Target+` WHERE ts >= $1 AND ts < $2`, *pt.From, *pt.To); err != nil {
+		return fmt.Errorf("restore: clear range of %s: %w", pt.Target, err)
+	}
+	cols := strings.Join(pt.cols, ", ")
+	if _, err := tx.Exec(ctx, `INSERT INTO `+pt.Target+` (`+cols+`) SELECT `+cols+` FROM `+pt.copyTo); err != nil {
+		return fmt.Errorf("restore: range of %s: %w", pt.Target, err)
 	}
 	return nil
 }

@@ -216,6 +216,7 @@ func (s *Service) restore(ctx context.Context, r Restore, b Backup, tool string,
 		if err := s.enterMaintenance(ctx, r, lock); err != nil {
 			return err
 		}
+		log.Info("restore: every replica paused ingest", "waited", time.Since(pausedAt))
 		defer s.leaveMaintenance(context.WithoutCancel(ctx), lock, log)
 		// 5. Swap the staged data in and commit.
 		phase(PhaseRestoring)

@@ -16,8 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+	"github.com/vmpulse/vmpulse/aggregator/internal/ingest/collection"
 	"github.com/vmpulse/vmpulse/aggregator/internal/jobs"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
+	"github.com/vmpulse/vmpulse/protocol"
 )
 
 // diffFields compares two values field by field (by their JSON form) and
@@ -57,7 +59,11 @@ func diffFields(before, after any, skip ...string) map[string]any {
 //     each login and refresh through a cache of policyTTL (so within
 //     seconds on every replica, at once on the one that took the change);
 //   - the backup defaults (pg_dump's compression), read at the start of
-//     every backup on whichever replica runs it.
+//     every backup on whichever replica runs it;
+//   - the collection settings pushed to agents (package
+//     ingest/collection): written with a notification that every replica
+//     receives at COMMIT and answers by sending them to the agents
+//     connected to it; every Welcome carries them too.
 type settingsResource struct{ a *API }
 
 // Routes lists the settings routes.
@@ -65,13 +71,16 @@ func (h *settingsResource) Routes() []Route {
 	const tag = "system"
 	return []Route{
 		{Method: "GET", Pattern: "/system/settings", Access: auth.PermSystemWrite, Handle: h.get, Doc: Doc{Tag: tag,
-			Summary: "The runtime settings in effect: retention per storage tier, the lockout policy, session lifetimes and backup defaults, " +
-				"and whether each group comes from the configuration file or was set here",
+			Summary: "The runtime settings in effect: retention per storage tier, the lockout policy, session lifetimes, backup defaults and the " +
+				"collection settings pushed to agents, and whether each group comes from the configuration file (for collection: the agents' own) or was set here",
 			Response: ref("Settings"), Errors: []int{401, 403, 503}}},
 		{Method: "PUT", Pattern: "/system/settings", Access: auth.PermSystemWrite, Action: "settings.update", Resource: "settings", Handle: h.put,
 			Doc: Doc{Tag: tag, Summary: "Change runtime settings (groups and fields left out keep their value): retention per tier (raw at least 48h, each rollup tier " +
 				"at least raw; 0s keeps a tier forever); lockout (threshold 3-100 failed logins, duration 1m-24h; with user:write too); sessions (refresh_ttl 5m-720h, " +
-				"max_age 1h-2160h and at least refresh_ttl); backup (compression 0-9). Every replica applies it without a restart (authentication " +
+				"max_age 1h-2160h and at least refresh_ttl); backup (compression 0-9); collection (realtime_interval 20s-300s in multiples of 20s, " +
+				"historical_interval 5m-24h in multiples of 5m, events_poll 5s-1h, tag_interval 1m-24h, counters per kind vm/host/cluster/datastore as " +
+				"group.counter.rollup; \"0s\", or null/[] for a kind, returns a field to the agents' own configuration; each change bumps the revision " +
+				"and is sent to every connected agent, which applies it without restarting). Every replica applies it without a restart (authentication " +
 				"within " + policyTTL.String() + "); the retention job runs at once. The audit record has the before/after difference",
 				Body: ref("SettingsInput"), Response: ref("Settings"), Errors: []int{401, 403, 422, 503}}},
 	}
@@ -92,17 +101,41 @@ func settingsSchemas() map[string]any {
 	backupS := func(d string) map[string]any {
 		return desc(objectSchema(map[string]any{"compression": desc(integer, "pg_dump's compression level, 0-9 (-1 in effect: pg_dump's default)")}), d)
 	}
+	durOrNull := func(d string) map[string]any { return nullable(str, d) }
+	collectionS := func(d string, input bool) map[string]any {
+		counters := desc(map[string]any{"type": "object", "additionalProperties": arrayOf(desc(str, "group.counter.rollup, e.g. cpu.usage.average"))},
+			"per entity kind (vm, host, cluster, datastore) the counters the agents collect; a kind absent keeps the agents' own set")
+		props := map[string]any{
+			"realtime_interval":   durOrNull("how often agents collect vCenter's realtime (20 s) samples of VMs and hosts: 20s-300s, a multiple of 20s"),
+			"historical_interval": durOrNull("how often agents collect the 5-minute samples of clusters and datastores: 5m-24h, a multiple of 5m"),
+			"events_poll":         durOrNull("the least time between two reads of vCenter's events: 5s-1h"),
+			"tag_interval":        durOrNull("how often vSphere tags are read again: 1m-24h"),
+			"counters":            counters,
+		}
+		if input {
+			counters["description"] = "per entity kind (vm, host, cluster, datastore) the counters the agents collect; null or [] returns the kind to the agents' own set"
+			for _, k := range []string{"realtime_interval", "historical_interval", "events_poll", "tag_interval"} {
+				props[k] = desc(str, props[k].(map[string]any)["description"].(string)+`; "0s" returns the field to the agents' own configuration`)
+			}
+		} else {
+			props["revision"] = desc(integer, "the time of the last change in Unix ms (at least the previous revision + 1, also after a restore); "+
+				"0 while never set. Agents ignore a revision older than the one they applied")
+		}
+		return desc(objectSchema(props), d)
+	}
 	return map[string]any{
 		"Settings": objectSchema(map[string]any{
+			"collection": collectionS("the collection settings pushed to agents; a null field leaves each agent's own configuration (agent.yml) in force", false),
 			"retention":  tiers("how long each tier is kept (e.g. 336h); 0s keeps it forever"),
 			"lockout":    lockout("the account lockout policy"),
 			"sessions":   sessions("session lifetimes"),
 			"backup":     backupS("backup defaults; absent when this aggregator has no backup service"),
-			"sources":    desc(map[string]any{"type": "object", "additionalProperties": str}, "per group: config (the file) or settings (set here)"),
+			"sources":    desc(map[string]any{"type": "object", "additionalProperties": str}, "per group: config (the file; for collection: agents, each agent's own) or settings (set here)"),
 			"version":    desc(integer, "grows with every change"),
 			"updated_at": nullable(dateTime, "the last change; null while nothing was set here"), "updated_by": str}),
 		"SettingsInput": objectSchema(map[string]any{"retention": tiers("any of the tiers"), "lockout": lockout("either field"),
-			"sessions": sessions("either field"), "backup": backupS("the compression level")}),
+			"sessions": sessions("either field"), "backup": backupS("the compression level"),
+			"collection": collectionS("any of the fields; those left out keep their value", true)}),
 	}
 }
 
@@ -112,11 +145,13 @@ type Settings struct {
 	Lockout   LockoutSettings   `json:"lockout"`
 	Sessions  SessionSettings   `json:"sessions"`
 	// Backup is absent when the API has no backup service.
-	Backup    *BackupSettings   `json:"backup,omitempty"`
-	Sources   map[string]string `json:"sources"`
-	Version   int64             `json:"version"`
-	UpdatedAt *time.Time        `json:"updated_at"`
-	UpdatedBy string            `json:"updated_by"`
+	Backup *BackupSettings `json:"backup,omitempty"`
+	// Collection is what agents are told to collect.
+	Collection CollectionSettings `json:"collection"`
+	Sources    map[string]string  `json:"sources"`
+	Version    int64              `json:"version"`
+	UpdatedAt  *time.Time         `json:"updated_at"`
+	UpdatedBy  string             `json:"updated_by"`
 }
 
 // LockoutSettings is the lockout policy in effect.
@@ -129,6 +164,18 @@ type LockoutSettings struct {
 type SessionSettings struct {
 	RefreshTTL string `json:"refresh_ttl"`
 	MaxAge     string `json:"max_age"`
+}
+
+// CollectionSettings are the collection settings pushed to agents; a nil
+// field (a kind absent from Counters) leaves each agent's own
+// configuration in force.
+type CollectionSettings struct {
+	Revision           int64               `json:"revision"`
+	RealtimeInterval   *string             `json:"realtime_interval"`
+	HistoricalInterval *string             `json:"historical_interval"`
+	EventsPoll         *string             `json:"events_poll"`
+	TagInterval        *string             `json:"tag_interval"`
+	Counters           map[string][]string `json:"counters"`
 }
 
 // BackupSettings are the backup defaults in effect.
@@ -146,6 +193,15 @@ const (
 	maxRefreshTTL       = 720 * time.Hour
 	minSessionMaxAge    = time.Hour
 	maxSessionMaxAge    = 2160 * time.Hour
+
+	minRealtimeInterval   = 20 * time.Second // vCenter's realtime sampling period
+	maxRealtimeInterval   = 5 * time.Minute
+	minHistoricalInterval = 5 * time.Minute // vCenter's first historical interval
+	maxHistoricalInterval = 24 * time.Hour
+	minEventsPoll         = 5 * time.Second
+	maxEventsPoll         = time.Hour
+	minTagInterval        = time.Minute
+	maxTagInterval        = 24 * time.Hour
 )
 
 // configRetention is the configuration file's retention (what /system/info
@@ -270,7 +326,7 @@ func (c *policyCache) invalidate() {
 }
 
 func (h *settingsResource) read(ctx context.Context) (Settings, error) {
-	out := Settings{Sources: map[string]string{"retention": "config", "lockout": "config", "sessions": "config"}}
+	out := Settings{Sources: map[string]string{"retention": "config", "lockout": "config", "sessions": "config", "collection": "agents"}}
 	r, err := jobs.StoredRetention(ctx, h.a.pool, h.a.configRetention())
 	if err != nil {
 		return out, err
@@ -313,6 +369,18 @@ func (h *settingsResource) read(ctx context.Context) (Settings, error) {
 			metas = append(metas, meta)
 		}
 	}
+	cd, cmeta, found, err := collection.Read(ctx, h.a.pool)
+	if err != nil {
+		return out, err
+	}
+	out.Collection = collectionView(cd)
+	if found {
+		out.Collection.Revision = cmeta.Revision
+		metas = append(metas, jobs.SettingMeta{Version: cmeta.Revision, UpdatedAt: cmeta.UpdatedAt, UpdatedBy: cmeta.UpdatedBy})
+		if !cd.Empty() {
+			out.Sources["collection"] = "settings"
+		}
+	}
 	// The version is the sum of the groups' versions (each grows with
 	// every change); the last change is the newest group's.
 	for _, m := range metas {
@@ -353,6 +421,145 @@ type settingsInput struct {
 	Backup *struct {
 		Compression *int `json:"compression"`
 	} `json:"backup"`
+	Collection *collectionInput `json:"collection"`
+}
+
+// collectionInput is the collection group of PUT /system/settings: a
+// field left out keeps its value; "0s" (a kind: null or []) returns it to
+// the agents' own configuration.
+type collectionInput struct {
+	RealtimeInterval   *string              `json:"realtime_interval"`
+	HistoricalInterval *string              `json:"historical_interval"`
+	EventsPoll         *string              `json:"events_poll"`
+	TagInterval        *string              `json:"tag_interval"`
+	Counters           map[string]*[]string `json:"counters"`
+}
+
+// durations lists the interval fields with their bounds and step (0: any).
+func (c *collectionInput) durations() []collectionDuration {
+	return []collectionDuration{
+		{"realtime_interval", c.RealtimeInterval, minRealtimeInterval, maxRealtimeInterval, minRealtimeInterval},
+		{"historical_interval", c.HistoricalInterval, minHistoricalInterval, maxHistoricalInterval, minHistoricalInterval},
+		{"events_poll", c.EventsPoll, minEventsPoll, maxEventsPoll, 0},
+		{"tag_interval", c.TagInterval, minTagInterval, maxTagInterval, 0},
+	}
+}
+
+type collectionDuration struct {
+	name     string
+	p        *string
+	lo, hi   time.Duration
+	multiple time.Duration
+}
+
+func (c *collectionInput) validate(v *fieldErrors) {
+	if c.RealtimeInterval == nil && c.HistoricalInterval == nil && c.EventsPoll == nil && c.TagInterval == nil && c.Counters == nil {
+		v.add("collection", FieldRequired, map[string]any{"one_of": "realtime_interval, historical_interval, events_poll, tag_interval, counters"})
+		return
+	}
+	for _, f := range c.durations() {
+		if f.p == nil {
+			continue
+		}
+		field := "collection." + f.name
+		d, err := time.ParseDuration(*f.p)
+		if err != nil {
+			v.add(field, FieldInvalidFormat, map[string]any{"format": `a duration such as 40s or 10m; "0s": the agents' own`})
+			continue
+		}
+		if d == 0 {
+			continue
+		}
+		if d < f.lo || d > f.hi {
+			v.add(field, FieldOutOfRange, map[string]any{"min": FormatDuration(f.lo), "max": FormatDuration(f.hi)})
+		} else if f.multiple > 0 && d%f.multiple != 0 {
+			v.add(field, FieldInvalidValue, map[string]any{"multiple_of": FormatDuration(f.multiple)})
+		} else if d%time.Second != 0 {
+			v.add(field, FieldInvalidValue, map[string]any{"multiple_of": "1s"})
+		}
+	}
+	if len(c.Counters) > len(collection.Kinds) {
+		v.add("collection.counters", FieldInvalidValue, map[string]any{"kinds": collection.Kinds})
+	}
+	for kind, names := range c.Counters {
+		if !slices.Contains(collection.Kinds, kind) {
+			// The kind is not echoed back: the field names the group.
+			v.add("collection.counters", FieldInvalidValue, map[string]any{"reason": "unknown entity kind", "kinds": collection.Kinds})
+			continue
+		}
+		if names == nil {
+			continue
+		}
+		field := "collection.counters." + kind
+		if len(*names) > protocol.MaxCountersPerKind {
+			v.add(field, FieldOutOfRange, map[string]any{"max": protocol.MaxCountersPerKind})
+			continue
+		}
+		seen := map[string]bool{}
+		for i, n := range *names {
+			f := fmt.Sprintf("%s[%d]", field, i)
+			switch {
+			case !collection.ValidCounterName(n):
+				v.add(f, FieldInvalidFormat, map[string]any{"format": "group.counter.rollup, e.g. cpu.usage.average (rollup: average, summation, latest, maximum, minimum or none)"})
+			case seen[n]:
+				v.add(f, FieldInvalidValue, map[string]any{"reason": "listed twice"})
+			}
+			seen[n] = true
+		}
+	}
+}
+
+// apply merges the (validated) input into the stored document.
+func (c *collectionInput) apply(d collection.Doc) collection.Doc {
+	for _, f := range []struct {
+		p   *string
+		dst *string
+	}{{c.RealtimeInterval, &d.RealtimeInterval}, {c.HistoricalInterval, &d.HistoricalInterval}, {c.EventsPoll, &d.EventsPoll}, {c.TagInterval, &d.TagInterval}} {
+		if f.p == nil {
+			continue
+		}
+		v, _ := time.ParseDuration(*f.p) // validated
+		*f.dst = ""
+		if v != 0 {
+			*f.dst = v.String()
+		}
+	}
+	if len(c.Counters) > 0 {
+		counters := map[string][]string{}
+		for k, names := range d.Counters {
+			counters[k] = names
+		}
+		for kind, names := range c.Counters {
+			if names == nil || len(*names) == 0 {
+				delete(counters, kind)
+			} else {
+				counters[kind] = slices.Clone(*names)
+			}
+		}
+		d.Counters = counters
+		if len(counters) == 0 {
+			d.Counters = nil
+		}
+	}
+	return d
+}
+
+// collectionView is the API's form of a stored document.
+func collectionView(d collection.Doc) CollectionSettings {
+	out := CollectionSettings{Counters: map[string][]string{}}
+	for _, f := range []struct {
+		v   string
+		dst **string
+	}{{d.RealtimeInterval, &out.RealtimeInterval}, {d.HistoricalInterval, &out.HistoricalInterval}, {d.EventsPoll, &out.EventsPoll}, {d.TagInterval, &out.TagInterval}} {
+		if v, err := time.ParseDuration(f.v); err == nil && v > 0 {
+			s := FormatDuration(v)
+			*f.dst = &s
+		}
+	}
+	for k, names := range d.Counters {
+		out.Counters[k] = slices.Clone(names)
+	}
+	return out
 }
 
 // checkDuration validates an optional duration field within [lo, hi].
@@ -371,9 +578,12 @@ func checkDuration(v *fieldErrors, field string, p *string, lo, hi time.Duration
 }
 
 func (b *settingsInput) validate(v *fieldErrors) {
-	if b.Retention == nil && b.Lockout == nil && b.Sessions == nil && b.Backup == nil {
-		v.add("retention", FieldRequired, map[string]any{"one_of": "retention, lockout, sessions, backup"})
+	if b.Retention == nil && b.Lockout == nil && b.Sessions == nil && b.Backup == nil && b.Collection == nil {
+		v.add("retention", FieldRequired, map[string]any{"one_of": "retention, lockout, sessions, backup, collection"})
 		return
+	}
+	if b.Collection != nil {
+		b.Collection.validate(v)
 	}
 	if b.Retention != nil {
 		for name, p := range map[string]*string{"raw": b.Retention.Raw, "5m": b.Retention.R5m, "1h": b.Retention.R1h, "1d": b.Retention.R1d} {
@@ -408,6 +618,13 @@ func (h *settingsResource) put(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
+	// Every group acts on the whole fleet (retention deletes every site's
+	// history, collection settings reach every agent, lockout and sessions
+	// every account): a caller whose data scope is limited to some sites
+	// changes none of them, whatever its permissions.
+	if p, ok := auth.PrincipalFrom(ctx); ok && !p.Scope.Unrestricted() {
+		return newError(http.StatusForbidden, CodeScopeRestricted)
+	}
 	if body.Lockout != nil || body.Sessions != nil {
 		// The lockout policy and session lifetimes act on every account:
 		// with system:write alone they could lock administrators out (one
@@ -497,7 +714,28 @@ func (h *settingsResource) put(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		return nil
+		if body.Collection == nil {
+			return nil
+		}
+		// Read and written in the transaction (the row locked), so two
+		// concurrent changes merge; every replica is told at COMMIT.
+		// The row is created first if it never was, or two first changes
+		// would each lock nothing and the later would drop the earlier's
+		// fields. The placeholder keeps the version and time a real write
+		// sets; Read takes an empty document as "nothing set".
+		if _, err := tx.Exec(ctx, `INSERT INTO settings (key, value, updated_by) VALUES ($1, '{}', $2) ON CONFLICT (key) DO NOTHING`,
+			collection.Key, principalLabel(p)); err != nil {
+			return fmt.Errorf("settings: create collection settings: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM settings WHERE key = $1 FOR UPDATE`, collection.Key); err != nil {
+			return fmt.Errorf("settings: lock collection settings: %w", err)
+		}
+		cur, _, _, err := collection.Read(ctx, tx)
+		if err != nil {
+			return err
+		}
+		_, err = collection.Write(ctx, tx, body.Collection.apply(cur), principalLabel(p))
+		return err
 	})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -80,5 +81,38 @@ func TestSettingsAPI(t *testing.T) {
 	}
 	if c := diff.Changes["retention"]; c.Before["raw"] != "168h" || c.After["raw"] != "240h" || c.After["5m"] != "720h" {
 		t.Errorf("audited diff: %s", summary)
+	}
+}
+
+// TestSettingsRefusedToScopedCaller: every settings group acts on the
+// whole fleet (retention deletes every site's history, collection settings
+// reach every agent), so a caller whose data scope is limited to some
+// sites changes none of them, even with the admin role; nothing is stored
+// and the refusal is audited.
+func TestSettingsRefusedToScopedCaller(t *testing.T) {
+	e := newEnv(t, nil)
+	e.inventory() // sites dc-east and dc-west
+	east := e.scopedUser("east-admin", `["admin"]`, `{"sites":["dc-east"],"vm_groups":[]}`)
+	before := e.do("GET", "/api/v1/system/settings", e.tokens["admin"], "")
+	for i, body := range []string{
+		`{"collection":{"realtime_interval":"300s","counters":{"vm":["cpu.usage.average"]}}}`,
+		`{"retention":{"raw":"48h"}}`,
+		`{"backup":{"compression":1}}`,
+	} {
+		id := fmt.Sprintf("req-scoped-settings-%d", i)
+		res := e.do("PUT", "/api/v1/system/settings", east, body, "X-Request-ID", id)
+		if res.status != 403 || res.code() != CodeScopeRestricted {
+			t.Errorf("scoped PUT %s = %d %s; want 403 %s", body, res.status, res.raw, CodeScopeRestricted)
+		}
+		if recs := e.auditRecords(id); len(recs) != 1 || recs[0].Status != 403 || recs[0].Action != "settings.update" {
+			t.Errorf("audit of the refused PUT %s: %+v", body, recs)
+		}
+	}
+	if after := e.do("GET", "/api/v1/system/settings", e.tokens["admin"], ""); string(after.raw) != string(before.raw) {
+		t.Errorf("settings changed by refused writes:\nbefore %s\nafter  %s", before.raw, after.raw)
+	}
+	// The unrestricted administrator still can.
+	if res := e.do("PUT", "/api/v1/system/settings", e.tokens["admin"], `{"collection":{"realtime_interval":"40s"}}`); res.status != 200 {
+		t.Errorf("admin PUT = %d %s", res.status, res.raw)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/vmpulse/vmpulse/aggregator/internal/ingest/collection"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 	"github.com/vmpulse/vmpulse/protocol"
 )
@@ -41,6 +42,9 @@ const relayTimeout = 3 * time.Second
 // fallback, within one heartbeat interval, should a notification be
 // missed while a replica's listening connection is down). Connected
 // lists the agents connected to any replica (the registry's live leases).
+//
+// Collection settings: the replica listens on collection.Channel too and
+// pushes the settings to its agents (collection_push.go).
 //
 // Registry: the server registers the replica (Registry.HeartbeatReplica)
 // at start and every heartbeat interval with its version, addresses,
@@ -89,6 +93,9 @@ type cluster struct {
 	listening atomic.Bool
 	mu        sync.Mutex
 	waiting   map[string]chan struct{} // relayed commands awaiting an ack, by id
+	// collectionReq asks for a check of the collection settings
+	// (collection_push.go).
+	collectionReq chan struct{}
 }
 
 // DefaultReplicaID is hostname:pid:nonce, the nonce (4 random hex
@@ -108,7 +115,7 @@ func newCluster(c *Cluster) *cluster {
 	if c.ReplicaID == "" {
 		c.ReplicaID = DefaultReplicaID()
 	}
-	return &cluster{cfg: c, started: time.Now(), waiting: map[string]chan struct{}{}}
+	return &cluster{cfg: c, started: time.Now(), waiting: map[string]chan struct{}{}, collectionReq: make(chan struct{}, 1)}
 }
 
 // ReplicaID is this replica's name ("" without a Cluster).
@@ -127,7 +134,11 @@ func (s *Server) RelayListening() bool { return s.cl != nil && s.cl.listening.Lo
 // until ctx ends, then marks the replica stopped.
 func (s *Server) runCluster(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		s.runCollectionPush(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		delay := 500 * time.Millisecond
@@ -161,15 +172,23 @@ func (s *Server) listenRelay(ctx context.Context) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, `LISTEN `+CommandChannel); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+CommandChannel+`; LISTEN `+collection.Channel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	s.cl.listening.Store(true)
 	defer s.cl.listening.Store(false)
+	// A change announced while we were not listening is found now.
+	s.cl.requestCollection()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if n.Channel == collection.Channel {
+			// The payload is not trusted (any role may NOTIFY): the push
+			// reads the settings from their table.
+			s.cl.requestCollection()
+			continue
 		}
 		s.handleRelay(ctx, n.Payload)
 	}

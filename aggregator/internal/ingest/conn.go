@@ -34,6 +34,9 @@ type agentConn struct {
 	// message shows it is not one.
 	unsettled sync.WaitGroup
 	hadData   atomic.Bool // a data stream was served: acks may be in flight
+	// collectionRev is the revision of the collection settings the agent
+	// was sent (in its Welcome or a command); see collection.go.
+	collectionRev atomic.Int64
 }
 
 func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
@@ -236,6 +239,7 @@ func (s *Server) serveControl(ctx context.Context, ac *agentConn, st *quic.Strea
 		HeartbeatInterval: s.cfg.HeartbeatInterval,
 		MaxInFlight:       s.cfg.MaxInFlight,
 		ServerTime:        time.Now().UnixMilli(),
+		Collection:        s.welcomeCollection(ctx, ac),
 	}
 	if err := protocol.WriteMessage(st, w); err != nil {
 		ac.log.Warn("write welcome", "err", err)
@@ -356,9 +360,10 @@ func (s *Server) serveData(ctx context.Context, ac *agentConn, st *quic.Stream, 
 				return
 			}
 			// Committed and new (a redelivery was published the first
-			// time): hand the samples to the realtime hub before the ack.
-			if d.samples != nil && ack.Status == protocol.AckStored && s.cfg.Publisher != nil {
-				s.cfg.Publisher.PublishSamples(ac.site, ac.agentID, d.samples)
+			// time): hand the samples to the realtime hub, and the events
+			// to the alert engine, before the ack.
+			if ack.Status == protocol.AckStored {
+				s.publishCommitted(ac, &d)
 			}
 		}
 		if err := protocol.WriteMessage(st, &ack); err != nil {
@@ -385,6 +390,8 @@ type decoded struct {
 	write func(context.Context) (store.Result, error)
 	// samples is the payload of a samples batch, published once stored.
 	samples *protocol.Samples
+	// events is the payload of an events batch, published once stored.
+	events *protocol.Events
 }
 
 // decode decompresses and decodes a batch's payload. A payload that cannot
@@ -411,6 +418,7 @@ func (s *Server) decode(ac *agentConn, b *protocol.Batch) decoded {
 		var p *protocol.Events
 		if p, err = b.Events(); err == nil {
 			d.write = func(ctx context.Context) (store.Result, error) { return s.store.WriteEvents(ctx, meta, p) }
+			d.events = p
 		}
 	case protocol.KindGap:
 		var p *protocol.Gap
