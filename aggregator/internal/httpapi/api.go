@@ -244,7 +244,7 @@ func (a *API) router() http.Handler {
 	a.mountMetrics(r)
 	r.Route("/api/v1", func(v chi.Router) {
 		// JSON and CSV answers are compressed for clients that accept it (a
-		// VM page of 100 rows shrinks ~8×); streams and downloads of
+		// page of six VMs: 2,895 → 668 bytes); streams and downloads of
 		// already-compressed dumps keep their own types and pass through,
 		// and a WebSocket upgrade is never compressed (no content type).
 		v.Use(middleware.Compress(5, "application/json", "text/csv"))

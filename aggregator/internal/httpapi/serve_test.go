@@ -134,6 +134,7 @@ func TestResponsesCompressed(t *testing.T) {
 	if zipped.Code != 200 || zipped.Header().Get("Content-Encoding") != "gzip" || !strings.Contains(zipped.Header().Get("Vary"), "Accept-Encoding") {
 		t.Fatalf("with gzip: %d, encoding %q, vary %q", zipped.Code, zipped.Header().Get("Content-Encoding"), zipped.Header().Get("Vary"))
 	}
+	zlen := zipped.Body.Len()
 	zr, err := gzip.NewReader(zipped.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +146,7 @@ func TestResponsesCompressed(t *testing.T) {
 	if !bytes.Equal(body, plain.Body.Bytes()) {
 		t.Errorf("gzipped answer decodes to %d bytes, plain is %d", len(body), plain.Body.Len())
 	}
+	t.Logf("GET /vms: %d bytes plain, %d gzipped", plain.Body.Len(), zlen)
 	// Errors are envelopes too, compressed alike; the X-Request-ID and
 	// nosniff headers survive.
 	if nf := get("/api/v1/vms/nope:vm-404", "gzip"); nf.Code != 404 || nf.Header().Get("Content-Encoding") != "gzip" ||
