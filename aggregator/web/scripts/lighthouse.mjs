@@ -13,7 +13,9 @@
 // scores (0-100), every run's scores, the metrics behind the performance
 // score and the audits that did not pass. The console benchmark (internal/console/e2e)
 // runs it and prints the figures. Exits non-zero when a run fails. With
-// LIGHTHOUSE_REPORTS=dir, each run's full report is saved there as JSON.
+// LIGHTHOUSE_REPORTS=dir, each run's full report is saved there as JSON;
+// PAGES=overview and FORM_FACTORS=mobile (comma-separated) audit only
+// those, for looking into one result.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as chromeLauncher from 'chrome-launcher';
@@ -28,6 +30,9 @@ if (!base || !user || !password) {
 }
 const chromePath = process.env.CHROME_PATH || '/usr/bin/chromium';
 const RUNS = Math.max(1, Number(process.env.RUNS ?? 3) || 3);
+const only = (v, all) => (v ? all.filter((x) => v.split(',').includes(x)) : all);
+const PAGES = only(process.env.PAGES, ['login', 'overview']);
+const FORM_FACTORS = only(process.env.FORM_FACTORS, ['mobile', 'desktop']);
 
 const METRICS = {
   fcp_ms: 'first-contentful-paint',
@@ -59,9 +64,9 @@ const chrome = await chromeLauncher.launch({
 let failed = false;
 try {
   const browser = await puppeteer.connect({ browserURL: `http://127.0.0.1:${chrome.port}`, defaultViewport: null });
-  for (const formFactor of ['mobile', 'desktop']) {
+  for (const formFactor of FORM_FACTORS) {
     const config = formFactor === 'desktop' ? desktopConfig : undefined;
-    for (const name of ['login', 'overview']) {
+    for (const name of PAGES) {
       const runs = [];
       try {
         for (let i = 0; i < RUNS; i++) {

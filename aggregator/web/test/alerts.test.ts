@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AlertRule } from '../src/api/types';
-import { alertAge, draftOf, matcherText, newDraft, parseMatchers, ruleOf, sortProblems } from '../src/lib/alerts';
+import { alertAge, draftOf, ENTITY_KINDS, matcherText, newDraft, parseMatchers, previewable, ruleOf, sortProblems, STATE_METRICS_BY_KIND, stateMetricsOf } from '../src/lib/alerts';
 
 describe('rule editor draft', () => {
   it('names every bad field the way the API does', () => {
@@ -84,5 +84,27 @@ describe('problems', () => {
       a(4, false, 'critical', '2026-01-01T01:00:00Z'),
     ]).map((x) => x.id);
     expect(got).toEqual([4, 3, 2, 1]);
+  });
+});
+
+describe('rule editor kinds', () => {
+  it('offers vCenter rules with their reachability metric', () => {
+    expect(ENTITY_KINDS).toContain('vcenter');
+    expect(stateMetricsOf('vcenter')).toEqual(['vcenter.reachable.state']);
+    expect(stateMetricsOf('vm')).not.toContain('vcenter.reachable.state');
+    for (const k of ENTITY_KINDS) expect(STATE_METRICS_BY_KIND, k).toHaveProperty([k]);
+  });
+
+  it('previews only the kinds whose samples are stored', () => {
+    expect(ENTITY_KINDS.filter(previewable)).toEqual(['vm', 'host', 'cluster', 'datastore']);
+  });
+
+  it('sends a vCenter rule with its sources as entities', () => {
+    const d = { ...newDraft(), name: 'vc down', entity_kind: 'vcenter', entities: 'vc-east.example.com, vc-west.example.com' };
+    d.conditions = [{ metric: 'vcenter.reachable.state', agg: 'last', window: '', op: '<', threshold: '1', clear: '' }];
+    const { rule, problems } = ruleOf(d);
+    expect(problems).toEqual([]);
+    expect(rule.entity_kind).toBe('vcenter');
+    expect(rule.scope.entities).toEqual(['vc-east.example.com', 'vc-west.example.com']);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { batchBodyOf, emptyGroupDraft, groupDraftOf, groupInputOf, labelLines, ruleText } from '../src/lib/vmgroups';
+import { batchBodyOf, emptyGroupDraft, groupDraftOf, groupInputOf, labelLines, membershipOf, ruleText } from '../src/lib/vmgroups';
 
 describe('VM group form', () => {
   it('requires a name', () => {
@@ -52,5 +52,16 @@ describe('VM batch', () => {
     expect(batchBodyOf(['vc:vm-1'], 'forget', '', '').problems).toEqual([{ field: 'confirm', key: 'batch.forgetConfirmRequired' }]);
     expect(batchBodyOf(['vc:vm-1'], 'forget', 'g1', 'a=1', true)).toEqual({ body: { vms: ['vc:vm-1'], action: 'forget' }, problems: [] });
     expect(batchBodyOf([], 'forget', '', '', true).problems).toEqual([{ field: 'vms', key: 'batch.noneSelected' }]);
+  });
+});
+
+describe('VM group membership', () => {
+  it('tells by hand, by rule and both apart', () => {
+    expect(membershipOf({ static: true, by_rule: false })).toBe('static');
+    expect(membershipOf({ static: false, by_rule: true })).toBe('rule');
+    expect(membershipOf({ static: true, by_rule: true })).toBe('both');
+  });
+  it('takes a group without the flags as a membership by hand', () => {
+    expect(membershipOf({})).toBe('static');
   });
 });

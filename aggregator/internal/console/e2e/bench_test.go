@@ -222,23 +222,33 @@ func BenchmarkConsole(b *testing.B) {
 		}
 		cache(bctx, b, false)
 
-		// Log in; the overview is ready when all its site tiles are drawn and nothing is loading.
+		// Log in; the overview's first screen is ready when every site has its
+		// tile (name and state: all reachable), the tiles on screen have their
+		// figures drawn and nothing is loading. The tiles below are drawn when
+		// scrolled near: "all" is when every tile has its figures, the page
+		// scrolled down a screen per frame from the first screen on.
 		do("login form", chromedp.SendKeys(chromedp.CSS(`#login-user`), adminName), chromedp.SendKeys(chromedp.CSS(`#login-password`), adminPassword))
 		phases, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]float64](`new Promise((resolve, reject) => { const t0 = performance.now();
 			document.querySelector('button[type=submit]').click();
 			const end = (part) => { const e = performance.getEntriesByType('resource').filter(x => x.name.includes(part)).pop();
 				return e ? e.responseEnd - t0 : -1; };
-			const check = () => { const tiles = document.querySelectorAll('[data-testid=site-tiles] [data-site]').length;
-				if (tiles >= `+fmt.Sprint(benchSites)+` && !document.querySelector('main .loading')) { const ready = performance.now() - t0;
-					resolve({ready, login: end('/auth/login'), me: end('/auth/me'), sites: end('/sites?'), overview: end('/realtime/overview')}); }
-				else if (performance.now() - t0 > 60000) reject(new Error('overview not ready in 60 s'));
+			const onScreen = (e) => { const r = e.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight; };
+			let ready = 0, screenTiles = 0;
+			const check = () => { const tiles = [...document.querySelectorAll('[data-testid=site-tiles] [data-site]')];
+				const seen = tiles.filter(onScreen);
+				if (!ready && tiles.length >= `+fmt.Sprint(benchSites)+` && !document.querySelector('main .loading') && seen.length > 0 &&
+					seen.every(e => e.hasAttribute('data-drawn'))) { ready = performance.now() - t0; screenTiles = seen.length; }
+				else if (ready) scrollBy(0, innerHeight);
+				if (ready && tiles.every(e => e.hasAttribute('data-drawn'))) { const all = performance.now() - t0;
+					resolve({ready, all, screenTiles, login: end('/auth/login'), me: end('/auth/me'), sites: end('/sites?'), overview: end('/realtime/overview')}); }
+				else if (performance.now() - t0 > 60000) reject(new Error('overview not ready in 60 s (first screen at ' + ready + ' ms)'));
 				else requestAnimationFrame(check); };
 			requestAnimationFrame(check); })`, chromedp.EvalAwaitPromise))
 		if err != nil {
 			b.Fatalf("overview: %v", err)
 		}
 		ready, login := phases["ready"], phases["login"]
-		tiles := get("tiles", `document.querySelectorAll('[data-testid=site-tiles] [data-site]').length`)
+		tiles := get("tiles", `document.querySelectorAll('[data-testid=site-tiles] [data-site][data-drawn]').length`)
 		slow, err := chromedp.Run(bctx, chromedp.Evaluate[string](`performance.getEntriesByType('resource').filter(e => e.name.includes('/api/'))
 			.sort((a, b) => b.duration - a.duration).slice(0, 6).map(e => Math.round(e.duration) + ' ms ' + e.name.replace(location.origin, '')).join('; ')`))
 		if err == nil {
@@ -264,9 +274,12 @@ func BenchmarkConsole(b *testing.B) {
 		}
 		js := initialJSGzip(b)
 		fmt.Printf("figure: console_fcp_ms %.0f ms (median of 5 cold loads of the login page: %v; goal 300)\n", median(fcps), roundAll(fcps))
-		fmt.Printf("figure: overview_ready_ms %.0f ms (from the login's answer to %0.f site tiles drawn and nothing loading, %d sites and %d VMs seeded; "+
-			"goal 1000; from the click: %.0f ms, of which the password check %.0f ms; GET /realtime/overview answered at %.0f ms, /sites at %.0f ms)\n",
-			ready-login, tiles, benchSites, benchSites*benchVMsPerSite, ready, login, phases["overview"], phases["sites"])
+		fmt.Printf("figure: overview_ready_ms %.0f ms (first screen: from the login's answer to a tile for each of the %d sites, the %.0f on screen "+
+			"(1400×1000 window) with their figures drawn and nothing loading, %d VMs seeded; goal 1000; from the click: %.0f ms, of which the password "+
+			"check %.0f ms; GET /realtime/overview answered at %.0f ms, /sites at %.0f ms)\n",
+			ready-login, benchSites, phases["screenTiles"], benchSites*benchVMsPerSite, ready, login, phases["overview"], phases["sites"])
+		fmt.Printf("figure: overview_all_tiles_ms %.0f ms (from the login's answer to all %.0f tiles' figures drawn, the page scrolled "+
+			"down a screen per frame once the first screen was ready)\n", phases["all"]-login, tiles)
 		fmt.Printf("figure: chart_86400_points_ms %.0f ms (%.0f points in 10 series, first draw, median of 3: %v; goal 250)\n", median(draws), points, roundAll(draws))
 		fmt.Printf("figure: console_initial_js_kb_gz %.1f KB (goal 60)\n", float64(js)/1024)
 		lighthouseFigures(b, srv.URL, exe)

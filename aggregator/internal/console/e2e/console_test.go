@@ -422,7 +422,7 @@ func TestConsole(t *testing.T) {
 	// The overview: a tile per site; dc-west offline with its backlog.
 	tiles := run(b, "site tiles", chromedp.Evaluate[[]map[string]string](`[...document.querySelectorAll('[data-site]')].map(e => ({site: e.dataset.site,
 		state: e.dataset.state, drain: e.dataset.drain, backlog: e.querySelector('[data-field=backlog] dd')?.innerText ?? '',
-		eta: e.querySelector('[data-eta-seconds]')?.dataset.etaSeconds ?? ''}))`))
+		eta: e.querySelector('[data-eta-seconds]')?.dataset.etaSeconds ?? '', drawn: String(e.hasAttribute('data-drawn'))}))`))
 	bySite := map[string]map[string]string{}
 	for _, x := range tiles {
 		bySite[x["site"]] = x
@@ -431,6 +431,8 @@ func TestConsole(t *testing.T) {
 	b.snap("overview")
 	b.axe("overview", axe)
 	b.check("overview sites", len(tiles) == 2 && west != nil && east != nil, "tiles %v, want dc-east and dc-west", tiles)
+	// Both tiles are on screen, so their figures are drawn before the first paint.
+	b.check("overview tiles drawn", west != nil && east != nil && west["drawn"] == "true" && east["drawn"] == "true", "tiles %v, want both drawn", tiles)
 	b.check("offline site", west["state"] == "offline" && strings.Contains(west["backlog"], "500"), "dc-west tile %v: want offline with 500 batches unsent", west)
 	if hasOverview {
 		b.check("offline site waits", west["drain"] == "waiting", "dc-west drain %q, want waiting", west["drain"])

@@ -71,7 +71,7 @@ func vmEditors(b *browser, base, axe string, f fleet) []page {
 		chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector('#vme-group'); s.value = '`+gid+`';
 			s.dispatchEvent(new Event('change', {bubbles: true})); })()`),
 		chromedp.Click(chromedp.CSS(`[data-testid=vm-group-add]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=vm-groups] li[data-group="`+gid+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=vm-groups] li[data-group="`+gid+`"][data-membership="static"]`)),
 	)
 	b.axe("vm groups editor", axe)
 	b.do("reload vm groups", 20*time.Second,
@@ -110,6 +110,22 @@ func vmEditors(b *browser, base, axe string, f fleet) []page {
 		typeInto(`#vg-site`, "dc-east"),
 		chromedp.Click(chromedp.CSS(`[data-testid=group-save]`)),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-vm-group="e2e-db"] a[data-members="1"]`)),
+	)
+	// db-01 is in e2e-db by its rule alone: the VM page says so and offers
+	// no Remove (only a membership by hand can be removed).
+	dbGroup := run(b, "rule group id", chromedp.AttributeValue(chromedp.CSS(`tr[data-vm-group="e2e-db"]`), "data-id")).Value
+	b.visit(base, axe, "vm group by rule", "/vms/"+url.PathEscape(vcEast+":vm-2"), `[data-testid=vm-groups] li[data-group="`+dbGroup+`"][data-membership="rule"]`)
+	byRule := run(b, "membership by rule", chromedp.Evaluate[struct {
+		Remove bool   `json:"remove"`
+		Text   string `json:"text"`
+	}](`(() => { const li = document.querySelector('[data-testid=vm-groups] li[data-group="`+dbGroup+`"]');
+		return {remove: !!li.querySelector('button[data-group-remove]'), text: li.innerText}; })()`))
+	ruleText := readCatalog(t)["en"]["vmEdit.member.rule"]
+	b.check("membership by rule", !byRule.Remove && ruleText != "" && strings.Contains(byRule.Text, ruleText),
+		"db-01 in e2e-db: %+v, want %q and no Remove button", byRule, ruleText)
+	b.do("delete the rule group", 30*time.Second,
+		chromedp.Navigate(base+"/vm-groups"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-vm-group="e2e-db"]`)),
 		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
 		chromedp.Click(chromedp.CSS(`tr[data-vm-group="e2e-db"] button[data-group-delete]`)),
 		chromedp.WaitNotPresent(chromedp.CSS(`tr[data-vm-group="e2e-db"]`)),

@@ -74,6 +74,32 @@ func operatorPages(b *browser, base, axe string, f fleet) []page {
 		chromedp.Click(chromedp.CSS(`[data-testid=rule-preview]`)),
 		chromedp.WaitVisible(chromedp.CSS(`.field-error[data-field="conditions[0].threshold"]`)),
 	)
+	// A vCenter rule: the kind is offered with its reachability metric; the
+	// preview is off (heartbeats are not stored as samples) and says so;
+	// saved disabled, the list names its kind from the catalog.
+	b.do("vcenter rule", 30*time.Second,
+		chromedp.Navigate(base+"/alerts/rules/new"),
+		chromedp.WaitReady(chromedp.CSS(`#r-kind option[value="vcenter"]`)),
+		chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector('#r-kind'); s.value = 'vcenter';
+			s.dispatchEvent(new Event('change', {bubbles: true})); })()`),
+		chromedp.WaitReady(chromedp.CSS(`#r-metrics option[value="vcenter.reachable.state"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=rule-no-preview]`)),
+		chromedp.WaitReady(chromedp.CSS(`[data-testid=rule-preview]:disabled`)),
+	)
+	b.axe("vcenter rule", axe)
+	b.do("save vcenter rule", 30*time.Second,
+		chromedp.SendKeys(chromedp.CSS(`#r-name`), "e2e vCenter"),
+		chromedp.SendKeys(chromedp.CSS(`#c0-metric`), "vcenter.reachable.state"),
+		chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector('#c0-op'); s.value = '<';
+			s.dispatchEvent(new Event('change', {bubbles: true})); })()`),
+		chromedp.SendKeys(chromedp.CSS(`#c0-th`), "1"),
+		chromedp.Click(chromedp.CSS(`#r-enabled`)),
+		chromedp.Click(chromedp.CSS(`form.rule-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-rule="e2e vCenter"]`)),
+	)
+	enKind := readCatalog(t)["en"]["kind.vcenter"]
+	kind := run(b, "vcenter rule kind", chromedp.Text(chromedp.CSS(`tr[data-rule="e2e vCenter"] td:nth-child(2)`)))
+	b.check("vcenter rule kind", enKind != "" && kind == enKind, "the rule list names the kind %q, want the catalog's kind.vcenter %q", kind, enKind)
 
 	// Channels: create a webhook channel; its test button reports what the API answered.
 	b.visit(base, axe, "channels", "/alerts/channels", `#ch-name`)

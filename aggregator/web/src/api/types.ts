@@ -159,7 +159,13 @@ export interface VMDetail extends VM {
   description: string;
   owner: string;
   labels: Record<string, string>;
-  groups: Ref[];
+  groups: VMGroupRef[];
+}
+
+/** A group of GET /vms/{id}: how the VM is a member (by hand, by the group's rule, or both). */
+export interface VMGroupRef extends Ref {
+  static: boolean;
+  by_rule: boolean;
 }
 
 export interface VMGroup {

@@ -7,7 +7,7 @@ import { t, tv } from '../i18n';
 import { EditError } from './Escalation';
 import { useAction } from '../lib/action';
 import { useAsync } from '../lib/hooks';
-import { ruleText } from '../lib/vmgroups';
+import { membershipOf } from '../lib/vmgroups';
 import { batchFailures, fieldOfRow, labelRows, vmPatchOf, type BatchItem, type LabelRow, type VMFieldsDraft } from '../lib/vmfields';
 
 /** A message beside a field: the editor's own problem (a catalog key) or the API's (its message). */
@@ -133,8 +133,6 @@ export function VMGroupsEditor({ vm, onChanged }: { vm: VMDetail; onChanged: () 
   const act = useAction();
   const member = new Set(vm.groups.map((g) => g.id));
   const others = (groups.data?.items ?? []).filter((g) => !member.has(g.id));
-  // Groups with a rule: the VM may be a member by the rule, which removing a hand-made membership does not change.
-  const ruled = new Set((groups.data?.items ?? []).filter((g) => ruleText(g.rule) !== '').map((g) => g.id));
 
   const change = (group: string, add: boolean) =>
     act.run(add ? 'add' : 'remove:' + group, async () => {
@@ -150,22 +148,26 @@ export function VMGroupsEditor({ vm, onChanged }: { vm: VMDetail; onChanged: () 
   return (
     <Card title={t('vmEdit.groups')} class="vm-groups-edit">
       <ul class="chips" data-testid="vm-groups">
-        {vm.groups.map((g) => (
-          <li key={g.id} class="chip" data-group={g.id}>
-            {g.name || g.id}{' '}
-            {ruled.has(g.id) && <span class="muted">{t('vmEdit.byRule')} </span>}
-            <button
-              type="button"
-              class="btn btn-small"
-              data-group-remove={g.id}
-              aria-label={t('vmEdit.groupRemove', { name: g.name || g.id })}
-              disabled={act.busy !== null}
-              onClick={() => void change(g.id, false)}
-            >
-              {t('vmEdit.remove')}
-            </button>
-          </li>
-        ))}
+        {vm.groups.map((g) => {
+          const m = membershipOf(g);
+          return (
+            <li key={g.id} class="chip" data-group={g.id} data-membership={m}>
+              {g.name || g.id} <span class="muted">{t('vmEdit.member.' + m)} </span>
+              {m !== 'rule' && (
+                <button
+                  type="button"
+                  class="btn btn-small"
+                  data-group-remove={g.id}
+                  aria-label={t('vmEdit.groupRemove', { name: g.name || g.id })}
+                  disabled={act.busy !== null}
+                  onClick={() => void change(g.id, false)}
+                >
+                  {t('vmEdit.remove')}
+                </button>
+              )}
+            </li>
+          );
+        })}
       </ul>
       {vm.groups.length === 0 && <p class="muted">{t('vmEdit.noGroups')}</p>}
       {groups.error !== undefined && <ErrorBox error={groups.error} onRetry={groups.reload} />}

@@ -4,26 +4,33 @@
 import type { AlertCondition, AlertRule, AlertRuleInput, AlertMatcher } from '../api/types';
 
 export const SEVERITIES = ['critical', 'warning', 'info'] as const;
-export const ENTITY_KINDS = ['vm', 'host', 'cluster', 'datastore', 'site'] as const;
+export const ENTITY_KINDS = ['vm', 'host', 'cluster', 'datastore', 'site', 'vcenter'] as const;
 export const OPS = ['>', '>=', '<', '<=', '==', '!='] as const;
 export const AGGS = ['last', 'avg', 'min', 'max'] as const;
 export const MATCH_OPS = ['=', '!=', '=~', '!~'] as const;
-/** State metrics of the default pack, besides the counters of GET /metrics. */
-export const STATE_METRICS = [
-  'agent.connected.count',
-  'host.connected.state',
-  'host.maintenance.state',
-  'datastore.free.pct',
-  'vm.snapshot.age_hours',
-  'vm.snapshot.count',
-  'datastore.accessible.state',
-  'datastore.full.days',
-  'vm.connected.state',
-  'vm.tools.running',
-  'vm.tools.outdated',
-  'agent.spool.dropping',
-  'agent.spool.backlog_minutes',
-] as const;
+/** State metrics of the default pack (internal/alert pack.go, vcenter.go, alarms.go) by entity kind, besides the counters of GET /metrics. */
+export const STATE_METRICS_BY_KIND: Readonly<Record<string, readonly string[]>> = {
+  vm: ['vm.snapshot.age_hours', 'vm.snapshot.count', 'vm.connected.state', 'vm.tools.running', 'vm.tools.outdated', 'vm.consolidation.needed', 'vcenter.alarm.status'],
+  host: ['host.connected.state', 'host.maintenance.state', 'vcenter.alarm.status'],
+  cluster: ['vcenter.alarm.status'],
+  datastore: ['datastore.free.pct', 'datastore.accessible.state', 'datastore.full.days', 'vcenter.alarm.status'],
+  site: ['agent.connected.count', 'agent.spool.dropping', 'agent.spool.backlog_minutes', 'agent.spool.used_pct'],
+  vcenter: ['vcenter.reachable.state'],
+};
+
+/**
+ * previewable says whether POST /alerts/rules/preview can replay a rule of
+ * this kind: site and vcenter rules follow the agents' heartbeats, which
+ * are not stored as samples, so the API refuses to preview them.
+ */
+export function previewable(kind: string): boolean {
+  return kind !== 'site' && kind !== 'vcenter';
+}
+
+/** stateMetricsOf lists the state metrics a rule of this entity kind can watch. */
+export function stateMetricsOf(kind: string): readonly string[] {
+  return STATE_METRICS_BY_KIND[kind] ?? [];
+}
 
 /** A condition as the form holds it: every field a string. */
 export interface ConditionDraft {

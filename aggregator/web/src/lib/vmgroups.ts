@@ -132,3 +132,18 @@ export function ruleText(r: GroupRule | null | undefined): string {
   for (const [k, v] of Object.entries(r.labels ?? {})) parts.push(k + '=' + v);
   return parts.join(' ');
 }
+
+/** How a VM belongs to a group, from GET /vms/{id}'s static and by_rule. */
+export type Membership = 'static' | 'rule' | 'both';
+
+/**
+ * membershipOf says whether a VM is a group's member by hand, by the
+ * group's rule, or both. A group listed with neither flag (an older
+ * aggregator) is taken as a membership by hand, which is what the list
+ * meant before the flags.
+ */
+export function membershipOf(g: { static?: boolean; by_rule?: boolean }): Membership {
+  if (g.by_rule && g.static) return 'both';
+  if (g.by_rule) return 'rule';
+  return 'static';
+}

@@ -1,8 +1,10 @@
+import { useRef } from 'preact/hooks';
 import { api, ApiError, type OverviewTopItem, type Page, type RealtimeOverview, type Site } from '../api';
 import { Badge, ErrorBox, Loading } from '../components/common';
 import { locale, t } from '../i18n';
 import { formatBytes, formatDuration, formatMetric, formatNumber, formatPercent, formatRelative, formatTime } from '../lib/format';
 import { useAsync, useNow } from '../lib/hooks';
+import { useLazyDraw } from '../lib/lazydraw';
 import { POWER_STATES, TOOLS_STATES } from '../lib/filters';
 import { etaAt, siteFromAgents, siteFromOverview, sortSites, type SiteHealth, type SiteState } from '../lib/sites';
 
@@ -104,17 +106,44 @@ function DrainText({ h, now }: { h: SiteHealth; now: Date }) {
   return <>–</>;
 }
 
+/**
+ * SiteTile is a site's tile. Its name, link and state are always there
+ * (find in page, screen readers); the figures are drawn when the tile is
+ * on screen or scrolled near (useLazyDraw), so 50 sites do not block the
+ * first paint. Until then the tile keeps its
+ * place (.tile-pending reserves a drawn tile's height).
+ */
 function SiteTile({ h, now }: { h: SiteHealth; now: Date }) {
-  const l = locale.value;
+  const ref = useRef<HTMLElement>(null);
+  const drawn = useLazyDraw(ref);
   const s = h.site;
   return (
-    <article class={'tile tile-' + h.state} data-site={s.name} data-state={h.state} data-drain={h.drain.kind} aria-labelledby={'site-' + s.name}>
+    <article
+      ref={ref}
+      class={'tile tile-' + h.state + (drawn ? '' : ' tile-pending')}
+      data-site={s.name}
+      data-state={h.state}
+      data-drain={h.drain.kind}
+      data-drawn={drawn ? '' : undefined}
+      aria-labelledby={'site-' + s.name}
+    >
       <header class="tile-head">
         <h3 id={'site-' + s.name}>
           <a href={'/sites/' + encodeURIComponent(s.name)}>{s.name}</a>
         </h3>
         <Badge tone={stateTone[h.state]}>{t('site.state.' + h.state)}</Badge>
       </header>
+      {drawn && <SiteFigures h={h} now={now} />}
+    </article>
+  );
+}
+
+/** SiteFigures is the body of a drawn tile. */
+function SiteFigures({ h, now }: { h: SiteHealth; now: Date }) {
+  const l = locale.value;
+  const s = h.site;
+  return (
+    <>
       {s.description && <p class="muted tile-desc">{s.description}</p>}
       <dl class="tile-stats">
         <div>
@@ -170,7 +199,7 @@ function SiteTile({ h, now }: { h: SiteHealth; now: Date }) {
           </>
         )}
       </dl>
-    </article>
+    </>
   );
 }
 

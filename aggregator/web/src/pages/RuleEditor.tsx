@@ -4,7 +4,7 @@ import { AlertsNav } from '../components/AlertsNav';
 import { ActionNotice, Card, ErrorBox, ErrorDetail, Loading } from '../components/common';
 import { locale, t } from '../i18n';
 import { useAction } from '../lib/action';
-import { AGGS, draftOf, emptyCondition, ENTITY_KINDS, newDraft, OPS, ruleOf, SEVERITIES, STATE_METRICS, type ConditionDraft, type FieldProblem, type RuleDraft } from '../lib/alerts';
+import { AGGS, draftOf, emptyCondition, ENTITY_KINDS, newDraft, OPS, ruleOf, previewable, SEVERITIES, stateMetricsOf, type ConditionDraft, type FieldProblem, type RuleDraft } from '../lib/alerts';
 import { formatDateTime, formatNumber } from '../lib/format';
 import { useAsync } from '../lib/hooks';
 import { can } from '../lib/me';
@@ -37,7 +37,7 @@ export default function RuleEditor({ params }: { params: Record<string, string> 
   if (!d) return <Loading />;
   const set = (p: Partial<RuleDraft>) => setD({ ...d, ...p });
   const setCond = (i: number, p: Partial<ConditionDraft>) => set({ conditions: d.conditions.map((c, j) => (j === i ? { ...c, ...p } : c)) });
-  const metrics = [...(catalog.data?.items ?? []).filter((m) => m.entity_kinds.includes(d.entity_kind)).map((m) => m.name), ...STATE_METRICS];
+  const metrics = [...(catalog.data?.items ?? []).filter((m) => m.entity_kinds.includes(d.entity_kind)).map((m) => m.name), ...stateMetricsOf(d.entity_kind)];
   const invalid = (f: string) => problems.some((p) => p.field === f);
 
   function checked() {
@@ -185,7 +185,7 @@ export default function RuleEditor({ params }: { params: Record<string, string> 
           {(['sites', 'entities', 'tags'] as const).map((f) => (
             <div class="filter" key={f}>
               <label for={'r-' + f}>{t('rules.scope.' + f)}</label>
-              <input id={'r-' + f} value={d[f]} placeholder={t('rules.listHint')} onInput={(e) => set({ [f]: e.currentTarget.value })} />
+              <input id={'r-' + f} value={d[f]} placeholder={t(f === 'entities' && d.entity_kind === 'vcenter' ? 'rules.listHint.vcenter' : 'rules.listHint')} onInput={(e) => set({ [f]: e.currentTarget.value })} />
             </div>
           ))}
         </div>
@@ -210,7 +210,14 @@ export default function RuleEditor({ params }: { params: Record<string, string> 
           </fieldset>
         )}
         <p class="filter-actions">
-          <button type="button" class="btn" disabled={act.busy !== null} onClick={() => void runPreview()} data-testid="rule-preview">
+          <button
+            type="button"
+            class="btn"
+            disabled={act.busy !== null || !previewable(d.entity_kind)}
+            aria-describedby={previewable(d.entity_kind) ? undefined : 'r-no-preview'}
+            onClick={() => void runPreview()}
+            data-testid="rule-preview"
+          >
             {t('rules.preview')}
           </button>
           {can('alert:write') && (
@@ -220,6 +227,11 @@ export default function RuleEditor({ params }: { params: Record<string, string> 
           )}
           {act.busy === 'preview' && <span role="status">{t('state.loading')}</span>}
         </p>
+        {!previewable(d.entity_kind) && (
+          <p class="muted" id="r-no-preview" data-testid="rule-no-preview">
+            {t('rules.previewHeartbeat')}
+          </p>
+        )}
       </form>
       {act.error !== undefined ? <ErrorDetail error={act.error} /> : <ActionNotice error={undefined} done={act.done} />}
       {preview && (

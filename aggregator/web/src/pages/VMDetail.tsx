@@ -8,6 +8,7 @@ import { chartBands } from '../lib/coverage';
 import { formatBytes, formatDateTime, formatDuration, formatMemoryMB, formatNumber, formatRelative } from '../lib/format';
 import { chartRangeSearch, customRangeOf, localInputValue, parseChartRange, RANGES, type ChartRange, type RangeKey } from '../lib/filters';
 import { bandOf } from '../lib/band';
+import { membershipOf } from '../lib/vmgroups';
 import { useAsync, useNow } from '../lib/hooks';
 import { can } from '../lib/me';
 import { navigate, search } from '../lib/router';
@@ -277,7 +278,7 @@ function Operator({ vm }: { vm: Detail }) {
           [t('vm.description'), vm.description],
           [t('vm.owner'), vm.owner],
           [t('vm.labels'), labels.length ? <Chips items={labels.map(([k, v]) => k + '=' + v)} /> : ''],
-          [t('vm.groups'), vm.groups.length ? <Chips items={vm.groups.map((g) => g.name || g.id)} /> : ''],
+          [t('vm.groups'), vm.groups.length ? <Chips items={vm.groups.map((g) => (g.name || g.id) + ' (' + t('vmEdit.member.' + membershipOf(g)) + ')')} /> : ''],
           [t('vm.tags'), vm.tags.length ? <Chips items={vm.tags} /> : ''],
           [t('vm.attributes'), attrs.length ? <Chips items={attrs.map(([k, v]) => k + ': ' + v)} /> : ''],
           [t('vm.annotation'), vm.annotation],
