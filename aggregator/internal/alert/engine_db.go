@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
 // entityMeta is what scopes and labels need of an inventory object.
@@ -93,16 +95,8 @@ func (d *DB) inventoryMeta(ctx context.Context) (map[entityKey]*entityMeta, erro
 	}
 	// Datastores' free space trend: a least-squares line through the
 	// free space recorded over the last 7 days, the current value included.
-	rows, err = d.pool.Query(ctx, `
-		WITH pts AS (
-			SELECT c.site, c.source, c.moref, (c.changes->'props.free'->>'new')::float8 AS free, extract(epoch FROM c.observed_at) AS t
-			FROM inventory_changes c
-			WHERE c.kind = 'datastore' AND c.observed_at > now() - interval '7 days' AND jsonb_typeof(c.changes->'props.free'->'new') = 'number'
-			UNION ALL
-			SELECT o.site, o.source, o.moref, (o.props->>'free')::float8, extract(epoch FROM o.observed_at)
-			FROM inventory_objects o WHERE o.kind = 'datastore' AND o.deleted_at IS NULL AND jsonb_typeof(o.props->'free') = 'number')
-		SELECT site, source, moref, regr_slope(free, t) FROM pts GROUP BY 1, 2, 3
-		HAVING count(*) >= 3 AND max(t) - min(t) >= 3600`)
+	// The rule is the store's, shared with the fleet overview.
+	rows, err = d.pool.Query(ctx, store.DatastoreFreeSlopeSQL)
 	if err != nil {
 		return nil, fmt.Errorf("alert: datastore trends: %w", err)
 	}

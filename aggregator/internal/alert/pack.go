@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/vmpulse/vmpulse/protocol"
+
+	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
 // State metrics: what the engine derives from the agent registry and the
@@ -81,8 +83,8 @@ func (m *entityMeta) stateMetrics(kind string, now time.Time) map[string]float64
 		if s := m.props["accessible"]; s != "" {
 			out[MetricDatastoreAccessible] = b2f(s == "true")
 		}
-		if ok2 && m.freeSlope < 0 {
-			out[MetricDatastoreDaysUntilFull] = f / -m.freeSlope / 86400
+		if days, ok := store.DaysToFull(f, m.freeSlope); ok2 && ok {
+			out[MetricDatastoreDaysUntilFull] = days
 		}
 	case KindVM:
 		if s := m.props["connection_state"]; s != "" {

@@ -30,6 +30,9 @@ type History interface {
 	// AlertCounts counts the open alerts in the caller's scope (the
 	// realtime overview).
 	AlertCounts(ctx context.Context) (store.AlertCounts, error)
+	// DatastoresClosestToFull lists the datastores in the caller's scope
+	// closest to full (the realtime overview).
+	DatastoresClosestToFull(ctx context.Context, limit int) ([]store.DatastoreFill, error)
 }
 
 // Limits of a history query.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -480,6 +481,22 @@ type OverviewAlerts struct {
 	Suppressed int64 `json:"suppressed"`
 }
 
+// OverviewDatastore is one datastore of the overview's closest to full.
+type OverviewDatastore struct {
+	ID          string  `json:"id"`
+	Name        string  `json:"name"`
+	Site        string  `json:"site"`
+	Capacity    int64   `json:"capacity"`
+	Free        int64   `json:"free"`
+	UsedPercent float64 `json:"used_percent"`
+	// DaysToFull is from the least-squares trend of free space over the
+	// last 7 days (the alert engine's rule); null without a falling trend.
+	DaysToFull *float64 `json:"days_to_full"`
+}
+
+// OverviewDatastores is how many datastores the overview lists.
+const OverviewDatastores = 10
+
 // Overview is GET /realtime/overview.
 type Overview struct {
 	At  time.Time `json:"at"`
@@ -501,6 +518,9 @@ type Overview struct {
 		DiskLatency   []OverviewTopItem `json:"disk_latency"`
 	} `json:"top"`
 	Sites []OverviewSite `json:"sites"`
+	// Datastores are the datastores closest to full, by days to full
+	// then used percent.
+	Datastores []OverviewDatastore `json:"datastores"`
 }
 
 // The counters of the overview's top lists.
@@ -552,6 +572,16 @@ func (h *realtimeResource) overview(w http.ResponseWriter, r *http.Request) erro
 	}
 	out.Alerts = OverviewAlerts{Active: ac.Active, BySeverity: ac.BySeverity, Unacknowledged: ac.Unacknowledged,
 		Silenced: ac.Silenced, Suppressed: ac.Suppressed}
+
+	fills, err := h.a.history.DatastoresClosestToFull(ctx, OverviewDatastores)
+	if err != nil {
+		return err
+	}
+	out.Datastores = make([]OverviewDatastore, 0, len(fills))
+	for _, f := range fills {
+		out.Datastores = append(out.Datastores, OverviewDatastore{ID: objectID(f.Source, f.Moref), Name: f.Name, Site: f.Site,
+			Capacity: f.Capacity, Free: f.Free, UsedPercent: math.Round(f.UsedPercent*100) / 100, DaysToFull: f.DaysToFull})
+	}
 
 	// Top VMs over the last minutes.
 	out.Top.WindowSeconds = OverviewWindow.Seconds()
@@ -910,6 +940,11 @@ func realtimeSchemas() map[string]any {
 					"state":              desc(str, "offline, caught_up, draining or stalled"),
 					"eta_seconds":        nullable(number, "backlog ÷ backlog_per_second; 0 when caught up; null when offline or stalled")}),
 				"dropped_batches": desc(integer, "batches the agents dropped (spool quota) since they started")})),
+			"datastores": desc(arrayOf(objectSchema(map[string]any{"id": desc(str, "source:moref"), "name": str, "site": str,
+				"capacity": desc(integer, "bytes"), "free": desc(integer, "bytes"), "used_percent": number,
+				"days_to_full": nullable(number, "free ÷ the fall of free space per day, from a least-squares line through the free space "+
+					"of the last 7 days (at least 3 points over an hour; the alert engine's datastore.days_until_full); null without a falling trend")})),
+				"the 10 datastores in the caller's data scope closest to full: by days_to_full (nulls last), then used_percent descending"),
 		}),
 	}
 }

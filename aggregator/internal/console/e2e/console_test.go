@@ -337,6 +337,7 @@ func TestConsole(t *testing.T) {
 	}
 	f := seed(t, ctx, st)
 	seedAlerts(t, ctx, st)
+	seedDatastoreTrend(t, ctx, st)
 	seedVMEvents(t, ctx, st, f)
 	keepAlive(t, ctx, st, f.east)
 	srv := httptest.NewServer(api.Handler())
@@ -438,6 +439,7 @@ func TestConsole(t *testing.T) {
 		b.check("offline site waits", west["drain"] == "waiting", "dc-west drain %q, want waiting", west["drain"])
 		b.check("draining site ETA", east["state"] == "catching_up" && east["drain"] == "draining" && east["eta"] != "",
 			"dc-east tile %v: want catching up, draining, with an ETA", east)
+		checkOverviewAttention(t, ctx, b, st)
 	} else {
 		t.Log("GET /realtime/overview is not in this API: the tiles come from /agents and show no ETA")
 	}

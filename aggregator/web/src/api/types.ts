@@ -361,7 +361,33 @@ export interface RealtimeOverview {
     memory_balloon: OverviewTopItem[];
     disk_latency: OverviewTopItem[];
   };
+  /** Open alerts in the caller's scope. */
+  alerts: OverviewAlerts;
   sites: OverviewSite[];
+  /** The 10 datastores closest to full: by days_to_full (nulls last), then used_percent. */
+  datastores: OverviewDatastore[];
+}
+
+export interface OverviewAlerts {
+  /** Firing and unknown alerts. */
+  active: number;
+  /** Active alerts per severity (critical, warning, info always present). */
+  by_severity: Record<string, number>;
+  unacknowledged: number;
+  silenced: number;
+  /** Held back by a maintenance window or a parent alert (not active). */
+  suppressed: number;
+}
+
+export interface OverviewDatastore {
+  id: string;
+  name: string;
+  site: string;
+  capacity: number;
+  free: number;
+  used_percent: number;
+  /** From the least-squares trend of free space over 7 days; null without a falling trend. */
+  days_to_full: number | null;
 }
 
 // ---- Alerts (GET /alerts, /alert-rules, /silences, /notification-channels) ----

@@ -90,7 +90,7 @@ export default function Datastores() {
           </thead>
           <tbody>
             {sorted.map(({ ds, usedPct, growth, days }) => (
-              <tr key={ds.id} data-datastore={ds.name} data-days={days === null ? '' : days.toFixed(1)}>
+              <tr key={ds.id} id={'ds-' + ds.id} data-datastore={ds.name} data-days={days === null ? '' : days.toFixed(1)}>
                 <td>
                   {ds.name} {ds.accessible === false && <Badge tone="bad">{t('datastores.inaccessible')}</Badge>}
                 </td>

@@ -1,5 +1,5 @@
 import { useRef } from 'preact/hooks';
-import { api, ApiError, type OverviewTopItem, type Page, type RealtimeOverview, type Site } from '../api';
+import { api, ApiError, type OverviewAlerts, type OverviewDatastore, type OverviewTopItem, type Page, type RealtimeOverview, type Site } from '../api';
 import { Badge, ErrorBox, Loading } from '../components/common';
 import { locale, t } from '../i18n';
 import { formatBytes, formatDuration, formatMetric, formatNumber, formatPercent, formatRelative, formatTime } from '../lib/format';
@@ -15,6 +15,9 @@ interface Fleet {
   byTools: Record<string, number>;
   total: number;
   top: RealtimeOverview['top'] | null;
+  /** Active alerts and the datastores closest to full (null without the realtime overview). */
+  alerts: OverviewAlerts | null;
+  datastores: OverviewDatastore[] | null;
   /** Agent details were refused (no system:read and no realtime overview). */
   limited: boolean;
 }
@@ -41,6 +44,8 @@ async function loadFleet(signal: AbortSignal): Promise<Fleet> {
       byTools: rt.vms.by_tools_status,
       total: rt.vms.total,
       top: rt.top,
+      alerts: rt.alerts ?? null,
+      datastores: rt.datastores ?? null,
       limited: false,
     };
   }
@@ -58,6 +63,8 @@ async function loadFleet(signal: AbortSignal): Promise<Fleet> {
     byTools: stats.by_tools_status,
     total: stats.total,
     top: null,
+    alerts: null,
+    datastores: null,
     limited: agents === null,
   };
 }
@@ -251,6 +258,81 @@ function TopList({ title, items, ready }: { title: string; items: OverviewTopIte
   );
 }
 
+const SEVERITIES = ['critical', 'warning', 'info'] as const;
+const sevTone = { critical: 'bad', warning: 'warn', info: 'muted' } as const;
+
+/** AlertCounts is the active alerts by severity, each linking to the filtered problems list. */
+function AlertCounts({ a }: { a: OverviewAlerts }) {
+  const l = locale.value;
+  return (
+    <section class="card count-card" aria-labelledby="ov-alerts" data-testid="overview-alerts">
+      <h3 class="card-title" id="ov-alerts">
+        {t('overview.alerts.active', { n: formatNumber(a.active, l) })}
+      </h3>
+      <ul class="count-list">
+        {SEVERITIES.map((sev) => (
+          <li key={sev} data-severity={sev} data-count={a.by_severity[sev] ?? 0}>
+            <a href={'/alerts?severity=' + sev}>{t('alerts.severity.' + sev)}</a>
+            <span class="count">
+              <Badge tone={(a.by_severity[sev] ?? 0) > 0 ? sevTone[sev] : 'muted'}>{formatNumber(a.by_severity[sev] ?? 0, l)}</Badge>
+            </span>
+          </li>
+        ))}
+        <li data-field="unacknowledged" data-count={a.unacknowledged}>
+          <a href="/alerts?acked=false">{t('overview.alerts.unacknowledged')}</a>
+          <span class="count">{formatNumber(a.unacknowledged, l)}</span>
+        </li>
+        <li data-field="suppressed" data-count={a.suppressed}>
+          <span>{t('overview.alerts.suppressed')}</span>
+          <span class="count">{formatNumber(a.suppressed, l)}</span>
+        </li>
+      </ul>
+    </section>
+  );
+}
+
+/** FullDatastores is the datastores closest to full, with days to full ("—" without a falling trend). */
+function FullDatastores({ items }: { items: OverviewDatastore[] }) {
+  const l = locale.value;
+  return (
+    <section class="card" aria-labelledby="ov-ds" data-testid="overview-datastores">
+      <h3 class="card-title" id="ov-ds">
+        {t('overview.datastores')}
+      </h3>
+      {items.length === 0 ? (
+        <p class="muted">{t('datastores.empty')}</p>
+      ) : (
+        <table class="table">
+          <thead>
+            <tr>
+              <th scope="col">{t('overview.datastores.name')}</th>
+              <th scope="col">{t('overview.datastores.site')}</th>
+              <th scope="col" class="num">
+                {t('datastores.used')}
+              </th>
+              <th scope="col" class="num">
+                {t('datastores.daysToFull')}
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {items.map((d) => (
+              <tr key={d.id} data-datastore={d.name} data-days={d.days_to_full === null ? '' : d.days_to_full.toFixed(1)}>
+                <th scope="row">
+                  <a href={'/datastores#' + encodeURIComponent('ds-' + d.id)}>{d.name || d.id}</a>
+                </th>
+                <td>{d.site}</td>
+                <td class="num">{formatPercent(d.used_percent, l)}</td>
+                <td class="num">{d.days_to_full === null ? '—' : t('datastores.days', { n: formatNumber(d.days_to_full, l, 1) })}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
 export function Overview() {
   const fleet = useAsync(firstFleet, [], 30_000);
   const now = useNow();
@@ -285,6 +367,15 @@ export function Overview() {
             <CountBar title={t('overview.byPower')} counts={f.byPower} order={POWER_STATES} param="power_state" prefix="power." />
             <CountBar title={t('overview.byTools')} counts={f.byTools} order={TOOLS_STATES} param="tools_status" prefix="tools." />
           </div>
+          {(f.alerts || f.datastores) && (
+            <>
+              <h2 class="section-title">{t('overview.attention')}</h2>
+              <div class="counts">
+                {f.alerts && <AlertCounts a={f.alerts} />}
+                {f.datastores && <FullDatastores items={f.datastores} />}
+              </div>
+            </>
+          )}
           {f.top && (
             <>
               <h2 class="section-title">{t('overview.top', { window: formatDuration(f.top.window_seconds * 1000, l) })}</h2>
