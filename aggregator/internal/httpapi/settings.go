@@ -721,8 +721,8 @@ func (h *settingsResource) put(w http.ResponseWriter, r *http.Request) error {
 		// concurrent changes merge; every replica is told at COMMIT.
 		// The row is created first if it never was, or two first changes
 		// would each lock nothing and the later would drop the earlier's
-		// fields. The placeholder keeps the version and time a real write
-		// sets; Read takes an empty document as "nothing set".
+		// fields. The empty row is never seen by anyone: the write below
+		// replaces it in the same transaction.
 		if _, err := tx.Exec(ctx, `INSERT INTO settings (key, value, updated_by) VALUES ($1, '{}', $2) ON CONFLICT (key) DO NOTHING`,
 			collection.Key, principalLabel(p)); err != nil {
 			return fmt.Errorf("settings: create collection settings: %w", err)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chartRangeSearch, customRangeOf, DEFAULT_PAGE_SIZE, MAX_CHART_RANGE_MS, parseChartRange, parseRange, parseVMList, toggleSort, vmListQuery, vmListSearch, type VMListState } from '../src/lib/filters';
+import { chartRangeSearch, customRangeOf, DEFAULT_PAGE_SIZE, MAX_CHART_RANGE_MS, parseChartRange, parseRange, parseVMList, searchFilters, toggleSort, vmListQuery, vmListSearch, type VMListState } from '../src/lib/filters';
 
 const state = (s: Partial<VMListState>): VMListState => ({ filters: {}, sort: '', page: 1, pageSize: DEFAULT_PAGE_SIZE, ...s });
 
@@ -82,5 +82,19 @@ describe('chart ranges in the URL', () => {
     const ok = customRangeOf('2026-01-01T10:00', '2026-01-01T12:00');
     expect('range' in ok && ok.range.kind === 'custom' && ok.range.to - ok.range.from).toBe(2 * 3_600_000);
     expect(MAX_CHART_RANGE_MS).toBe(400 * 86_400_000);
+  });
+});
+
+describe('searchFilters', () => {
+  const { parse, toSearch } = searchFilters(['actor', 'result'] as const, 7, (k, v) => k !== 'result' || v === 'success');
+  it('reads each key once, trimmed and cut, and drops empty or refused values', () => {
+    expect(parse('?actor=%20alice-longer%20&result=nope&other=x')).toEqual({ actor: 'alice-l' });
+    expect(parse('result=success&actor=')).toEqual({ result: 'success' });
+  });
+  it('writes what it reads back, in key order', () => {
+    const f = parse('result=success&actor=bob');
+    expect(toSearch(f)).toBe('?actor=bob&result=success');
+    expect(parse(toSearch(f))).toEqual(f);
+    expect(toSearch({})).toBe('');
   });
 });

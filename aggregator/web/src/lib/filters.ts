@@ -143,3 +143,37 @@ export function localInputValue(ms: number): string {
   const pad = (n: number) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
+
+/**
+ * searchFilters is the URL codec of a list page's plain text filters (the
+ * alerts, operation log and login log): each key once, trimmed, cut to
+ * maxLen, dropped when empty or when valid refuses it. parse and toSearch
+ * are inverses on what parse returns (test/filters.test.ts).
+ */
+export function searchFilters<K extends string>(
+  keys: readonly K[],
+  maxLen: number,
+  valid: (key: K, value: string) => boolean = () => true,
+) {
+  type Filters = Partial<Record<K, string>>;
+  return {
+    parse(s: string): Filters {
+      const p = new URLSearchParams(s);
+      const f: Filters = {};
+      for (const k of keys) {
+        const v = p.get(k)?.trim();
+        if (v && valid(k, v)) f[k] = v.slice(0, maxLen);
+      }
+      return f;
+    },
+    toSearch(f: Filters): string {
+      const p = new URLSearchParams();
+      for (const k of keys) {
+        const v = f[k];
+        if (v) p.set(k, v);
+      }
+      const s = p.toString();
+      return s ? '?' + s : '';
+    },
+  };
+}

@@ -8,6 +8,7 @@ import { alertAge, SEVERITIES, sortProblems } from '../lib/alerts';
 import { formatDateTime, formatDuration, formatMetric } from '../lib/format';
 import { useAsync, useNow } from '../lib/hooks';
 import { can } from '../lib/me';
+import { searchFilters } from '../lib/filters';
 import { navigate, path, search } from '../lib/router';
 
 export const sevTone = { critical: 'bad', warning: 'warn', info: 'info' } as const;
@@ -46,22 +47,7 @@ export function Marks({ a }: { a: Alert }) {
 const FILTERS = ['severity', 'site', 'acked', 'q'] as const;
 type Filters = Partial<Record<(typeof FILTERS)[number], string>>;
 
-function parse(s: string): Filters {
-  const p = new URLSearchParams(s);
-  const f: Filters = {};
-  for (const k of FILTERS) {
-    const v = p.get(k)?.trim();
-    if (v) f[k] = v.slice(0, 200);
-  }
-  return f;
-}
-
-function toSearch(f: Filters): string {
-  const p = new URLSearchParams();
-  for (const k of FILTERS) if (f[k]) p.set(k, f[k]!);
-  const s = p.toString();
-  return s ? '?' + s : '';
-}
+const { parse, toSearch } = searchFilters(FILTERS, 200);
 
 /** The problems list (active alerts) and, at /alerts/history, every alert. */
 export default function Alerts() {

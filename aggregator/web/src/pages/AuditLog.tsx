@@ -4,28 +4,14 @@ import { Badge, ErrorBox, errorText, Loading } from '../components/common';
 import { locale, t } from '../i18n';
 import { formatDateTime, formatNumber } from '../lib/format';
 import { useAsync } from '../lib/hooks';
+import { searchFilters } from '../lib/filters';
 import { navigate, search } from '../lib/router';
 
 const RESULTS = ['success', 'failure', 'denied'] as const;
 const FILTERS = ['actor', 'action', 'result'] as const;
 type Filters = Partial<Record<(typeof FILTERS)[number], string>>;
 
-function parse(s: string): Filters {
-  const p = new URLSearchParams(s);
-  const f: Filters = {};
-  for (const k of FILTERS) {
-    const v = p.get(k)?.trim();
-    if (v && (k !== 'result' || (RESULTS as readonly string[]).includes(v))) f[k] = v.slice(0, 256);
-  }
-  return f;
-}
-
-function toSearch(f: Filters): string {
-  const p = new URLSearchParams();
-  for (const k of FILTERS) if (f[k]) p.set(k, f[k]!);
-  const s = p.toString();
-  return s ? '?' + s : '';
-}
+const { parse, toSearch } = searchFilters(FILTERS, 256, (k, v) => k !== 'result' || (RESULTS as readonly string[]).includes(v));
 
 const tone = { success: 'ok', failure: 'warn', denied: 'bad' } as const;
 
