@@ -7,16 +7,22 @@ COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BENCH ?=
 FUZZTIME ?= 30s
+# The shipped plugins (under plugins/): the notifiers, then the agent's collector.
+PLUGINS := webhook email dingtalk wecom feishu promexec
 
 .PHONY: all build console dist test bench fuzz demo fmt vet clean
 
 all: build
 
 ## build: the binaries in bin/, the aggregator with the web console embedded
-## (-tags console; the console is built with npm first).
+## (-tags console; the console is built with npm first), and the shipped
+## plugins in bin/plugins/ with their SHA256SUMS (the notifiers go in the
+## aggregator's plugins.dir, promexec in the agent's).
 build: console
-	@mkdir -p bin
+	@mkdir -p bin/plugins
 	$(GO) build -tags console -ldflags "$(LDFLAGS)" -o bin/ ./aggregator/cmd/... ./agent/cmd/... ./scripts/vcsim
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/plugins/ $(addprefix ./plugins/,$(PLUGINS))
+	cd bin/plugins && sha256sum $(PLUGINS) > SHA256SUMS
 
 ## console: the web console (aggregator/web: npm ci when needed, type check,
 ## Vite build, .gz/.br, size budget) into aggregator/internal/console/dist.

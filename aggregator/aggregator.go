@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -211,10 +210,12 @@ func (f alarmFeed) PublishEvents(site, agentID string, ev *protocol.Events) {
 // installed, the plugin host and the dispatcher; it returns the notifier
 // (nil when there is none).
 //
-// Until the configuration has a section of its own, the notifier plugins
-// are the executables in data_dir/plugins, each pinned by its SHA-256 in
-// data_dir/plugins/SHA256SUMS (sha256sum's format); an unpinned plugin is
-// refused. Without that folder notifications stay queued in the outbox.
+// The notifier plugins are the executables in plugins.dir (default
+// data_dir/plugins), each pinned by its SHA-256: by plugins.notifiers in the
+// config or, when that lists none, by plugins.dir/SHA256SUMS (sha256sum's
+// format); an unpinned plugin, or one whose checksum differs, is refused
+// (startNotifierPlugins logs each). Without that folder notifications stay
+// queued in the outbox.
 func (a *Aggregator) newAlerts(ctx context.Context, cfg Config, log *slog.Logger) alert.Notifier {
 	a.Alerts = alert.NewEngine(a.Store.Pool(), alert.SitesFromAgents(a.Store), alert.Config{Logger: log.With("component", "alert")})
 	if n, err := alert.NewDB(a.Store.Pool()).InstallDefaultPack(ctx); err != nil {
@@ -222,25 +223,8 @@ func (a *Aggregator) newAlerts(ctx context.Context, cfg Config, log *slog.Logger
 	} else if n > 0 {
 		a.log.Info("alert default pack installed", "rules", n)
 	}
-	dir := filepath.Join(cfg.DataDir, "plugins")
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		a.log.Warn("no notifier plugins (no " + dir + "): alert notifications stay queued")
-		return nil
-	}
-	pins := map[string]host.PluginConfig{}
-	if b, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS")); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if sum, file, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
-				pins[strings.TrimSuffix(filepath.Base(strings.TrimLeft(strings.TrimSpace(file), "*")), ".exe")] = host.PluginConfig{SHA256: sum}
-			}
-		}
-	}
-	h, err := host.New(host.Config{Dir: dir, Plugins: pins, HostName: "vmpulse-aggregator", Logger: log.With("component", "plugins")})
-	if err == nil {
-		err = h.Start(ctx)
-	}
-	if err != nil {
-		a.log.Error("notifier plugins unavailable: alert notifications stay queued", "dir", dir, "err", err)
+	h := startNotifierPlugins(ctx, cfg, log)
+	if h == nil {
 		return nil
 	}
 	a.plugins = h

@@ -4,12 +4,15 @@ package aggregator
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -106,6 +109,122 @@ type Config struct {
 		// own default (6), which measured five times slower.
 		Compression int `yaml:"compression"`
 	} `yaml:"backup"`
+	// Plugins is the plugin host the alert notifications go out through:
+	// its folder, its limits and the notifier plugins, each pinned by its
+	// SHA-256 (see PluginsConfig).
+	Plugins PluginsConfig `yaml:"plugins"`
+}
+
+// PluginsConfig is the `plugins` section.
+//
+//	plugins:
+//	  dir: /usr/lib/vmpulse/plugins   # default: data_dir/plugins
+//	  notifiers:
+//	    - name: webhook               # the binary's file name, and the channel type
+//	      sha256: 9f86d081…           # sha256sum of the binary
+//	      timeout: 5s                 # per call (default: plugins.timeout)
+//
+// With no notifiers listed, the pins come from dir/SHA256SUMS (sha256sum's
+// output), as before this section existed; with some, that file is ignored.
+type PluginsConfig struct {
+	// Dir holds the plugin binaries; "" is data_dir/plugins.
+	Dir string `yaml:"dir"`
+	// Timeout bounds each call to a plugin and MaxConcurrency the calls in
+	// flight per plugin; a notifier's own settings override them.
+	Timeout        Duration `yaml:"timeout"`
+	MaxConcurrency int      `yaml:"max_concurrency"`
+	// RestartMin and RestartMax bound the backoff between restarts of a
+	// plugin that crashed or failed to start: the first restart is
+	// immediate, the next ones wait RestartMin, doubling up to RestartMax.
+	RestartMin Duration `yaml:"restart_min"`
+	RestartMax Duration `yaml:"restart_max"`
+	// Notifiers are the notifier plugins, by name.
+	Notifiers []NotifierPluginConfig `yaml:"notifiers"`
+}
+
+// NotifierPluginConfig is one notifier plugin.
+type NotifierPluginConfig struct {
+	// Name is the binary's file name in plugins.dir (without ".exe") and
+	// the type of the notification channels it delivers for.
+	Name string `yaml:"name"`
+	// SHA256 pins the binary: one with another checksum is refused.
+	SHA256 string `yaml:"sha256"`
+	// Timeout and MaxConcurrency override plugins.timeout and
+	// plugins.max_concurrency; 0 keeps those.
+	Timeout        Duration `yaml:"timeout"`
+	MaxConcurrency int      `yaml:"max_concurrency"`
+	// Args and Env are the plugin's command line and extra environment
+	// (it does not inherit the aggregator's).
+	Args []string          `yaml:"args"`
+	Env  map[string]string `yaml:"env"`
+	// Disabled keeps the binary from being started (its sha256 may then
+	// be left out).
+	Disabled bool `yaml:"disabled"`
+}
+
+// Bounds of the plugins section. A notification's delivery is bounded by
+// the dispatcher's own 30s, so a longer per-call timeout would never fire.
+const (
+	pluginTimeoutMin  = 100 * time.Millisecond
+	pluginTimeoutMax  = 30 * time.Second
+	pluginMaxParallel = 256
+)
+
+var (
+	// pluginNameRE is alert's channel type syntax: a notifier's name is
+	// the type of the channels it serves, and a plain file name.
+	pluginNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	envKeyRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// validatePlugins reports the invalid fields of the plugins section. It
+// does not look at the disk: a plugin missing from the folder, or whose
+// checksum differs, is reported when the aggregator starts the plugins.
+func (c *Config) validatePlugins() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	pc := &c.Plugins
+	timeout := func(f string, d Duration) {
+		if to := time.Duration(d); to < pluginTimeoutMin || to > pluginTimeoutMax {
+			bad("%s: %s not in %s..%s", f, to, pluginTimeoutMin, pluginTimeoutMax)
+		}
+	}
+	timeout("plugins.timeout", pc.Timeout)
+	if pc.MaxConcurrency < 1 || pc.MaxConcurrency > pluginMaxParallel {
+		bad("plugins.max_concurrency: %d not in 1..%d", pc.MaxConcurrency, pluginMaxParallel)
+	}
+	if pc.RestartMin < Duration(10*time.Millisecond) || pc.RestartMax < pc.RestartMin || pc.RestartMax > Duration(time.Hour) {
+		bad("plugins.restart_min: at least 10ms, and plugins.restart_max from restart_min to 1h (have %s and %s)",
+			time.Duration(pc.RestartMin), time.Duration(pc.RestartMax))
+	}
+	seen := map[string]bool{}
+	for i, p := range pc.Notifiers {
+		f := fmt.Sprintf("plugins.notifiers[%d]", i)
+		switch {
+		case !pluginNameRE.MatchString(p.Name):
+			bad("%s.name: %q: want 1-63 of a-z 0-9 _ -, starting with a letter or digit (the binary's file name in plugins.dir, and the channel type)", f, p.Name)
+		case seen[p.Name]:
+			bad("%s.name: %q configured twice", f, p.Name)
+		}
+		seen[p.Name] = true
+		if b, err := hex.DecodeString(p.SHA256); (err != nil || len(b) != sha256.Size) && !(p.Disabled && p.SHA256 == "") {
+			bad("%s.sha256: want the 64 hex digits sha256sum prints for the binary (plugins must be pinned)", f)
+		}
+		if p.Timeout != 0 {
+			timeout(f+".timeout", p.Timeout)
+		}
+		if p.MaxConcurrency < 0 || p.MaxConcurrency > pluginMaxParallel {
+			bad("%s.max_concurrency: %d not in 1..%d (or 0 for plugins.max_concurrency)", f, p.MaxConcurrency, pluginMaxParallel)
+		}
+		for k := range p.Env {
+			if !envKeyRE.MatchString(k) {
+				bad("%s.env.%s: not an environment variable name", f, k)
+			} else if strings.HasPrefix(k, "VMPULSE_PLUGIN") || strings.HasPrefix(k, "PLUGIN_") {
+				bad("%s.env.%s: reserved for the plugin handshake", f, k)
+			}
+		}
+	}
+	return errs
 }
 
 // DefaultConfig returns the defaults.
@@ -133,6 +252,11 @@ func DefaultConfig() Config {
 	c.Jobs.RetryBase = Duration(30 * time.Second)
 	c.Jobs.RetryMax = Duration(30 * time.Minute)
 	c.Backup.Compression = 1 // measured 5x faster than pg_dump's default (6) for 17% more bytes
+	// The plugin host's own defaults (plugins/sdk/host.Config).
+	c.Plugins.Timeout = Duration(10 * time.Second)
+	c.Plugins.MaxConcurrency = 4
+	c.Plugins.RestartMin = Duration(250 * time.Millisecond)
+	c.Plugins.RestartMax = Duration(time.Minute)
 	return c
 }
 
@@ -242,6 +366,7 @@ func (c *Config) Validate() error {
 	if c.Backup.Compression < -1 || c.Backup.Compression > 9 {
 		errs = append(errs, fmt.Errorf("backup.compression: %d not in -1..9", c.Backup.Compression))
 	}
+	errs = append(errs, c.validatePlugins()...)
 	return errors.Join(errs...)
 }
 

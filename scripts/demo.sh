@@ -57,6 +57,20 @@ ingest:
 http:
   listen: 127.0.0.1:$hport
 YML
+# The notifier plugins `make build` wrote to bin/plugins go in the
+# aggregator's data_dir/plugins, pinned by their lines of bin/plugins/SHA256SUMS
+# (no plugins: section in aggregator.yml, so the aggregator reads that file).
+# promexec is the agent's collector plugin and stays out.
+plugins=$demo/aggregator/plugins
+mkdir -p -m 700 "$demo/aggregator" && mkdir -p "$plugins"
+for p in webhook email dingtalk wecom feishu; do
+  [ -x "bin/plugins/$p" ] || { echo "demo: bin/plugins/$p is missing: run make build" >&2; exit 1; }
+  cp "bin/plugins/$p" "$plugins/"
+  grep -E "^[0-9a-f]{64} [ *]$p\$" bin/plugins/SHA256SUMS >>"$plugins/SHA256SUMS" ||
+    { echo "demo: bin/plugins/SHA256SUMS does not pin $p: run make build" >&2; exit 1; }
+done
+(cd "$plugins" && sha256sum --quiet -c SHA256SUMS) || { echo "demo: the plugins in $plugins do not match bin/plugins/SHA256SUMS: run make build" >&2; exit 1; }
+
 echo "demo: starting the aggregator..."
 bin/vmpulse-aggregator serve -config "$demo/aggregator.yml" 2>"$demo/aggregator.log" &
 pids+=($!)
@@ -93,6 +107,7 @@ vmpulse demo is running.
   vCenter simulator $(cat "$demo/vcsim.url")  (user vmpulse / vmpulse)
   PostgreSQL        psql '$db'
   logs              $demo/{aggregator,agent,vcsim}.log
+  notifier plugins  $plugins (webhook, email, dingtalk, wecom, feishu; pinned by its SHA256SUMS)
 
 Samples arriving (realtime data every 20 s):
   psql '$db' -c "SELECT entity_kind, count(DISTINCT entity_id) AS entities, count(*) AS samples, max(ts) AS newest FROM samples_named GROUP BY 1"

@@ -381,6 +381,7 @@ func (d *Dispatcher) backoff(attempt int) time.Duration {
 func (d *Dispatcher) record(ctx context.Context, epoch int64, c claimed, started time.Time, res sdk.Result, callErr error) error {
 	outcome, state := "", ""
 	var next time.Time
+	held := 0 // 1: the attempt is not counted (no plugin to make it)
 	errText := ""
 	switch {
 	case callErr != nil:
@@ -393,6 +394,12 @@ func (d *Dispatcher) record(ctx context.Context, epoch int64, c claimed, started
 		state = "delivered"
 	case callErr == nil && res.Outcome == sdk.Permanent:
 		state = "failed"
+	case errors.Is(callErr, ErrNotifierUnavailable):
+		// No plugin could make the attempt (not installed, refused): the
+		// notification waits for one, however long, without using up its
+		// attempts, and is tried again every BackoffMax.
+		state, held = "pending", 1
+		next = time.Now().Add(d.cfg.BackoffMax)
 	case c.attempt >= d.cfg.MaxAttempts:
 		state = "failed"
 	default:
@@ -418,9 +425,10 @@ func (d *Dispatcher) record(ctx context.Context, epoch int64, c claimed, started
 		}
 		err := tx.QueryRow(ctx, `
 			UPDATE alert_notifications SET state = $3, next_attempt_at = coalesce($4, next_attempt_at),
-				delivered_at = CASE WHEN $3 = 'delivered' THEN now() END, last_code = $5, last_error = $6
+				delivered_at = CASE WHEN $3 = 'delivered' THEN now() END, last_code = $5, last_error = $6,
+				attempts = attempts - $7::int
 			WHERE id = $1 AND claimed_epoch = $2 AND state = 'sending'
-			RETURNING alert_id`, c.id, epoch, state, nextp, res.Code, cmp.Or(errText, msg)).Scan(&alertID)
+			RETURNING alert_id`, c.id, epoch, state, nextp, res.Code, cmp.Or(errText, msg), held).Scan(&alertID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			fenced = true
 		} else if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 	"github.com/vmpulse/vmpulse/plugins/sdk"
+	"github.com/vmpulse/vmpulse/plugins/sdk/host"
 	"github.com/vmpulse/vmpulse/protocol"
 )
 
@@ -153,6 +155,62 @@ func TestDispatcherRetryAfterAndAttempts(t *testing.T) {
 	al := f.alerts()
 	if tl := f.timeline(al[0].ID); !slices.Equal(tl, []string{"firing", "notified"}) {
 		t.Errorf("timeline %v", tl)
+	}
+}
+
+// switchableHost is a PluginHost with no plugin until one is set.
+type switchableHost struct {
+	mu   sync.Mutex
+	real PluginHost
+}
+
+func (h *switchableHost) Notifier(name string) (sdk.Notifier, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.real == nil {
+		return nil, fmt.Errorf("plugin %q: %w", name, host.ErrNotFound)
+	}
+	return h.real.Notifier(name)
+}
+
+// TestDispatcherWaitsForMissingPlugin: while the channel's plugin is not
+// installed (or refused), its notification stays pending however many
+// times it is tried, without using up its attempts; once the plugin is
+// there it is delivered, once.
+func TestDispatcherWaitsForMissingPlugin(t *testing.T) {
+	f := newFixture(t, Config{})
+	rec := newReceiver(t)
+	ch := f.channel("ops", rec.srv.URL)
+	f.rule(Rule{Name: "cpu-high", Conditions: []Condition{{Metric: "cpu.usage.average", Op: ">", Threshold: 80}}, Channels: []uuid.UUID{ch}})
+	storm(f, 1, f.clock.Now().Add(-time.Minute), 95)
+	sw := &switchableHost{}
+	d := NewDispatcher(f.pool, PluginNotifier{Host: sw}, DispatcherConfig{PollInterval: 10 * time.Millisecond,
+		BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 2, Logger: tlog(t)})
+	tried := func() int {
+		var n int
+		if err := f.pool.QueryRow(f.ctx, `SELECT count(*) FROM alert_notification_attempts`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	runDispatcher(t, f, d, func() bool { return tried() >= 6 }) // three times MaxAttempts
+	var state string
+	var attempts int
+	if err := f.pool.QueryRow(f.ctx, `SELECT state, attempts FROM alert_notifications`).Scan(&state, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if state != "pending" || attempts != 0 {
+		t.Fatalf("without a plugin: state %s, attempts %d; want pending, 0 (waiting, nothing used up)", state, attempts)
+	}
+	sw.mu.Lock()
+	sw.real = webhookNotifier(t).Host
+	sw.mu.Unlock()
+	runDispatcher(t, f, d, func() bool { _, n, _ := rec.total(); return n == 1 })
+	if err := f.pool.QueryRow(f.ctx, `SELECT state, attempts FROM alert_notifications`).Scan(&state, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if _, n, _ := rec.total(); state != "delivered" || attempts != 1 || n != 1 {
+		t.Fatalf("with the plugin: state %s, attempts %d, %d deliveries; want delivered, 1, 1", state, attempts, n)
 	}
 }
 

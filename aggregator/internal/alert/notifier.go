@@ -2,10 +2,19 @@ package alert
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/vmpulse/vmpulse/plugins/sdk"
+	"github.com/vmpulse/vmpulse/plugins/sdk/host"
 )
+
+// ErrNotifierUnavailable wraps a Notify error meaning that no plugin
+// could make the attempt: none of the channel's type is installed, or it
+// was refused (checksum, handshake). The dispatcher keeps such a
+// notification pending without counting the attempt, so nothing is given
+// up while an operator fixes the plugin.
+var ErrNotifierUnavailable = errors.New("notifier plugin unavailable")
 
 // Notifier delivers one notification to one channel. It is the only way
 // notifications leave the engine: the dispatcher and the channel test call
@@ -41,10 +50,14 @@ type PluginNotifier struct{ Host PluginHost }
 func (p PluginNotifier) Notify(ctx context.Context, ch Channel, n sdk.Notification) (sdk.Result, error) {
 	nt, err := p.Host.Notifier(ch.Type)
 	if err != nil {
-		return sdk.Result{}, fmt.Errorf("alert: channel %s: %w", ch.Name, err)
+		return sdk.Result{}, fmt.Errorf("alert: channel %s: %w: %w", ch.Name, ErrNotifierUnavailable, err)
 	}
 	n.Config = ch.Config
-	return nt.Notify(ctx, n)
+	res, err := nt.Notify(ctx, n)
+	if errors.Is(err, host.ErrRefused) {
+		err = fmt.Errorf("alert: channel %s: %w: %w", ch.Name, ErrNotifierUnavailable, err)
+	}
+	return res, err
 }
 
 // ValidateConfig implements ConfigValidator: the plugin checks the config.
