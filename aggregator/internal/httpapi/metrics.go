@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+	"github.com/vmpulse/vmpulse/aggregator/internal/realtime"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
@@ -304,6 +305,74 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.login, prometheus.CounterValue, float64(ls.Sanitized), "sanitized")
 }
 
+// RealtimeStats reports the realtime hub's counters for /metrics and
+// /system/health; *realtime.Hub implements it. A RealtimeFeed without it
+// has neither.
+type RealtimeStats interface {
+	Stats() realtime.Stats
+}
+
+// realtimeCollector exports the realtime hub's counters, read at scrape
+// time; nothing when the API's feed does not report them.
+type realtimeCollector struct {
+	a        *API
+	counters []*prometheus.Desc
+	gauges   []*prometheus.Desc
+}
+
+func newRealtimeCollector(a *API) *realtimeCollector {
+	c := &realtimeCollector{a: a}
+	for _, n := range []struct{ name, help string }{
+		{"batches_published_total", "Samples batches this replica's ingest handed to the realtime hub."},
+		{"batches_received_total", "Samples batches received from other replicas through the relay."},
+		{"batches_dispatched_total", "Batches fanned out to realtime clients."},
+		{"queue_drops_total", "Batches not fanned out: the hub's queue was full."},
+		{"samples_delivered_total", "Samples handed to realtime subscriptions."},
+		{"slow_consumers_total", "Realtime subscriptions and feeds dropped for a full buffer."},
+		{"relay_notifications_sent_total", "Relay notifications sent to the other replicas."},
+		{"relay_notifications_received_total", "Relay notifications received from the other replicas."},
+		{"relay_own_skipped_total", "Relay notifications of this replica's own, ignored."},
+		{"relay_drops_total", "Batches not relayed to the other replicas: the relay queue was full."},
+		{"relay_oversize_total", "Batch pieces too large to relay."},
+		{"relay_errors_total", "Relay errors: a notification not sent or malformed, or the LISTEN connection lost (what was notified meanwhile was missed)."},
+	} {
+		c.counters = append(c.counters, prometheus.NewDesc("vmpulse_realtime_"+n.name, n.help, nil, nil))
+	}
+	for _, n := range []struct{ name, help string }{
+		{"subscriptions", "Realtime subscriptions open (WebSocket and stream clients)."},
+		{"feeds", "Realtime feeds open (consumers of every batch)."},
+		{"relay_enabled", "1 if the relay between replicas is on."},
+		{"relay_listening", "1 if the relay's LISTEN connection is up."},
+	} {
+		c.gauges = append(c.gauges, prometheus.NewDesc("vmpulse_realtime_"+n.name, n.help, nil, nil))
+	}
+	return c
+}
+
+func (c *realtimeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.counters {
+		ch <- d
+	}
+	for _, d := range c.gauges {
+		ch <- d
+	}
+}
+
+func (c *realtimeCollector) Collect(ch chan<- prometheus.Metric) {
+	rt, ok := c.a.realtime.(RealtimeStats)
+	if !ok {
+		return
+	}
+	st := rt.Stats()
+	for i, v := range []int64{st.Published, st.Received, st.Dispatched, st.QueueDrops, st.Delivered, st.SlowConsumers,
+		st.RelaySent, st.RelayReceived, st.RelayOwnSkipped, st.RelayDrops, st.RelayOversize, st.RelayErrors} {
+		ch <- prometheus.MustNewConstMetric(c.counters[i], prometheus.CounterValue, float64(v))
+	}
+	for i, v := range []float64{float64(st.Subscriptions), float64(st.Feeds), boolFloat(st.Relay), boolFloat(st.RelayListening)} {
+		ch <- prometheus.MustNewConstMetric(c.gauges[i], prometheus.GaugeValue, v)
+	}
+}
+
 func boolFloat(b bool) float64 {
 	if b {
 		return 1
@@ -312,7 +381,8 @@ func boolFloat(b bool) float64 {
 }
 
 // newMetricsRegistry builds the API's own registry (never the global one):
-// Go runtime, process, HTTP, ingest, agents, database pool and audit.
+// Go runtime, process, HTTP, ingest, agents, database pool, audit and the
+// realtime hub.
 func (a *API) newMetricsRegistry(pool *pgxpool.Pool) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
 	for _, c := range []prometheus.Collector{
@@ -324,6 +394,7 @@ func (a *API) newMetricsRegistry(pool *pgxpool.Pool) (*prometheus.Registry, erro
 		// The exposition is the fleet's, not a user's: every site.
 		newAgentsCollector(func(ctx context.Context) ([]store.Agent, error) { return a.agents.Agents(store.AllSites(ctx)) }, a.log),
 		newPoolCollector(pool),
+		newRealtimeCollector(a),
 		&auditCollector{a: a,
 			written: prometheus.NewDesc("vmpulse_audit_records_written_total", "Audit records written.", nil, nil),
 			failed:  prometheus.NewDesc("vmpulse_audit_records_failed_total", "Audit records that could not be written.", nil, nil),

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vmpulse/vmpulse/aggregator/internal/auth"
+	"github.com/vmpulse/vmpulse/aggregator/internal/realtime"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
 )
 
@@ -182,6 +183,9 @@ type HealthComponents struct {
 	// service are wired (jobs_health.go).
 	Jobs    *JobsHealth    `json:"jobs,omitempty"`
 	Backups *BackupsHealth `json:"backups,omitempty"`
+	// Realtime is this replica's realtime hub, present when the feed
+	// reports its counters (RealtimeStats; *realtime.Hub does).
+	Realtime *RealtimeHealth `json:"realtime,omitempty"`
 	// Deployment is every replica together, from the database.
 	Deployment DeploymentHealth `json:"deployment"`
 }
@@ -250,6 +254,53 @@ type AgentsHealth struct {
 	SpoolDepth         int64 `json:"spool_depth"`
 }
 
+// RealtimeHealth is this replica's realtime hub: its clients now and its
+// counters since the replica started. Losses (queue drops, slow consumers
+// dropped, relay drops and errors) are counted, not judged: the status is
+// degraded only while the relay is on and its LISTEN connection is down
+// (this replica's clients miss the other replicas' samples meanwhile).
+type RealtimeHealth struct {
+	Status  string   `json:"status"`
+	Reasons []string `json:"reasons"`
+	// Subscriptions and Feeds are open now.
+	Subscriptions int64 `json:"subscriptions"`
+	Feeds         int64 `json:"feeds"`
+	// Batches published by this replica's ingest, received from other
+	// replicas, fanned out, and dropped for a full queue.
+	BatchesPublished  int64 `json:"batches_published"`
+	BatchesReceived   int64 `json:"batches_received"`
+	BatchesDispatched int64 `json:"batches_dispatched"`
+	QueueDrops        int64 `json:"queue_drops"`
+	SamplesDelivered  int64 `json:"samples_delivered"`
+	SlowConsumers     int64 `json:"slow_consumers"`
+	// The relay between replicas: on or not, listening or not, and its
+	// notifications and losses.
+	Relay           bool  `json:"relay"`
+	RelayListening  bool  `json:"relay_listening"`
+	RelaySent       int64 `json:"relay_sent"`
+	RelayReceived   int64 `json:"relay_received"`
+	RelayOwnSkipped int64 `json:"relay_own_skipped"`
+	RelayDrops      int64 `json:"relay_drops"`
+	RelayOversize   int64 `json:"relay_oversize"`
+	RelayErrors     int64 `json:"relay_errors"`
+}
+
+// realtimeHealth reads the hub's counters.
+func realtimeHealth(st realtime.Stats) *RealtimeHealth {
+	h := &RealtimeHealth{Status: HealthOK, Reasons: []string{},
+		Subscriptions: st.Subscriptions, Feeds: st.Feeds,
+		BatchesPublished: st.Published, BatchesReceived: st.Received, BatchesDispatched: st.Dispatched,
+		QueueDrops: st.QueueDrops, SamplesDelivered: st.Delivered, SlowConsumers: st.SlowConsumers,
+		Relay: st.Relay, RelayListening: st.RelayListening, RelaySent: st.RelaySent, RelayReceived: st.RelayReceived,
+		RelayOwnSkipped: st.RelayOwnSkipped, RelayDrops: st.RelayDrops, RelayOversize: st.RelayOversize, RelayErrors: st.RelayErrors,
+	}
+	if st.Relay && !st.RelayListening {
+		h.Status = HealthDegraded
+		h.Reasons = append(h.Reasons, "the realtime relay is not listening: this replica's realtime clients miss the other replicas' samples")
+	}
+	return h
+}
+
 // StorageHealth is the database's size.
 type StorageHealth struct {
 	Status        string `json:"status"`
@@ -270,7 +321,7 @@ func (h *systemResource) Routes() []Route {
 		{Method: "GET", Pattern: "/system/health", Access: auth.PermSystemRead, Handle: h.health, Doc: Doc{Tag: tag,
 			Summary: "Health of the database, ingest, agents and storage. Overall status: down when the database is (answered with 503, the document in data), " +
 				"degraded when any other check is not ok (ingest not listening; a connected agent with collection lag over 5m or an unacknowledged batch older than 5m; " +
-				"a failed size or registry query; a replica lost or a deployment-wide median ingest lag over 5m), else ok",
+				"a failed size or registry query; a replica lost or a deployment-wide median ingest lag over 5m; the realtime relay not listening), else ok",
 			Response: ref("SystemHealth"), Errors: []int{401, 403, 503}}},
 		{Method: "GET", Pattern: "/system/storage", Access: auth.PermSystemRead, Handle: h.storage, Doc: Doc{Tag: tag,
 			Summary:  "Size and approximate rows of each table (the samples partitions summed as one), and the oldest and newest sample of each storage tier",
@@ -313,6 +364,17 @@ func systemSchemas() map[string]any {
 				"storage": objectSchema(map[string]any{"status": status, "database_bytes": integer, "error": str}),
 				"jobs":    desc(ref("JobsHealth"), "present when the job runner is wired"),
 				"backups": desc(ref("BackupsHealth"), "present when the backup service is wired"),
+				"realtime": desc(objectSchema(map[string]any{"status": status, "reasons": strList,
+					"subscriptions": desc(integer, "open now (WebSocket and stream clients)"), "feeds": desc(integer, "open now"),
+					"batches_published":  desc(integer, "by this replica's ingest, since this aggregator started (so are the other counters)"),
+					"batches_received":   desc(integer, "from other replicas through the relay"),
+					"batches_dispatched": integer, "queue_drops": desc(integer, "batches not fanned out: the hub's queue was full"),
+					"samples_delivered": integer, "slow_consumers": desc(integer, "subscriptions and feeds dropped for a full buffer"),
+					"relay": desc(boolean, "the relay between replicas is on"), "relay_listening": boolean,
+					"relay_sent": desc(integer, "notifications"), "relay_received": desc(integer, "notifications"), "relay_own_skipped": integer,
+					"relay_drops": desc(integer, "batches not relayed: the relay queue was full"), "relay_oversize": desc(integer, "batch pieces too large to relay"),
+					"relay_errors": desc(integer, "notifications not sent or malformed, and LISTEN connections lost")}),
+					"this replica's realtime hub: degraded while the relay is on and not listening; losses are counted, not judged"),
 				"deployment": desc(objectSchema(map[string]any{"status": status, "reasons": strList,
 					"replicas_live": integer, "replicas_lost": desc(integer, "replicas that stopped heartbeating without shutting down in the last 15 min"),
 					"window_seconds": desc(integer, "the rates' window (60)"), "batches": desc(integer, "stored by every replica in the window"),
@@ -471,12 +533,15 @@ func (a *API) checkHealth(ctx context.Context) Health {
 	}
 
 	a.opsHealth(ctx, c)
+	if rt, ok := a.realtime.(RealtimeStats); ok {
+		c.Realtime = realtimeHealth(rt.Stats())
+	}
 	a.deploymentHealth(ctx, &c.Deployment)
 	switch {
 	case c.Database.Status == HealthDown:
 		doc.Status = HealthDown
 	case c.Ingest.Status != HealthOK || c.Agents.Status != HealthOK || c.Storage.Status != HealthOK || !c.opsOK() ||
-		c.Deployment.Status != HealthOK:
+		c.Deployment.Status != HealthOK || (c.Realtime != nil && c.Realtime.Status != HealthOK):
 		doc.Status = HealthDegraded
 	}
 	return doc

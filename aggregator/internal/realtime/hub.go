@@ -154,8 +154,9 @@ type Stats struct {
 	// meanwhile were missed).
 	RelaySent, RelayReceived, RelayOwnSkipped int64
 	RelayDrops, RelayOversize, RelayErrors    int64
-	// RelayListening reports whether the LISTEN connection is up.
-	RelayListening bool
+	// Relay reports whether the relay is on (Options.Relay with a Pool);
+	// RelayListening whether its LISTEN connection is up.
+	Relay, RelayListening bool
 }
 
 // Hub is the in-process fan-out of committed samples. It is safe for
@@ -368,7 +369,7 @@ func (h *Hub) Stats() Stats {
 		Subscriptions: subs, Feeds: feeds,
 		RelaySent: h.relaySent.Load(), RelayReceived: h.relayReceived.Load(), RelayOwnSkipped: h.relayOwnSkipped.Load(),
 		RelayDrops: h.relayDrops.Load(), RelayOversize: h.relayOversize.Load(), RelayErrors: h.relayErrors.Load(),
-		RelayListening: h.relayUp.Load(),
+		Relay: h.opts.Relay, RelayListening: h.relayUp.Load(),
 	}
 }
 

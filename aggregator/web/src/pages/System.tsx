@@ -40,7 +40,9 @@ function Health() {
                             : k.endsWith('_ms')
                               ? formatDuration(v, l)
                               : formatNumber(v, l)
-                          : String(v)}
+                          : typeof v === 'boolean'
+                            ? t(v ? 'system.value.true' : 'system.value.false')
+                            : String(v)}
                       </dd>
                     </div>
                   ))}
