@@ -6,6 +6,7 @@
 //	vcsim -vms 5000 -save var/inv5000 -exit           build once, save it
 //	vcsim -load var/inv5000                           start from a saved one (fast)
 //	vcsim -vms 1000 -cache var/bench/inv1000          load it if saved, else build, save and serve
+//	vcsim ... -wake-on-change                         an open WaitForUpdatesEx wakes on a change, not every 20 ms
 //
 // It prints the SDK URL on stdout (and to -url-file) and runs until
 // interrupted.
@@ -60,6 +61,7 @@ func run() error {
 	pass := flag.String("password", "vmpulse", "password the simulator accepts")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the serving simulator to this file when it stops")
 	urlFile := flag.String("url-file", "", "also write the SDK URL (without credentials) to this file")
+	flag.BoolVar(&wakeOnChange, "wake-on-change", false, "wake an open WaitForUpdatesEx when an object changes rather than every 20 ms, as vCenter does (see vcwait.go)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "vcsim")
 	saveTo, publish := *save, ""
@@ -96,6 +98,9 @@ func run() error {
 		return fmt.Errorf("create model: %w", err)
 	}
 	defer m.Remove()
+	if wakeOnChange {
+		installWaitingPC(m)
+	}
 	// The simulator accepts exactly the credentials in its listen URL.
 	m.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*user, *pass)}
 	m.Service.TLS = nil

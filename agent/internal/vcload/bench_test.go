@@ -19,9 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vmpulse/vmpulse/agent/internal/vsphere"
 	"github.com/vmpulse/vmpulse/protocol"
@@ -63,10 +65,21 @@ const loadCycles = 3
 //   - vcenter_client_cpu_us_per_value: the collecting client's own CPU per value
 //   - the same with _reference for the Telegraf-like client, _normal for
 //     the agent asking for QueryPerf results in the normal format rather
-//     than CSV, and _before for the agent's standing calls as they were
+//     than CSV, _before for the agent's standing calls as they were
 //     before issue #15 (WaitForUpdatesEx returning every 5 s, events read
-//     every 10 s; CSV results), and
-//     vcenter_cpu_ratio_vs_reference (goal ≤ 0.5), and
+//     every 10 s; CSV results), _60s for the agent collecting realtime
+//     data every 60 s (three 20 s samples per query), and _vcwait /
+//     _60s_vcwait for the agent against the simulator run with
+//     -wake-on-change (an open WaitForUpdatesEx wakes on a change, not
+//     every 20 ms, as vCenter's does);
+//   - vcenter_sim_wait_loop_ms_per_s (and _vcwait): what one open
+//     WaitForUpdatesEx costs the simulator per second by itself;
+//   - vcenter_cpu_ratio_vs_reference (goal ≤ 0.5) and its variants: the
+//     simulator's CPU per value, the agent's over the reference's;
+//   - vcenter_window_cpu_ratio_vs_reference (and variants): the
+//     simulator's CPU over the whole window, the agent's over the
+//     reference's (same entities, counters and cycles, whatever values
+//     the simulator's timing yields), and
 //     vcenter_cycle_cpu_ratio_vs_reference (per cycle, inside cycles).
 func BenchmarkAgentVCenterLoad(b *testing.B) {
 	if testing.Short() {
@@ -77,17 +90,23 @@ func BenchmarkAgentVCenterLoad(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var ref, agent, legacy, normal loadResult
+	var ref, agent, legacy, normal, minute, agentVC, minuteVC loadResult
+	var waitLoop, waitLoopVC float64
 	for range b.N {
-		ref = runLoad(b, bin, inv, "reference", runReference)
-		legacy = runLoad(b, bin, inv, "agent_before", runAgentWith(legacySettings))
-		normal = runLoad(b, bin, inv, "agent_normal", runAgentWith(normalSettings))
-		agent = runLoad(b, bin, inv, "agent", runAgentWith(agentDefaults))
+		waitLoop = measureWaitLoop(b, bin, inv, "wait-loop")
+		waitLoopVC = measureWaitLoop(b, bin, inv, "wait-loop-vcwait", vcWait...)
+		ref = runLoad(b, bin, inv, "reference", nil, runReference)
+		legacy = runLoad(b, bin, inv, "agent_before", nil, runAgentWith(legacySettings))
+		normal = runLoad(b, bin, inv, "agent_normal", nil, runAgentWith(normalSettings))
+		minute = runLoad(b, bin, inv, "agent_60s", nil, runAgentWith(minuteSettings))
+		agentVC = runLoad(b, bin, inv, "agent_vcwait", vcWait, runAgentWith(agentDefaults))
+		minuteVC = runLoad(b, bin, inv, "agent_60s_vcwait", vcWait, runAgentWith(minuteSettings))
+		agent = runLoad(b, bin, inv, "agent", nil, runAgentWith(agentDefaults))
 	}
 	for _, r := range []struct {
 		suffix string
 		r      loadResult
-	}{{"", agent}, {"_normal", normal}, {"_before", legacy}, {"_reference", ref}} {
+	}{{"", agent}, {"_60s", minute}, {"_vcwait", agentVC}, {"_60s_vcwait", minuteVC}, {"_normal", normal}, {"_before", legacy}, {"_reference", ref}} {
 		fmt.Printf("figure: vcenter_calls_per_cycle%s %.1f calls\n", r.suffix, r.r.callsPerCycle())
 		fmt.Printf("figure: vcenter_bytes_per_value%s %.1f B\n", r.suffix, r.r.bytesPerValue())
 		fmt.Printf("figure: vcenter_idle_calls_per_min%s %.1f calls\n", r.suffix, r.r.idleCallsPerMin())
@@ -98,9 +117,23 @@ func BenchmarkAgentVCenterLoad(b *testing.B) {
 		fmt.Printf("figure: vcenter_values_per_cycle%s %.0f values\n", r.suffix, float64(r.r.values)/float64(r.r.cycles))
 		fmt.Printf("figure: vcenter_client_cpu_us_per_value%s %.2f us\n", r.suffix, r.r.clientCPUPerValue())
 	}
+	fmt.Printf("figure: vcenter_sim_wait_loop_ms_per_s %.2f ms\n", waitLoop)
+	fmt.Printf("figure: vcenter_sim_wait_loop_ms_per_s_vcwait %.2f ms\n", waitLoopVC)
 	if ref.simCPUPerValue() > 0 {
 		fmt.Printf("figure: vcenter_cpu_ratio_vs_reference %.2f x\n", agent.simCPUPerValue()/ref.simCPUPerValue())
 		fmt.Printf("figure: vcenter_cpu_ratio_vs_reference_before %.2f x\n", legacy.simCPUPerValue()/ref.simCPUPerValue())
+		fmt.Printf("figure: vcenter_cpu_ratio_vs_reference_60s %.2f x\n", minute.simCPUPerValue()/ref.simCPUPerValue())
+		fmt.Printf("figure: vcenter_cpu_ratio_vs_reference_vcwait %.2f x\n", agentVC.simCPUPerValue()/ref.simCPUPerValue())
+		fmt.Printf("figure: vcenter_cpu_ratio_vs_reference_60s_vcwait %.2f x\n", minuteVC.simCPUPerValue()/ref.simCPUPerValue())
+	}
+	if ref.simCPU > 0 {
+		// Per cycle over the whole window (inside cycles and between
+		// them): both clients ask for the same entities and counters, so
+		// this does not depend on how many values the simulator's timing
+		// yields each.
+		fmt.Printf("figure: vcenter_window_cpu_ratio_vs_reference %.2f x\n", agent.simCPU.Seconds()/ref.simCPU.Seconds())
+		fmt.Printf("figure: vcenter_window_cpu_ratio_vs_reference_vcwait %.2f x\n", agentVC.simCPU.Seconds()/ref.simCPU.Seconds())
+		fmt.Printf("figure: vcenter_window_cpu_ratio_vs_reference_60s_vcwait %.2f x\n", minuteVC.simCPU.Seconds()/ref.simCPU.Seconds())
 	}
 	if ref.cycleSimCPUPerCycle() > 0 {
 		fmt.Printf("figure: vcenter_cycle_cpu_ratio_vs_reference %.2f x\n", agent.cycleSimCPUPerCycle()/ref.cycleSimCPUPerCycle())
@@ -190,7 +223,7 @@ type cycleFunc func(ctx context.Context) (int64, error)
 // runLoad starts a simulator from inv, lets start set the client up,
 // runs a warm-up cycle and loadCycles measured cycles 20 s apart, and
 // measures them.
-func runLoad(b *testing.B, bin, inv, name string, start func(ctx context.Context, b *testing.B, env loadEnv) cycleFunc) loadResult {
+func runLoad(b *testing.B, bin, inv, name string, simArgs []string, start func(ctx context.Context, b *testing.B, env loadEnv) cycleFunc) loadResult {
 	b.Helper()
 	b.StopTimer()
 	var cleanups []func()
@@ -200,7 +233,7 @@ func runLoad(b *testing.B, bin, inv, name string, start func(ctx context.Context
 		}
 	}()
 	register := func(f func()) { cleanups = append(cleanups, f) }
-	simPID, u := startVcsim(b, bin, inv, name, register)
+	simPID, u := startVcsim(b, bin, inv, name, register, simArgs...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	env := loadEnv{u: u, counter: &Counter{}, cleanup: register}
@@ -322,6 +355,9 @@ type agentSettings struct {
 	// announce makes the inventory watcher the event reader's Announcer,
 	// as the agent wires them.
 	announce bool
+	// every makes the realtime cycle run on every every-th tick of the
+	// benchmark (0 or 1: every tick, 20 s).
+	every int
 }
 
 // agentDefaults are the agent's defaults (as agent.yml's are).
@@ -331,6 +367,19 @@ var agentDefaults = agentSettings{events: vsphere.EventsConfig{PollEvery: 10 * t
 // normal format, as the agent asked for them before it used CSV (the
 // "_normal" figures).
 var normalSettings = agentSettings{events: vsphere.EventsConfig{PollEvery: 10 * time.Second}, announce: true, perf: vsphere.PerfConfig{Format: "normal"}}
+
+// vcWait runs the simulator with -wake-on-change: an open
+// WaitForUpdatesEx wakes when an object changes rather than every 20 ms
+// (scripts/vcsim/vcwait.go), as vCenter's does. The "_vcwait" figures are
+// measured against it.
+var vcWait = []string{"-wake-on-change"}
+
+// minuteSettings are the agent's defaults with the realtime cycle every
+// 60 s rather than 20 s (collection.realtime_interval: 60s): the same 20 s
+// samples, three per counter and query, a minute later (the "_60s"
+// figures). The benchmark's ticks stay 20 s apart; this agent collects on
+// every third.
+var minuteSettings = agentSettings{events: vsphere.EventsConfig{PollEvery: 10 * time.Second}, announce: true, every: 3}
 
 // legacySettings reproduce the agent before issue #15 for the "_before"
 // figures: WaitForUpdatesEx returning every 5 s, events read every 10 s.
@@ -374,7 +423,12 @@ func runAgent(ctx context.Context, b *testing.B, env loadEnv, set agentSettings)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	tick := 0
 	return func(ctx context.Context) (int64, error) {
+		tick++
+		if set.every > 1 && tick > 1 && (tick-1)%set.every != 0 {
+			return 0, nil // not this client's cycle (the first is the warm-up)
+		}
 		before := sink.values.Load()
 		if _, err := perf.Collect(ctx, vsphere.IntervalRealtime); err != nil {
 			return 0, err
@@ -438,11 +492,12 @@ func buildVcsim(b *testing.B) string {
 // startVcsim starts the simulator from the saved inventory inv (building
 // and saving it first if absent) and returns its pid and SDK URL. With
 // BENCH_VCSIM_CPUPROFILE=DIR it writes a CPU profile to DIR/vcsim-NAME.pprof.
-func startVcsim(b *testing.B, bin, inv, name string, cleanup func(func())) (int, *url.URL) {
+func startVcsim(b *testing.B, bin, inv, name string, cleanup func(func()), extra ...string) (int, *url.URL) {
 	b.Helper()
 	urlFile := filepath.Join(b.TempDir(), "sim.url")
 	args := []string{"-vms", "1000", "-cache", inv, "-listen", "127.0.0.1:0", "-url-file", urlFile,
 		"-username", simUser, "-password", simPass}
+	args = append(args, extra...)
 	if dir := os.Getenv("BENCH_VCSIM_CPUPROFILE"); dir != "" {
 		// The simulator's profile, written when it stops, shows where its
 		// CPU goes for each client.
@@ -512,4 +567,57 @@ func selfCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measureWaitLoop measures what an open WaitForUpdatesEx costs the
+// simulator by itself: its wait loop wakes every 20 ms to look for
+// updates, where vCenter sleeps until there is one. A simulator is
+// measured for waitLoopWindow with a logged-in session and nothing else,
+// then for as long with one WaitForUpdatesEx open on a filter of one
+// property of the root folder (which never changes); the difference, in
+// ms of simulator CPU per second, is the loop's cost, charged to every
+// client that keeps such a call open.
+func measureWaitLoop(b *testing.B, bin, inv, name string, simArgs ...string) float64 {
+	b.Helper()
+	b.StopTimer()
+	defer b.StartTimer()
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+	pid, u := startVcsim(b, bin, inv, name, func(f func()) { cleanups = append(cleanups, f) }, simArgs...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	vc, err := vim25.NewClient(ctx, soap.NewClient(u, true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sm := session.NewManager(vc)
+	if err := sm.Login(ctx, url.UserPassword(simUser, simPass)); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = sm.Logout(context.Background()) }()
+	const waitLoopWindow = 15 * time.Second
+	measure := func() float64 {
+		time.Sleep(3 * time.Second) // settle
+		c0, t0 := procCPU(b, pid), time.Now()
+		time.Sleep(waitLoopWindow)
+		return float64((procCPU(b, pid) - c0).Microseconds()) / 1e3 / time.Since(t0).Seconds()
+	}
+	quiet := measure()
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- property.Wait(wctx, property.DefaultCollector(vc), vc.ServiceContent.RootFolder, []string{"name"},
+			func([]types.PropertyChange) bool { return false })
+	}()
+	open := measure()
+	stop()
+	if err := <-done; err != nil && wctx.Err() == nil {
+		b.Fatalf("wait loop: %v", err)
+	}
+	fmt.Printf("# %s: simulator %.2f ms/s with a session only, %.2f ms/s with one WaitForUpdatesEx open\n", name, quiet, open)
+	return max(open-quiet, 0)
 }
