@@ -7,8 +7,11 @@ COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BENCH ?=
 FUZZTIME ?= 30s
-# The shipped plugins (under plugins/): the notifiers, then the agent's collector.
-PLUGINS := webhook email dingtalk wecom feishu promexec
+# The shipped plugins (under plugins/): the aggregator's notifiers and the
+# agent's collectors, each set in its own folder with its own SHA256SUMS
+# (static binaries: the loader's LD_* variables cannot add unpinned code).
+NOTIFIERS := webhook email dingtalk wecom feishu
+COLLECTORS := promexec
 
 .PHONY: all build console dist test bench fuzz demo fmt vet clean
 
@@ -16,13 +19,16 @@ all: build
 
 ## build: the binaries in bin/, the aggregator with the web console embedded
 ## (-tags console; the console is built with npm first), and the shipped
-## plugins in bin/plugins/ with their SHA256SUMS (the notifiers go in the
-## aggregator's plugins.dir, promexec in the agent's).
+## plugins with their SHA256SUMS: the notifiers in bin/plugins/ (for the
+## aggregator's plugins.dir), promexec in bin/agent-plugins/ (the agent's).
 build: console
 	@mkdir -p bin/plugins
 	$(GO) build -tags console -ldflags "$(LDFLAGS)" -o bin/ ./aggregator/cmd/... ./agent/cmd/... ./scripts/vcsim
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/plugins/ $(addprefix ./plugins/,$(PLUGINS))
-	cd bin/plugins && sha256sum $(PLUGINS) > SHA256SUMS
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/plugins/ $(addprefix ./plugins/,$(NOTIFIERS))
+	cd bin/plugins && sha256sum $(NOTIFIERS) > SHA256SUMS
+	@mkdir -p bin/agent-plugins
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/agent-plugins/ $(addprefix ./plugins/,$(COLLECTORS))
+	cd bin/agent-plugins && sha256sum $(COLLECTORS) > SHA256SUMS
 
 ## console: the web console (aggregator/web: npm ci when needed, type check,
 ## Vite build, .gz/.br, size budget) into aggregator/internal/console/dist.

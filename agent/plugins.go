@@ -93,6 +93,9 @@ func (c *Config) validatePlugins() []error {
 				bad("%s.env.%s: not an environment variable name", f, k)
 			} else if strings.HasPrefix(k, "VMPULSE_PLUGIN") || strings.HasPrefix(k, "PLUGIN_") {
 				bad("%s.env.%s: reserved for the plugin handshake", f, k)
+			} else if strings.HasPrefix(k, "LD_") || strings.HasPrefix(k, "DYLD_") {
+				// The dynamic loader would run code the checksum does not pin.
+				bad("%s.env.%s: loader variables are refused (they run code the sha256 does not pin)", f, k)
 			}
 		}
 		if p.Config != nil {

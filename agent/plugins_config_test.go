@@ -89,7 +89,7 @@ plugins:
       sha256: `+sum+`
       interval: 10s
       timeout: 10m
-      env: {"VMPULSE_PLUGIN": "x", "1X": "y"}
+      env: {"VMPULSE_PLUGIN": "x", "1X": "y", "LD_PRELOAD": "/tmp/x.so"}
 `)
 	cfg, err = LoadConfig(bad)
 	if err == nil {
@@ -109,6 +109,7 @@ plugins:
 		"plugins.collectors[3].timeout: 10m0s not in 100ms..5m",
 		"plugins.collectors[3].env.VMPULSE_PLUGIN: reserved",
 		"plugins.collectors[3].env.1X: not an environment variable name",
+		"plugins.collectors[3].env.LD_PRELOAD: loader variables are refused",
 	} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error\n%v\nwant it to contain %q", err, w)

@@ -37,6 +37,7 @@ func TestConfigFixtures(t *testing.T) {
 		{"testdata/bad-plugins.bad.yml", "plugins.notifiers[2].max_concurrency: -1 not in 1..256"},
 		{"testdata/bad-plugins.bad.yml", "plugins.notifiers[2].env.VMPULSE_PLUGIN: reserved for the plugin handshake"},
 		{"testdata/bad-plugins.bad.yml", "plugins.notifiers[2].env.bad key: not an environment variable name"},
+		{"testdata/bad-plugins.bad.yml", "plugins.notifiers[2].env.LD_PRELOAD: loader variables are refused"},
 		{"testdata/bad-plugins.bad.yml", "plugins.notifiers[3].sha256: want the 64 hex digits"},
 		{"testdata/bad-plugins.bad.yml", "plugins.notifiers[4].sha256: want the 64 hex digits"},
 		{"testdata/bad-plugins-type.bad.yml", "testdata/bad-plugins-type.bad.yml: line 6: field checksum not found"},

@@ -60,6 +60,7 @@ func startNotifierPlugins(ctx context.Context, cfg Config, log *slog.Logger) *ho
 		return nil
 	}
 	reportPlugins(plog, dir, hc.Plugins, h.Status())
+	checkPluginPerms(plog, dir, hc.Plugins, len(cfg.Plugins.Notifiers) == 0)
 	return h
 }
 
@@ -143,10 +144,10 @@ func reportPlugins(log *slog.Logger, dir string, pins map[string]host.PluginConf
 		st, found := byName[name]
 		switch {
 		case !found:
-			log.Error("notifier plugin not found: notifications to channels of its type wait in the outbox until it is there (tried every 10 minutes)",
+			log.Error("notifier plugin not found: notifications to channels of its type wait in the outbox: install or fix it and restart the aggregator, which then sends them",
 				"plugin", name, "path", filepath.Join(dir, name))
 		case st.State == host.StateRefused:
-			log.Error("notifier plugin refused: notifications to channels of its type wait in the outbox until it is there (tried every 10 minutes)",
+			log.Error("notifier plugin refused: notifications to channels of its type wait in the outbox: install or fix it and restart the aggregator, which then sends them",
 				"plugin", name, "path", st.Path, "err", st.LastError)
 		case st.State != host.StateRunning:
 			log.Warn("notifier plugin did not start; it is restarted with backoff, and notifications to channels of its type are retried",
@@ -255,4 +256,35 @@ func joined(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+// checkPluginPerms logs an error for the plugins folder, each pinned
+// binary (symlinks followed) and, when the pins come from it, the
+// SHA256SUMS file, if group or others may write it: whoever can write
+// them can replace a plugin (and, for SHA256SUMS, its pin too), and the
+// aggregator would run it as itself. It refuses nothing; pins in the
+// config file (plugins.notifiers) are what hold when the folder is shared.
+func checkPluginPerms(log *slog.Logger, dir string, pins map[string]host.PluginConfig, sumsPinned bool) {
+	paths := []string{dir}
+	if sumsPinned {
+		paths = append(paths, filepath.Join(dir, sumsFile))
+	}
+	names := make([]string, 0, len(pins))
+	for name := range pins {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		paths = append(paths, filepath.Join(dir, name))
+	}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue // reported by the host
+		}
+		if mode := fi.Mode().Perm(); mode&0o022 != 0 && !(fi.IsDir() && fi.Mode()&os.ModeSticky != 0) {
+			log.Error("plugin file writable by group or others: whoever can write it can replace a pinned plugin, which the aggregator runs as itself (chmod go-w, or pin the notifiers in the config)",
+				"path", p, "mode", fmt.Sprintf("%#o", mode))
+		}
+	}
 }

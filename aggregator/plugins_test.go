@@ -119,7 +119,9 @@ func TestPluginHostConfig(t *testing.T) {
 	const sum = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	dir := t.TempDir()
 	sums := filepath.Join(dir, sumsFile)
-	os.WriteFile(sums, []byte(strings.Repeat("0", 64)+"  webhook\nnot a pin\n"), 0o644)
+	if err := os.WriteFile(sums, []byte(strings.Repeat("0", 64)+"  webhook\nnot a pin\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := DefaultConfig()
 	cfg.Plugins.Timeout = Duration(3 * time.Second)
 	cfg.Plugins.MaxConcurrency = 2
@@ -346,7 +348,9 @@ func TestNotifierPluginsFromConfig(t *testing.T) {
 	dataDir := t.TempDir()
 	dir := filepath.Join(dataDir, "plugins")
 	sum := installWebhook(t, dir, "webhook", "badhook")
-	os.WriteFile(filepath.Join(dir, sumsFile), []byte(sum+"  webhook\n"+sum+"  badhook\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, sumsFile), []byte(sum+"  webhook\n"+sum+"  badhook\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	wrong := strings.Repeat("ab", 32)
 	a, lb := runAggregator(t, dataDir, fmt.Sprintf(`plugins:
   notifiers:
@@ -406,7 +410,9 @@ func TestNotifierPluginsFromSHA256SUMS(t *testing.T) {
 	dir := filepath.Join(dataDir, "plugins")
 	sum := installWebhook(t, dir, "webhook")
 	sums := filepath.Join(dir, sumsFile)
-	os.WriteFile(sums, []byte(sum+"  webhook\n"+sum+"\n"), 0o644)
+	if err := os.WriteFile(sums, []byte(sum+"  webhook\n"+sum+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	a, lb := runAggregator(t, dataDir, "")
 
 	log := lb.String()
@@ -417,5 +423,35 @@ func TestNotifierPluginsFromSHA256SUMS(t *testing.T) {
 	srv, got := receiver(t)
 	if code, raw, outcome := channelTest(t, a, token, "webhook", srv.URL); code != http.StatusCreated || outcome != "delivered" || got.Load() != 1 {
 		t.Errorf("webhook channel: create %d %s, test outcome %q, %d received; want 201, delivered, 1", code, raw, outcome, got.Load())
+	}
+}
+
+// TestPluginPermsChecked: a plugins folder, binary or SHA256SUMS that group
+// or others may write is logged as an error; a private one is not.
+func TestPluginPermsChecked(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"webhook", sumsFile} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pins := map[string]host.PluginConfig{"webhook": {SHA256: strings.Repeat("0", 64)}}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var quiet logBuffer
+	checkPluginPerms(quiet.logger(), dir, pins, true)
+	if strings.Contains(quiet.String(), "writable") {
+		t.Fatalf("private files reported:\n%s", quiet.String())
+	}
+	for _, p := range []string{dir, filepath.Join(dir, "webhook"), filepath.Join(dir, sumsFile)} {
+		if err := os.Chmod(p, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lb logBuffer
+	checkPluginPerms(lb.logger(), dir, pins, true)
+	for _, p := range []string{dir, filepath.Join(dir, "webhook"), filepath.Join(dir, sumsFile)} {
+		wantLog(t, lb.String(), "level=ERROR", "writable by group or others", "path="+p, "mode=0777")
 	}
 }

@@ -63,13 +63,26 @@ func (pc *waitingPC) CreatePropertyCollector(ctx *simulator.Context, _ *types.Cr
 // CancelWaitForUpdates ends a waiting call, between calculations or
 // inside one.
 func (pc *waitingPC) CancelWaitForUpdates(r *types.CancelWaitForUpdates) soap.HasFault {
+	pc.endWait()
+	return pc.PropertyCollector.CancelWaitForUpdates(r)
+}
+
+// DestroyPropertyCollector ends a waiting call (as vCenter does) before
+// the simulator destroys the collector; its own code cancels only the
+// current calculation.
+func (pc *waitingPC) DestroyPropertyCollector(ctx *simulator.Context, r *types.DestroyPropertyCollector) soap.HasFault {
+	pc.endWait()
+	return pc.PropertyCollector.DestroyPropertyCollector(ctx, r)
+}
+
+// endWait ends the waiting call, if any.
+func (pc *waitingPC) endWait() {
 	pc.wmu.Lock()
 	if pc.waiting != nil {
 		close(pc.waiting)
 		pc.waiting = nil
 	}
 	pc.wmu.Unlock()
-	return pc.PropertyCollector.CancelWaitForUpdates(r)
 }
 
 // WaitForUpdatesEx serves a waiting call by calculating updates when
@@ -82,8 +95,14 @@ func (pc *waitingPC) WaitForUpdatesEx(ctx *simulator.Context, r *types.WaitForUp
 	if !wakeOnChange || r.Version == "" || (maxWait != nil && *maxWait == 0) {
 		return pc.PropertyCollector.WaitForUpdatesEx(ctx, r)
 	}
+	// A new call on the collector ends one still waiting (its client has
+	// gone: a collector serves one wait at a time), so no orphan drains
+	// the updates the new call is owed.
 	cancelled := make(chan struct{})
 	pc.wmu.Lock()
+	if pc.waiting != nil {
+		close(pc.waiting)
+	}
 	pc.waiting = cancelled
 	pc.wmu.Unlock()
 	defer func() {

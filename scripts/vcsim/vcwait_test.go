@@ -61,22 +61,24 @@ func TestWakeOnChange(t *testing.T) {
 		t.Fatalf("initial update set: %v %v", first, err)
 	}
 
-	// A change is delivered within the check interval.
+	// A change is delivered at once.
+	renameErr := make(chan error, 1)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		task, err := object.NewVirtualMachine(c.Client, vm.Reference()).Rename(ctx, "renamed")
 		if err == nil {
 			err = task.Wait(ctx)
 		}
-		if err != nil {
-			t.Error(err)
-		}
+		renameErr <- err
 	}()
 	began := time.Now()
 	five := int32(5)
 	set, err := wait(&five, first.Version)
 	if err != nil || set == nil {
 		t.Fatalf("waiting for the rename: %v %v", set, err)
+	}
+	if err := <-renameErr; err != nil {
+		t.Fatal(err)
 	}
 	if took := time.Since(began); took > 2*time.Second {
 		t.Errorf("the rename came %v after the wait began; want about 300ms", took)
@@ -104,20 +106,32 @@ func TestWakeOnChange(t *testing.T) {
 		t.Errorf("MaxWaitSeconds 1 returned after %v", took)
 	}
 
-	// CancelWaitForUpdates ends a waiting call.
-	go func() {
-		time.Sleep(500 * time.Millisecond)
-		if err := pc.CancelWaitForUpdates(ctx); err != nil {
-			t.Error(err)
+	// CancelWaitForUpdates, and destroying the collector, end a waiting
+	// call.
+	for _, end := range []struct {
+		name string
+		f    func() error
+	}{
+		{"CancelWaitForUpdates", func() error { return pc.CancelWaitForUpdates(ctx) }},
+		{"DestroyPropertyCollector", func() error { return pc.Destroy(ctx) }},
+	} {
+		ended := make(chan error, 1)
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			ended <- end.f()
+		}()
+		began = time.Now()
+		ten := int32(10)
+		_, err = wait(&ten, first.Version)
+		if e := <-ended; e != nil {
+			t.Fatalf("%s: %v", end.name, e)
 		}
-	}()
-	began = time.Now()
-	_, err = wait(nil, first.Version)
-	var rc *types.RequestCanceled
-	if _, ok := fault.As(err, &rc); !ok {
-		t.Fatalf("cancelled wait: %v, want RequestCanceled", err)
-	}
-	if took := time.Since(began); took > 3*time.Second {
-		t.Errorf("cancel took %v", took)
+		var rc *types.RequestCanceled
+		if _, ok := fault.As(err, &rc); !ok {
+			t.Fatalf("wait ended by %s: %v, want RequestCanceled", end.name, err)
+		}
+		if took := time.Since(began); took > 5*time.Second {
+			t.Errorf("%s took %v to end the wait", end.name, took)
+		}
 	}
 }

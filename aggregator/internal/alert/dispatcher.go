@@ -160,6 +160,16 @@ func (d *Dispatcher) session(ctx context.Context) error {
 	if err := d.seedLimits(ctx); err != nil {
 		return err
 	}
+	// Notifications held for a missing or refused plugin are due at once
+	// for a new lease holder: plugins are found when an aggregator starts,
+	// so one that starts with the plugin fixed sends them now rather than
+	// at the end of their hold.
+	if tag, err := conn.Exec(ctx, `UPDATE alert_notifications SET next_attempt_at = now()
+		WHERE state = 'pending' AND last_code = $1 AND next_attempt_at > now()`, heldCode); err != nil {
+		return fmt.Errorf("alert dispatcher: release held notifications: %w", err)
+	} else if n := tag.RowsAffected(); n > 0 {
+		d.log.Info("alert dispatcher: notifications held for a missing plugin are due again", "notifications", n)
+	}
 	d.epoch.Store(epoch)
 	defer d.epoch.Store(0)
 	d.Stats.Leases.Add(1)
@@ -366,6 +376,10 @@ func (d *Dispatcher) deliver(ctx context.Context, epoch int64, c claimed, ch *Ch
 	}
 }
 
+// heldCode is the last_code of a notification held because no plugin
+// could make its attempt.
+const heldCode = "plugin_unavailable"
+
 // backoff is the delay before attempt+1: BackoffMin doubling per attempt
 // up to BackoffMax, ±20% jitter.
 func (d *Dispatcher) backoff(attempt int) time.Duration {
@@ -397,9 +411,11 @@ func (d *Dispatcher) record(ctx context.Context, epoch int64, c claimed, started
 	case errors.Is(callErr, ErrNotifierUnavailable):
 		// No plugin could make the attempt (not installed, refused): the
 		// notification waits for one, however long, without using up its
-		// attempts, and is tried again every BackoffMax.
+		// attempts, and is tried again every BackoffMax and whenever a
+		// dispatcher takes the lease (heldCode marks it).
 		state, held = "pending", 1
 		next = time.Now().Add(d.cfg.BackoffMax)
+		res.Code = heldCode
 	case c.attempt >= d.cfg.MaxAttempts:
 		state = "failed"
 	default:

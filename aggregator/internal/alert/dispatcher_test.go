@@ -2,6 +2,7 @@ package alert
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -202,15 +203,79 @@ func TestDispatcherWaitsForMissingPlugin(t *testing.T) {
 	if state != "pending" || attempts != 0 {
 		t.Fatalf("without a plugin: state %s, attempts %d; want pending, 0 (waiting, nothing used up)", state, attempts)
 	}
+	// The plugin is installed and the aggregator restarted: a new lease
+	// holder sends the held notification at once, not at the end of its
+	// hold (an hour here).
+	if _, err := f.pool.Exec(f.ctx, `UPDATE alert_notifications SET next_attempt_at = now() + interval '1 hour'`); err != nil {
+		t.Fatal(err)
+	}
 	sw.mu.Lock()
 	sw.real = webhookNotifier(t).Host
 	sw.mu.Unlock()
+	d = NewDispatcher(f.pool, PluginNotifier{Host: sw}, DispatcherConfig{PollInterval: 10 * time.Millisecond,
+		BackoffMin: time.Millisecond, BackoffMax: time.Hour, MaxAttempts: 2, Logger: tlog(t)})
 	runDispatcher(t, f, d, func() bool { _, n, _ := rec.total(); return n == 1 })
 	if err := f.pool.QueryRow(f.ctx, `SELECT state, attempts FROM alert_notifications`).Scan(&state, &attempts); err != nil {
 		t.Fatal(err)
 	}
 	if _, n, _ := rec.total(); state != "delivered" || attempts != 1 || n != 1 {
 		t.Fatalf("with the plugin: state %s, attempts %d, %d deliveries; want delivered, 1, 1", state, attempts, n)
+	}
+}
+
+// failingHost hands out a notifier that fails every call with err.
+type failingHost struct{ err error }
+
+func (h failingHost) Notifier(string) (sdk.Notifier, error) { return failingNotifier(h), nil }
+
+type failingNotifier struct{ err error }
+
+func (n failingNotifier) Validate(context.Context, json.RawMessage) error { return nil }
+func (n failingNotifier) Notify(context.Context, sdk.Notification) (sdk.Result, error) {
+	return sdk.Result{}, n.err
+}
+
+// notificationState is the state of the only notification.
+func (f *fixture) notificationState() string {
+	var st string
+	if err := f.pool.QueryRow(f.ctx, `SELECT state FROM alert_notifications`).Scan(&st); err != nil {
+		f.t.Fatal(err)
+	}
+	return st
+}
+
+// TestDispatcherHoldsOnlyForAnAbsentPlugin: a plugin refused by the host
+// holds the notification like a missing one; a plugin that is restarting
+// (the host answers ErrUnavailable) is retried with the normal backoff
+// and its attempts count.
+func TestDispatcherHoldsOnlyForAnAbsentPlugin(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		err       error
+		wantState string
+	}{
+		{"refused", fmt.Errorf("plugin %q: %w: %w", "webhook", host.ErrRefused, host.ErrChecksum), "pending"},
+		{"restarting", fmt.Errorf("plugin %q: %w", "webhook", sdk.ErrUnavailable), "failed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, Config{})
+			ch := f.channel("ops", "http://127.0.0.1:9/")
+			f.rule(Rule{Name: "cpu-high", Conditions: []Condition{{Metric: "cpu.usage.average", Op: ">", Threshold: 80}}, Channels: []uuid.UUID{ch}})
+			storm(f, 1, f.clock.Now().Add(-time.Minute), 95)
+			d := NewDispatcher(f.pool, PluginNotifier{Host: failingHost{c.err}}, DispatcherConfig{PollInterval: 10 * time.Millisecond,
+				BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 3, Logger: tlog(t)})
+			tried := func() int {
+				var n int
+				if err := f.pool.QueryRow(f.ctx, `SELECT count(*) FROM alert_notification_attempts`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			runDispatcher(t, f, d, func() bool { return tried() >= 5 || f.notificationState() == "failed" })
+			if st := f.notificationState(); st != c.wantState {
+				t.Fatalf("state %s after %d tries; want %s", st, tried(), c.wantState)
+			}
+		})
 	}
 }
 
