@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/vmpulse/vmpulse/agent/internal/collectors"
 	"github.com/vmpulse/vmpulse/plugins/sdk"
+	"github.com/vmpulse/vmpulse/plugins/sdk/host"
 )
 
 // PluginsConfig is the `plugins` section: collector plugins, each an
@@ -48,8 +48,6 @@ type CollectorPluginConfig struct {
 	// (sdk.CollectorConfig reads it).
 	Config map[string]any `yaml:"config"`
 }
-
-var envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // validatePlugins reports the invalid fields of the plugins section.
 func (c *Config) validatePlugins() []error {
@@ -89,13 +87,8 @@ func (c *Config) validatePlugins() []error {
 			bad("%s.timeout: %s not in 100ms..5m", f, to)
 		}
 		for k := range p.Env {
-			if !envKeyRE.MatchString(k) {
-				bad("%s.env.%s: not an environment variable name", f, k)
-			} else if strings.HasPrefix(k, "VMPULSE_PLUGIN") || strings.HasPrefix(k, "PLUGIN_") {
-				bad("%s.env.%s: reserved for the plugin handshake", f, k)
-			} else if strings.HasPrefix(k, "LD_") || strings.HasPrefix(k, "DYLD_") {
-				// The dynamic loader would run code the checksum does not pin.
-				bad("%s.env.%s: loader variables are refused (they run code the sha256 does not pin)", f, k)
+			if err := host.CheckEnvKey(k); err != nil {
+				bad("%s.env.%s: %v", f, k, err)
 			}
 		}
 		if p.Config != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/vmpulse/vmpulse/aggregator/internal/jobs"
 	"github.com/vmpulse/vmpulse/aggregator/internal/pki"
 	"github.com/vmpulse/vmpulse/aggregator/internal/store"
+	"github.com/vmpulse/vmpulse/plugins/sdk/host"
 )
 
 // Duration is a time.Duration that reads "5m", "1h30m" from YAML.
@@ -174,7 +175,6 @@ var (
 	// pluginNameRE is alert's channel type syntax: a notifier's name is
 	// the type of the channels it serves, and a plain file name.
 	pluginNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-	envKeyRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // validatePlugins reports the invalid fields of the plugins section. It
@@ -217,13 +217,8 @@ func (c *Config) validatePlugins() []error {
 			bad("%s.max_concurrency: %d not in 1..%d (or 0 for plugins.max_concurrency)", f, p.MaxConcurrency, pluginMaxParallel)
 		}
 		for k := range p.Env {
-			if !envKeyRE.MatchString(k) {
-				bad("%s.env.%s: not an environment variable name", f, k)
-			} else if strings.HasPrefix(k, "VMPULSE_PLUGIN") || strings.HasPrefix(k, "PLUGIN_") {
-				bad("%s.env.%s: reserved for the plugin handshake", f, k)
-			} else if strings.HasPrefix(k, "LD_") || strings.HasPrefix(k, "DYLD_") {
-				// The dynamic loader would run code the checksum does not pin.
-				bad("%s.env.%s: loader variables are refused (they run code the sha256 does not pin)", f, k)
+			if err := host.CheckEnvKey(k); err != nil {
+				bad("%s.env.%s: %v", f, k, err)
 			}
 		}
 	}
