@@ -17,8 +17,12 @@ import (
 // still valid) starts again.
 const watchRetry = 5 * time.Second
 
-// cancelTimeout bounds a CancelWaitForUpdates call.
-const cancelTimeout = 30 * time.Second
+// cancelTimeout bounds the cancelling of a wait; cancelRepeat is how long
+// a cancelled wait may take to return before it is cancelled again.
+const (
+	cancelTimeout = 30 * time.Second
+	cancelRepeat  = time.Second
+)
 
 // waitBound is the bound of one WaitForUpdatesEx call.
 type waitBound struct {
@@ -59,9 +63,24 @@ func (w *Inventory) waitInterruptible(ctx context.Context, vc *vim25.Client, pc 
 		cancelled.Store(true)
 		cctx, cancel := context.WithTimeout(ctx, cancelTimeout)
 		defer cancel()
-		if _, err := methods.CancelWaitForUpdates(cctx, vc, &types.CancelWaitForUpdates{This: pc}); err != nil {
-			w.log.Debug("inventory: CancelWaitForUpdates failed, dropping the request instead", "err", err)
-			abort()
+		// A cancel that reaches the server before the wait it is meant for
+		// (the request still on its way) cancels nothing, and the wait would
+		// run to its bound: cancel again every cancelRepeat until the call
+		// has returned.
+		for {
+			if _, err := methods.CancelWaitForUpdates(cctx, vc, &types.CancelWaitForUpdates{This: pc}); err != nil {
+				w.log.Debug("inventory: CancelWaitForUpdates failed, dropping the request instead", "err", err)
+				abort()
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-cctx.Done():
+				abort()
+				return
+			case <-time.After(cancelRepeat):
+			}
 		}
 	}()
 	set, err := waitForUpdatesEx(wctx, vc, req)

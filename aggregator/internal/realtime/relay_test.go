@@ -80,12 +80,18 @@ func TestRelayBetweenReplicas(t *testing.T) {
 		t.Logf("%s: all samples %s after commit", name, time.Since(committed).Round(time.Millisecond))
 	}
 	// A hears its own notifications back and ignores them: nothing twice.
-	deadline := time.Now().Add(5 * time.Second)
-	for a.Stats().RelayOwnSkipped < a.Stats().RelaySent && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	// A counts what it sent once its NOTIFY returns, which B may hear
+	// first: wait for the counters to settle.
+	settled := func(sa, sb Stats) bool {
+		return sa.RelaySent >= 2 && sa.RelayOwnSkipped == sa.RelaySent && sb.RelayReceived == sa.RelaySent
 	}
+	deadline := time.Now().Add(5 * time.Second)
 	sa, sb := a.Stats(), b.Stats()
-	if sa.RelaySent < 2 || sa.RelayOwnSkipped != sa.RelaySent || sa.Received != 0 || sb.RelayReceived != sa.RelaySent {
+	for !settled(sa, sb) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		sa, sb = a.Stats(), b.Stats()
+	}
+	if !settled(sa, sb) || sa.Received != 0 {
 		t.Fatalf("stats A %+v, B %+v", sa, sb)
 	}
 	quiet(t, subA)
