@@ -367,18 +367,7 @@ func clusterFromVMs(ctx context.Context, tx pgx.Tx, t tier, q *ClusterVMQuery, i
 // built-in aggregate (as rollupSQL does), then the positions are named and
 // merged across counters arrays.
 func clusterAggSQL(n int) string {
-	fold := func(format string) string {
-		var b strings.Builder
-		b.WriteString("ARRAY[")
-		for k := 1; k <= n; k++ {
-			if k > 1 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, format, k)
-		}
-		b.WriteString("]")
-		return b.String()
-	}
+	fold := func(format string) string { return arrayOfPositions(n, format) }
 	return `
 		INSERT INTO cluster_vm_1h AS c (site, source, cluster, counter, ts, vmin, vmax, vsum, vcnt, nvm)
 		SELECT g.site, g.source, g.cluster, u.name, g.ts, min(u.vmin), max(u.vmax), sum(u.vsum), sum(u.vcnt)::int, sum(u.n)::int

@@ -392,16 +392,7 @@ func rollupTier(ctx context.Context, tx pgx.Tx, src, dst tier, spans []span) (Ti
 // are never averaged.
 func rollupSQL(src, dst tier, n int) string {
 	fold := func(format string) string {
-		var b strings.Builder
-		b.WriteString("(ARRAY[")
-		for k := 1; k <= n; k++ {
-			if k > 1 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, format, k)
-		}
-		b.WriteString("])[1:cardinality(se.counters)]")
-		return b.String()
+		return "(" + arrayOfPositions(n, format) + ")[1:cardinality(se.counters)]"
 	}
 	var aggs string
 	if src.width == 0 {
@@ -564,4 +555,20 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time, r Retention) 
 		}
 	}
 	return rep, nil
+}
+
+// arrayOfPositions is the SQL array ARRAY[f(1), ..., f(n)], each element
+// format with the counter position k: how rollups and cluster aggregates
+// fold every counter position of a series with one aggregate.
+func arrayOfPositions(n int, format string) string {
+	var b strings.Builder
+	b.WriteString("ARRAY[")
+	for k := 1; k <= n; k++ {
+		if k > 1 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, format, k)
+	}
+	b.WriteString("]")
+	return b.String()
 }
